@@ -1,0 +1,54 @@
+"""Argument validation shared by the helpers.
+
+Every check raises before anything is modified, and its message names the argument,
+the value received and what is accepted, in the manner of PyTorch's own messages.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from numbers import Integral, Real
+
+
+def check_int(name: str, value, *, minimum: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) that is at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_real(
+    name: str,
+    value,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    strict_minimum: bool = False,
+    strict_maximum: bool = False,
+) -> float:
+    """Return ``value`` as a float if it is a finite real number within the given bounds."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} ({value!r})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if minimum is not None and (value <= minimum if strict_minimum else value < minimum):
+        relation = ">" if strict_minimum else ">="
+        raise ValueError(f"{name} must be {relation} {minimum}, got {value!r}")
+    if maximum is not None and (value >= maximum if strict_maximum else value > maximum):
+        relation = "<" if strict_maximum else "<="
+        raise ValueError(f"{name} must be {relation} {maximum}, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices: Iterable[str]) -> str:
+    """Return ``value`` if it is one of the strings in ``choices``."""
+    choices = tuple(choices)
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, one of {choices}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value

@@ -1,0 +1,134 @@
+"""Data sets that need no download: the bundled 8x8 digits and two interleaved spirals."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from helpers._checks import check_int, check_real
+
+
+@dataclass(frozen=True)
+class Split:
+    """A train/test split of features ``X_*`` and integer class labels ``y_*``."""
+
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+
+    @property
+    def train(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X_train, self.y_train
+
+    @property
+    def test(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.X_test, self.y_test
+
+    @property
+    def num_features(self) -> int:
+        return self.X_train.shape[1]
+
+    @property
+    def num_classes(self) -> int:
+        return int(torch.cat([self.y_train, self.y_test]).max()) + 1
+
+    def to(self, device) -> Split:
+        """Return the same split with every tensor on ``device``."""
+        return Split(*(t.to(device) for t in (self.X_train, self.y_train, self.X_test, self.y_test)))
+
+
+def digits(
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    n_train: int | None = None,
+    device=None,
+) -> Split:
+    r"""scikit-learn's bundled 8x8 handwritten digits, split once and standardised.
+
+    1797 images of 64 pixels (values 0..16) in 10 classes. The split is stratified and
+    made once from ``seed`` (never again per epoch). Each pixel is standardised with the
+    *training* mean and standard deviation,
+    :math:`x' = (x - \mu_{train}) / \sigma_{train}`; pixels that are constant in the
+    training set (:math:`\sigma = 0`) are only centred.
+
+    Args:
+        test_fraction: share of images held out, in (0, 1).
+        seed: seed of the split.
+        n_train: keep only the first ``n_train`` training images (a small-data regime);
+            ``None`` keeps them all.
+        device: where the tensors go (default: the CPU).
+
+    Returns:
+        :class:`Split` with float32 features of shape (n, 64) and int64 labels.
+
+    Example:
+        >>> data = digits()
+        >>> data.X_train.shape, data.num_classes
+        (torch.Size([1347, 64]), 10)
+    """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    check_real("test_fraction", test_fraction, minimum=0.0, maximum=1.0,
+               strict_minimum=True, strict_maximum=True)
+    check_int("seed", seed, minimum=0)
+    if n_train is not None:
+        check_int("n_train", n_train, minimum=1)
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(
+        X, y, test_size=test_fraction, random_state=seed, stratify=y
+    )
+    if n_train is not None:
+        if n_train > len(X_train):
+            raise ValueError(f"n_train must be <= {len(X_train)} for this split, got {n_train}")
+        X_train, y_train = X_train[:n_train], y_train[:n_train]
+    mean = X_train.mean(axis=0)
+    std = X_train.std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    tensors = [
+        torch.as_tensor((X_train - mean) / std, dtype=torch.float32),
+        torch.as_tensor(y_train, dtype=torch.int64),
+        torch.as_tensor((X_test - mean) / std, dtype=torch.float32),
+        torch.as_tensor(y_test, dtype=torch.int64),
+    ]
+    split = Split(*tensors)
+    return split if device is None else split.to(device)
+
+
+def two_spirals(n: int, noise: float = 0.0, seed: int = 0, turns: float = 1.5):
+    r"""Two interleaved spirals in the plane, a small problem no linear model can solve.
+
+    Point :math:`i` of class :math:`c \in \{0, 1\}` sits at angle
+    :math:`\theta = 2\pi \cdot \text{turns} \cdot t` and radius :math:`r = t` with
+    :math:`t \sim U(0.05, 1)`, rotated by :math:`\pi c`, plus Gaussian noise of standard
+    deviation ``noise``.
+
+    Args:
+        n: number of points in all (classes alternate, so they differ by at most one).
+        noise: standard deviation of the added noise, >= 0.
+        seed: seed of a private generator (the global RNG is untouched).
+        turns: how many turns each spiral makes.
+
+    Returns:
+        ``(X, y)``: float32 tensor of shape (n, 2) and int64 labels of shape (n,).
+
+    Example:
+        >>> X, y = two_spirals(200, noise=0.05)
+        >>> X.shape, int(y.sum())
+        (torch.Size([200, 2]), 100)
+    """
+    check_int("n", n, minimum=1)
+    check_real("noise", noise, minimum=0.0)
+    check_int("seed", seed, minimum=0)
+    check_real("turns", turns, minimum=0.0, strict_minimum=True)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    t = 0.05 + 0.95 * torch.rand(n, generator=g)
+    theta = 2 * math.pi * turns * t + math.pi * y
+    X = torch.stack([t * torch.cos(theta), t * torch.sin(theta)], dim=1)
+    X = X + noise * torch.randn(n, 2, generator=g)
+    return X.float(), y.long()

@@ -1,0 +1,350 @@
+"""Measuring gradient flow: per-layer gradient norms, activation statistics, Jacobians."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from helpers._checks import check_choice, check_int, check_real
+
+WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+ACTIVATION_LAYERS = (
+    nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish,
+    nn.Softplus, nn.Hardtanh, nn.PReLU,
+)
+
+
+def _check_module(name: str, value) -> nn.Module:
+    if not isinstance(value, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
+    return value
+
+
+def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear/Conv layer of ``model`` by qualified name, from input to output.
+
+    "From input to output" is the order in which the layers were registered, which is
+    the order of the forward pass for the sequential models of the course.
+    """
+    _check_module("model", model)
+    return {name: m for name, m in model.named_modules() if isinstance(m, WEIGHTED_LAYERS)}
+
+
+def layer_grad_norms(model: nn.Module) -> dict[str, float]:
+    r"""The Frobenius norm :math:`\lVert \partial L / \partial W_\ell \rVert_F` of each layer's weight gradient.
+
+    Call it after ``loss.backward()``. A layer whose weight has no gradient yet
+    (``.grad is None``) reports ``0.0``; biases are not included.
+
+    Args:
+        model: a module containing Linear/Conv layers.
+
+    Returns:
+        dict {layer name: norm}, ordered from input to output.
+
+    Example:
+        >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+        >>> net(torch.ones(2, 3)).sum().backward()
+        >>> list(layer_grad_norms(net))
+        ['0', '2']
+    """
+    layers = weighted_layers(model)
+    if not layers:
+        return {}
+    grads = [m.weight.grad for m in layers.values()]
+    present = [g for g in grads if g is not None]
+    norms = iter(torch.stack([torch.linalg.vector_norm(g) for g in present]).tolist()
+                 if present else [])
+    return {name: (next(norms) if g is not None else 0.0) for name, g in zip(layers, grads)}
+
+
+def grad_norms_for_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         loss_fn: Callable = nn.functional.cross_entropy) -> dict[str, float]:
+    """Zero the gradients, back-propagate ``loss_fn(model(x), y)`` once, return :func:`layer_grad_norms`."""
+    _check_module("model", model)
+    model.zero_grad(set_to_none=True)
+    loss_fn(model(x), y).backward()
+    return layer_grad_norms(model)
+
+
+def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                          loss_fn: Callable = nn.functional.cross_entropy) -> dict[str, float]:
+    r"""The norm :math:`\lVert \partial L / \partial h_\ell \rVert` of the gradient reaching each activation's output.
+
+    This is the back-propagated signal itself, the quantity the per-layer factor
+    :math:`\chi` of :mod:`helpers.theory` predicts. (Weight gradients
+    :math:`\partial L/\partial W_\ell = \delta_\ell h_{\ell-1}^\top` also carry the size of the
+    forward activations; in a bias-free ReLU net the two effects cancel exactly.)
+
+    Args:
+        model: a module with activation modules (see :data:`ACTIVATION_LAYERS`).
+        x, y: one batch; ``loss_fn(model(x), y)`` is back-propagated once.
+        loss_fn: a function of (output, target) returning a scalar.
+
+    Returns:
+        dict {activation name: norm}, ordered from input to output.
+    """
+    _check_module("model", model)
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, ACTIVATION_LAYERS):
+            def keep(_m, _inp, out, name=name):
+                out.retain_grad()
+                outputs[name] = out
+            handles.append(module.register_forward_hook(keep))
+    try:
+        model.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+    finally:
+        for h in handles:
+            h.remove()
+    if not outputs:
+        return {}
+    norms = torch.stack([torch.linalg.vector_norm(o.grad) for o in outputs.values()]).tolist()
+    return dict(zip(outputs, norms))
+
+
+@torch.no_grad()
+def capture_activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run ``model(x)`` once and return the output of every activation module by name.
+
+    Example:
+        >>> from helpers.models import MLP
+        >>> acts = capture_activations(MLP(4, 2, width=8, depth=2), torch.randn(16, 4))
+        >>> {name: tuple(a.shape) for name, a in acts.items()}
+        {'act1': (16, 8), 'act2': (16, 8)}
+    """
+    _check_module("model", model)
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, ACTIVATION_LAYERS):
+            handles.append(module.register_forward_hook(
+                lambda _m, _inp, out, name=name: captured.__setitem__(name, out.detach())))
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return captured
+
+
+def jacobian_singular_values(fn: Callable[[torch.Tensor], torch.Tensor],
+                             x: torch.Tensor) -> torch.Tensor:
+    r"""Singular values of the input-output Jacobian :math:`J = \partial f(x) / \partial x` at one input.
+
+    The chain rule makes :math:`J = D_L W_L \cdots D_1 W_1` a product of per-layer
+    Jacobians; its singular values say how much each direction of a small change at
+    the input is stretched or shrunk on the way to the output (and, transposed, how
+    gradients are on the way back). Vanishing: all of them tiny; exploding: some huge.
+
+    Args:
+        fn: a function or module mapping a 1-D tensor to a 1-D tensor.
+        x: one input, a 1-D tensor.
+
+    Returns:
+        the singular values, largest first (1-D tensor of length min(out, in)).
+
+    Example:
+        >>> jacobian_singular_values(lambda v: 3 * v, torch.ones(4))
+        tensor([3., 3., 3., 3.])
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    if not isinstance(x, torch.Tensor) or x.dim() != 1:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise ValueError(f"x must be a 1-D tensor (one input), got {shape}")
+    jac = torch.autograd.functional.jacobian(fn, x)
+    if jac.dim() != 2:
+        raise ValueError(f"fn must map a 1-D tensor to a 1-D tensor; its Jacobian has shape {tuple(jac.shape)}")
+    return torch.linalg.svdvals(jac)
+
+
+@dataclass
+class MonitorRecord:
+    """What :class:`GradientMonitor` recorded at one training step."""
+
+    step: int
+    grad_norm: dict[str, float]
+    update_ratio: dict[str, float]
+    act_mean: dict[str, float]
+    act_std: dict[str, float]
+    saturation: dict[str, float] = field(default_factory=dict)
+    dead: dict[str, float] = field(default_factory=dict)
+
+
+class GradientMonitor:
+    r"""Hooks that record a network's health at every training step.
+
+    Per Linear/Conv layer :math:`\ell`:
+
+    * gradient norm :math:`\lVert \partial L/\partial W_\ell \rVert_F`, read as soon as the
+      gradient is accumulated, so *before* any clipping;
+    * update-to-data ratio :math:`\lVert \Delta W_\ell \rVert_F / \lVert W_\ell \rVert_F` of the
+      optimizer step (healthy training sits near :math:`10^{-3}`).
+
+    Per activation module (on the last training-mode forward pass):
+
+    * mean and standard deviation of its output;
+    * saturation fraction for sigmoid and tanh: the share of outputs where the
+      derivative is below ``saturation_level`` times its maximum
+      (:math:`\sigma' < 0.1 \cdot \tfrac14`, :math:`\tanh' < 0.1`);
+    * dead fraction for ReLU: the share of units that output 0 for every example of
+      the batch (no gradient reaches their weights).
+
+    Protocol: attach, train as usual, and call :meth:`step` after each
+    ``optimizer.step()`` (:func:`helpers.training.fit` does this for you).
+
+    Args:
+        model: the network to watch.
+        every: record one step in ``every`` (the hooks are idle in between).
+        saturation_level: threshold of the saturation fraction, in (0, 1).
+
+    Example:
+        >>> from helpers.models import MLP
+        >>> net = MLP(4, 2, width=8, depth=2, activation="tanh")
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> with GradientMonitor(net) as monitor:
+        ...     net(torch.randn(16, 4)).square().mean().backward()
+        ...     opt.step()
+        ...     monitor.step()
+        >>> sorted(monitor.records[0].saturation)
+        ['act1', 'act2']
+    """
+
+    def __init__(self, model: nn.Module, every: int = 1, saturation_level: float = 0.1):
+        _check_module("model", model)
+        check_int("every", every, minimum=1)
+        check_real("saturation_level", saturation_level, minimum=0.0, maximum=1.0,
+                   strict_minimum=True, strict_maximum=True)
+        self.model, self.every, self.saturation_level = model, every, saturation_level
+        self.layers = weighted_layers(model)
+        self.activations = {n: m for n, m in model.named_modules()
+                            if isinstance(m, ACTIVATION_LAYERS)}
+        self.records: list[MonitorRecord] = []
+        self._step = 0
+        self._handles: list = []
+        self._grad_norms: dict[str, torch.Tensor] = {}
+        self._act_stats: dict[str, torch.Tensor] = {}
+        self._previous: dict[str, torch.Tensor] = {}
+
+    # -- hooks ---------------------------------------------------------------------
+    def _recording(self) -> bool:
+        return self._step % self.every == 0
+
+    def _on_grad(self, name: str, param: torch.Tensor) -> None:
+        if self._recording():
+            self._grad_norms[name] = torch.linalg.vector_norm(param.grad.detach())
+
+    def _on_forward(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
+        if not (module.training and self._recording()):
+            return
+        y = output.detach()
+        flat = y.reshape(y.shape[0], -1) if y.dim() > 1 else y.reshape(-1, 1)
+        std, mean = torch.std_mean(flat)
+        stats = [mean, std]
+        if isinstance(module, nn.Sigmoid):
+            # sigma' = y (1 - y) < level / 4
+            stats.append((flat * (1 - flat) < self.saturation_level / 4).float().mean())
+        elif isinstance(module, nn.Tanh):
+            # tanh' = 1 - y^2 < level
+            stats.append((1 - flat.square() < self.saturation_level).float().mean())
+        elif isinstance(module, nn.ReLU):
+            stats.append((~(flat > 0).any(dim=0)).float().mean())
+        self._act_stats[name] = torch.stack(stats)
+
+    def attach(self) -> GradientMonitor:
+        """Register the hooks (idempotent)."""
+        if self._handles:
+            return self
+        for name, layer in self.layers.items():
+            self._handles.append(layer.weight.register_post_accumulate_grad_hook(
+                lambda p, name=name: self._on_grad(name, p)))
+        for name, module in self.activations.items():
+            self._handles.append(module.register_forward_hook(
+                lambda m, _inp, out, name=name: self._on_forward(name, m, out)))
+        self._snapshot()
+        return self
+
+    def detach(self) -> None:
+        """Remove the hooks; the records stay."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def __enter__(self) -> GradientMonitor:
+        return self.attach()
+
+    def __exit__(self, *exc) -> None:
+        self.detach()
+
+    @torch.no_grad()
+    def _snapshot(self) -> None:
+        for name, layer in self.layers.items():
+            if name in self._previous:
+                self._previous[name].copy_(layer.weight)
+            else:
+                self._previous[name] = layer.weight.detach().clone()
+
+    # -- per step ------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self) -> MonitorRecord | None:
+        """Close one training step: store what the hooks saw and the update ratios.
+
+        Returns the new record, or ``None`` on a step that ``every`` skips.
+        """
+        if not self._handles:
+            raise RuntimeError("GradientMonitor.step() called while detached; call attach() first")
+        record = None
+        if self._recording():
+            names = list(self.layers)
+            weights = [self.layers[n].weight for n in names]
+            ratios = torch.stack([
+                torch.linalg.vector_norm(w - self._previous[n])
+                / torch.linalg.vector_norm(self._previous[n]).clamp_min(1e-12)
+                for n, w in zip(names, weights)]).tolist() if names else []
+            grad_names = [n for n in names if n in self._grad_norms]
+            grads = (torch.stack([self._grad_norms[n] for n in grad_names]).tolist()
+                     if grad_names else [])
+            act_names = list(self._act_stats)
+            acts = [s.tolist() for s in self._act_stats.values()]
+            record = MonitorRecord(
+                step=self._step,
+                grad_norm=dict(zip(grad_names, grads)),
+                update_ratio=dict(zip(names, ratios)),
+                act_mean={n: a[0] for n, a in zip(act_names, acts)},
+                act_std={n: a[1] for n, a in zip(act_names, acts)},
+                saturation={n: a[2] for n, a in zip(act_names, acts)
+                            if not isinstance(self.activations[n], nn.ReLU) and len(a) > 2},
+                dead={n: a[2] for n, a in zip(act_names, acts)
+                      if isinstance(self.activations[n], nn.ReLU)},
+            )
+            self.records.append(record)
+            self._grad_norms.clear()
+            self._act_stats.clear()
+        self._step += 1
+        if self._recording():
+            self._snapshot()
+        return record
+
+    def history(self, quantity: str) -> dict[str, list[float]]:
+        """One quantity over the recorded steps, by layer: ``{name: [value per record]}``.
+
+        ``quantity`` is one of ``"grad_norm"``, ``"update_ratio"``, ``"act_mean"``,
+        ``"act_std"``, ``"saturation"``, ``"dead"``.
+        """
+        check_choice("quantity", quantity, ("grad_norm", "update_ratio", "act_mean",
+                                            "act_std", "saturation", "dead"))
+        out: dict[str, list[float]] = {}
+        for record in self.records:
+            for name, value in getattr(record, quantity).items():
+                out.setdefault(name, []).append(value)
+        return out
+
+    def steps(self) -> list[int]:
+        """The training-step index of each record."""
+        return [r.step for r in self.records]

@@ -1,0 +1,189 @@
+"""Automatic checkers for the learners' exercises.
+
+Each checker takes the learner's function, runs it on fresh inputs and compares it
+with a reference computed independently (autograd, linear algebra or
+:mod:`helpers.theory`). It prints one stable line and returns:
+
+* ``None``  -- the function still raises ``NotImplementedError`` ("not attempted yet");
+* ``True``  -- correct;
+* ``False`` -- wrong, with a hint.
+
+Reference *solutions* live in ``tests/test_exercises.py``, not in the notebooks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from helpers.diagnostics import layer_grad_norms
+from helpers.models import MLP
+from helpers.theory import chi
+
+_TITLES = {
+    "1.1": "gradient of a quadratic",
+    "1.2": "largest stable learning rate",
+    "1.3": "backward pass of a linear layer",
+    "2.1": "critical weight scale",
+    "2.2": "per-layer gradient norms",
+    "2.3": "how fast gradients explode",
+}
+
+
+def _report(exercise: str, ok: bool | None, hint: str = "") -> bool | None:
+    title = f"Exercise {exercise} ({_TITLES[exercise]})"
+    if ok is None:
+        print(f"{title}: not attempted yet. Replace `raise NotImplementedError` with your code.")
+    elif ok:
+        print(f"{title}: correct.")
+    else:
+        print(f"{title}: not yet. {hint}")
+    return ok
+
+
+def _attempt(exercise: str, fn: Callable, *args):
+    """Call the learner's function; map NotImplementedError to 'not attempted'."""
+    if not callable(fn):
+        raise TypeError(f"the solution of exercise {exercise} must be a function, got {type(fn).__name__}")
+    try:
+        return True, fn(*args)
+    except NotImplementedError:
+        return False, None
+
+
+def _close(a, b, tol: float = 1e-5) -> bool:
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(
+        a.double(), b.double(), rtol=tol, atol=tol)
+
+
+def _spd_matrix(n: int, generator: torch.Generator) -> torch.Tensor:
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=generator, dtype=torch.float64))
+    eigenvalues = torch.linspace(0.5, 5.0, n, dtype=torch.float64)
+    return q @ torch.diag(eigenvalues) @ q.T
+
+
+def check_quadratic_gradient(fn: Callable) -> bool | None:
+    r"""Exercise 1.1: ``fn(A, b, theta)`` returns the gradient of the quadratic.
+
+    .. math:: \nabla_\theta \big(\tfrac12 \theta^\top A \theta - b^\top \theta\big), \quad A = A^\top
+    """
+    g = torch.Generator().manual_seed(11)
+    for n in (2, 5):
+        A = _spd_matrix(n, g)
+        b = torch.randn(n, generator=g, dtype=torch.float64)
+        theta = torch.randn(n, generator=g, dtype=torch.float64, requires_grad=True)
+        (0.5 * theta @ A @ theta - b @ theta).backward()
+        attempted, answer = _attempt("1.1", fn, A, b, theta.detach().clone())
+        if not attempted:
+            return _report("1.1", None)
+        if not _close(answer, theta.grad):
+            return _report("1.1", False, "Differentiate each term: the gradient of ½θᵀAθ is Aθ "
+                           "(A symmetric) and that of bᵀθ is b. Return a tensor shaped like theta.")
+    return _report("1.1", True)
+
+
+def check_largest_stable_lr(fn: Callable) -> bool | None:
+    r"""Exercise 1.2: ``fn(A)`` returns the learning rate above which gradient descent diverges.
+
+    For the quadratic with Hessian A that is :math:`2/\lambda_{max}(A)`.
+    """
+    g = torch.Generator().manual_seed(12)
+    for n in (2, 6):
+        A = _spd_matrix(n, g)
+        expected = 2.0 / float(torch.linalg.eigvalsh(A).max())
+        attempted, answer = _attempt("1.2", fn, A)
+        if not attempted:
+            return _report("1.2", None)
+        try:
+            value = float(answer)
+        except (TypeError, ValueError):
+            return _report("1.2", False, "Return one number.")
+        if not math.isclose(value, expected, rel_tol=1e-6):
+            return _report("1.2", False, "Along an eigenvector with eigenvalue λ one step multiplies the "
+                           "error by (1 − ηλ); it must stay inside (−1, 1) for every λ.")
+    return _report("1.2", True)
+
+
+def check_linear_backward(fn: Callable) -> bool | None:
+    r"""Exercise 1.3: ``fn(x, W, b, grad_out)`` returns ``(grad_x, grad_W, grad_b)`` for :math:`y = x W^\top + b`."""
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    W = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    (x @ W.T + b).backward(grad_out)
+    attempted, answer = _attempt("1.3", fn, x.detach(), W.detach(), b.detach(), grad_out)
+    if not attempted:
+        return _report("1.3", None)
+    if not (isinstance(answer, tuple | list) and len(answer) == 3):
+        return _report("1.3", False, "Return a tuple (grad_x, grad_W, grad_b).")
+    for name, got, want in zip(("grad_x", "grad_W", "grad_b"), answer, (x.grad, W.grad, b.grad)):
+        if not _close(got, want):
+            return _report("1.3", False, f"{name} is wrong: each gradient has the shape of its "
+                           "variable, and the bias gradient sums over the batch.")
+    return _report("1.3", True)
+
+
+def check_critical_sigma_w(fn: Callable) -> bool | None:
+    r"""Exercise 2.1: ``fn(activation)`` returns the critical weight scale of ``"relu"`` and ``"tanh"``.
+
+    Critical: :math:`\chi(\sigma_w) = 1` with no bias, checked with :func:`helpers.theory.chi`.
+    """
+    for activation in ("relu", "tanh"):
+        attempted, answer = _attempt("2.1", fn, activation)
+        if not attempted:
+            return _report("2.1", None)
+        try:
+            sigma_w = float(answer)
+        except (TypeError, ValueError):
+            return _report("2.1", False, "Return one number per activation.")
+        # 30 layers at chi must change the gradient norm by less than a factor 2
+        if not (sigma_w > 0 and abs(15 * math.log(chi(activation, sigma_w))) < math.log(2)):
+            return _report("2.1", False, f"For {activation}, χ = σ_w²·E[φ'(h)²] is not close to 1 "
+                           "at your σ_w. What is E[φ'(h)²] for this activation?")
+    return _report("2.1", True)
+
+
+def check_layer_gradient_norms(fn: Callable) -> bool | None:
+    """Exercise 2.2: ``fn(model)`` returns the list of weight-gradient norms, input to output."""
+    torch.manual_seed(22)
+    model = MLP(6, 3, width=8, depth=4, activation="tanh")
+    nn.functional.cross_entropy(model(torch.randn(16, 6)), torch.randint(0, 3, (16,))).backward()
+    expected = list(layer_grad_norms(model).values())
+    attempted, answer = _attempt("2.2", fn, model)
+    if not attempted:
+        return _report("2.2", None)
+    try:
+        values = [float(v) for v in answer]
+    except (TypeError, ValueError):
+        return _report("2.2", False, "Return a list of numbers, one per Linear layer.")
+    if len(values) != len(expected):
+        return _report("2.2", False, f"Expected {len(expected)} numbers (one per Linear layer, "
+                       f"weights only), got {len(values)}.")
+    if not all(math.isclose(v, e, rel_tol=1e-5) for v, e in zip(values, expected)):
+        return _report("2.2", False, "Use the Frobenius norm of each Linear layer's weight.grad "
+                       "(not squared, not the bias), ordered from input to output.")
+    return _report("2.2", True)
+
+
+def check_exploding_exponent(fn: Callable) -> bool | None:
+    r"""Exercise 2.3: ``fn(depth)`` returns the exponent p of the exploding gradient.
+
+    Multiplying every weight of a bias-free ReLU MLP with ``depth`` hidden layers by k
+    multiplies the weight gradients by :math:`k^p` (cross-entropy, saturated softmax).
+    """
+    for depth in (3, 7, 12):
+        attempted, answer = _attempt("2.3", fn, depth)
+        if not attempted:
+            return _report("2.3", None)
+        try:
+            value = float(answer)
+        except (TypeError, ValueError):
+            return _report("2.3", False, "Return one number.")
+        if not math.isclose(value, depth):
+            return _report("2.3", False, "A bias-free ReLU net is positively homogeneous: scaling one "
+                           "layer by k scales its output by k. Which weights does ∂ŷ/∂W_ℓ contain?")
+    return _report("2.3", True)

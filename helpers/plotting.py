@@ -1,0 +1,137 @@
+"""One function per recurring picture of the course. Each returns the matplotlib Axes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _axes(ax):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 4))
+    return ax
+
+
+def _as_series(data) -> dict:
+    """Accept one mapping {layer: value} or a mapping {label: {layer: value}}."""
+    if data and all(isinstance(v, Mapping) for v in data.values()):
+        return dict(data)
+    return {None: data}
+
+
+def plot_layer_grad_norms(norms, ax=None, title: str = "Gradient norm by layer",
+                          ylabel: str = r"$\|\partial L / \partial W_\ell\|$ (log scale)"):
+    """Gradient norm of each layer, input on the left, output on the right, on a log axis.
+
+    Args:
+        norms: ``{layer: norm}`` (e.g. from :func:`helpers.diagnostics.layer_grad_norms`),
+            or ``{label: {layer: norm}}`` to compare several networks.
+        ax: axes to draw on (a new figure if ``None``).
+        title, ylabel: texts of the figure.
+    """
+    ax = _axes(ax)
+    for label, series in _as_series(norms).items():
+        values = np.asarray(list(series.values()), dtype=float)
+        values = np.where(values > 0, values, np.nan)  # zero norms cannot sit on a log axis
+        ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (1 = next to the input)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    if any(label is not None for label in _as_series(norms)):
+        ax.legend(fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def plot_activation_histograms(activations: Mapping[str, torch.Tensor], layers: Sequence[str] | None = None,
+                               bins: int = 60, value_range: tuple[float, float] | None = None,
+                               ax=None, title: str = "Activations by layer",
+                               xlabel: str = "activation value"):
+    """Overlaid histograms (as densities) of several layers' activations.
+
+    Args:
+        activations: ``{layer: tensor}`` (e.g. :func:`helpers.diagnostics.capture_activations`).
+        layers: which layers to draw (default: at most 6, spread from first to last).
+        bins: number of bins.
+        value_range: the histogram range (default: the data's range).
+    """
+    ax = _axes(ax)
+    names = list(activations)
+    if layers is None:
+        picks = np.unique(np.linspace(0, len(names) - 1, min(6, len(names))).round().astype(int))
+        layers = [names[i] for i in picks]
+    colours = plt.cm.viridis(np.linspace(0, 0.9, len(layers)))
+    for colour, name in zip(colours, layers):
+        values = activations[name].detach().float().cpu().reshape(-1).numpy()
+        ax.hist(values, bins=bins, range=value_range, density=True, histtype="step",
+                linewidth=1.5, color=colour, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize="small", title="layer")
+    return ax
+
+
+def _smooth(values: Sequence[float], window: int) -> np.ndarray:
+    values = np.asarray(values, dtype=float)
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(values, kernel, mode="valid")
+
+
+def plot_training_curves(histories, metric: str = "loss", smooth: int = 1, ax=None,
+                         title: str | None = None, log_y: bool = False):
+    """One curve per run: a per-step metric of :class:`helpers.training.History` against the step.
+
+    Args:
+        histories: ``{label: History}``.
+        metric: ``"loss"``, ``"accuracy"``, ``"grad_norm"``, ``"lr"`` (per step) or
+            ``"epoch_loss"``, ``"val_loss"``, ``"val_accuracy"`` (per epoch).
+        smooth: width of a moving average (1: none).
+        log_y: logarithmic y axis.
+    """
+    ax = _axes(ax)
+    per_epoch = metric in ("epoch_loss", "val_loss", "val_accuracy")
+    for label, history in histories.items():
+        values = _smooth(getattr(history, metric), smooth)
+        start = 1 if per_epoch else (smooth if smooth > 1 else 1)
+        ax.plot(np.arange(start, start + len(values)), values, label=label)
+        if getattr(history, "diverged", False) and not per_epoch:
+            ax.axvline(history.diverged_at, color="red", linestyle=":", linewidth=1)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch" if per_epoch else "step")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(title or f"{metric.replace('_', ' ')} during training")
+    ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_contour_trajectories(fn, trajectories: Mapping[str, np.ndarray], xlim=(-2.0, 2.0),
+                              ylim=(-2.0, 2.0), ax=None, title: str = "Gradient descent paths",
+                              levels: int = 20):
+    """Contours of a 2-D function with optimisation paths drawn on top.
+
+    Args:
+        fn: maps arrays ``x, y`` (same shape) to function values.
+        trajectories: ``{label: array of shape (steps, 2)}``.
+    """
+    ax = _axes(ax)
+    gx, gy = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
+    ax.contour(gx, gy, fn(gx, gy), levels=levels, cmap="Greys", linewidths=0.7)
+    for label, path in trajectories.items():
+        path = np.asarray(path, dtype=float)
+        ax.plot(path[:, 0], path[:, 1], marker=".", markersize=4, linewidth=1, label=label)
+    ax.set_xlim(*xlim)
+    ax.set_ylim(*ylim)
+    ax.set_xlabel(r"$\theta_1$")
+    ax.set_ylabel(r"$\theta_2$")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
