@@ -76,18 +76,18 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     return torch.device(name)
 
 
-def seed_everything(seed: int) -> torch.Generator:
+def seed_everything(seed: int) -> None:
     r"""Seed Python's, NumPy's and PyTorch's (CPU and CUDA) random generators.
 
-    Returns a fresh :class:`torch.Generator` seeded with ``seed`` too, for code that
-    prefers an explicit generator to the global one.
+    Code that wants randomness independent of this global state should pass its own
+    ``torch.Generator().manual_seed(...)`` instead.
 
     Args:
         seed: an int in :math:`[0, 2^{32})`.
 
     Example:
-        >>> _ = seed_everything(0); first = torch.rand(3)
-        >>> _ = seed_everything(0); torch.equal(first, torch.rand(3))
+        >>> seed_everything(0); first = torch.rand(3)
+        >>> seed_everything(0); torch.equal(first, torch.rand(3))
         True
     """
     check_int("seed", seed, minimum=0)
@@ -96,4 +96,3 @@ def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 -- learners' code may use the legacy global RNG
     torch.manual_seed(seed)  # also seeds every CUDA device
-    return torch.Generator().manual_seed(seed)

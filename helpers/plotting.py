@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 
 def _axes(ax):
@@ -38,6 +39,7 @@ def plot_layer_grad_norms(norms, ax=None, title: str = "Gradient norm by layer",
         values = np.where(values > 0, values, np.nan)  # zero norms cannot sit on a log axis
         ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=3, label=label)
     ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("layer (1 = next to the input)")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -124,7 +126,10 @@ def plot_contour_trajectories(fn, trajectories: Mapping[str, np.ndarray], xlim=(
     """
     ax = _axes(ax)
     gx, gy = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
-    ax.contour(gx, gy, fn(gx, gy), levels=levels, cmap="Greys", linewidths=0.7)
+    values = fn(gx, gy)
+    # levels at quantiles of the plotted values: evenly spread rings, near the minimum too
+    ax.contour(gx, gy, values, levels=np.unique(np.quantile(values, np.linspace(0.005, 0.9, levels))),
+               cmap="Greys", linewidths=0.7)
     for label, path in trajectories.items():
         path = np.asarray(path, dtype=float)
         ax.plot(path[:, 0], path[:, 1], marker=".", markersize=4, linewidth=1, label=label)

@@ -208,7 +208,7 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                 optimizer.zero_grad(set_to_none=True)
                 output = model(x)
                 loss = loss_fn(output, y)
-                loss_value = float(loss)
+                loss_value = float(loss.detach())
                 if not math.isfinite(loss_value):
                     _diverge(history, state, kept)
                     return history
