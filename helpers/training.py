@@ -195,7 +195,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
 
         bar = tqdm(total=total, desc="training", leave=False)
 
-    state = [t for t in model.state_dict().values()]
+    # the divergence guard keeps a copy of every tensor of the state (parameters and buffers)
+    state = [t for t in model.state_dict().values() if t.is_floating_point() or t.is_complex()]
     kept = [t.detach().clone() for t in state]
     history = History()
     model.train()
@@ -208,19 +209,25 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                 optimizer.zero_grad(set_to_none=True)
                 output = model(x)
                 loss = loss_fn(output, y)
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    _diverge(history, state, kept)
-                    return history
-                with torch.no_grad():
-                    for k, t in zip(kept, state):
-                        k.copy_(t)
                 loss.backward()
                 grads = [p.grad for p in params if p.grad is not None]
-                grad_norm = float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
-                if not math.isfinite(grad_norm):
-                    _diverge(history, state, kept)
+                grad_norm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                             if grads else torch.zeros((), device=device))
+                hits = _correct(output.detach(), y)
+                # one transfer to the host per step
+                numbers = torch.stack([loss.detach().float(), grad_norm.float(),
+                                       hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
+                loss_value, norm_value, hit_count = numbers
+                del output, loss, grads  # free the graph's buffers now, so the allocator reuses them
+                if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
+                    _restore(state, kept)
+                    _mark_diverged(history)
                     return history
+                if not math.isfinite(norm_value):      # finite loss, so these weights are the last good ones
+                    _mark_diverged(history)
+                    return history
+                with torch.no_grad():
+                    torch._foreach_copy_(kept, state)
                 lr = optimizer.param_groups[0]["lr"]
                 if clip is not None:
                     clip(params)
@@ -229,12 +236,11 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                     scheduler.step()
                 if monitor is not None:
                     monitor.step()
-                hits = _correct(output, y)
                 history.loss.append(loss_value)
                 history.lr.append(float(lr))
-                history.grad_norm.append(grad_norm)
+                history.grad_norm.append(norm_value)
                 if hits is not None:
-                    history.accuracy.append(int(hits) / len(y))
+                    history.accuracy.append(hit_count / len(y))
                 epoch_losses.append(loss_value)
                 if bar is not None:
                     bar.update(1)
@@ -259,8 +265,10 @@ def _length(data) -> int | None:
 
 
 @torch.no_grad()
-def _diverge(history: History, state: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
-    for t, k in zip(state, kept):
-        t.copy_(k)
+def _restore(state: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
+    torch._foreach_copy_(state, kept)
+
+
+def _mark_diverged(history: History) -> None:
     history.diverged = True
     history.diverged_at = history.steps

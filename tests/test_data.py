@@ -1,0 +1,87 @@
+import math
+
+import pytest
+import torch
+
+from helpers.data import digits, two_spirals
+
+
+def test_digits_shapes_and_types():
+    data = digits()
+    assert data.X_train.shape == (1347, 64) and data.X_test.shape == (450, 64)
+    assert data.X_train.dtype == torch.float32 and data.y_train.dtype == torch.int64
+    assert data.num_features == 64 and data.num_classes == 10
+    assert data.train[0] is data.X_train and data.test[1] is data.y_test
+
+
+def test_digits_standardised_with_training_statistics():
+    X = digits().X_train
+    varying = X.std(dim=0) > 0
+    assert torch.allclose(X.mean(dim=0), torch.zeros(64), atol=1e-5)
+    assert torch.allclose(X.std(dim=0, unbiased=False)[varying], torch.ones(int(varying.sum())), atol=1e-4)
+
+
+def test_digits_split_is_stratified_and_seeded():
+    a, b, c = digits(seed=0), digits(seed=0), digits(seed=1)
+    assert torch.equal(a.X_train, b.X_train) and not torch.equal(a.X_train, c.X_train)
+    counts = torch.bincount(a.y_test, minlength=10)
+    assert counts.min() >= 43 and counts.max() <= 47
+
+
+def test_digits_small_training_set():
+    data = digits(n_train=100)
+    assert len(data.X_train) == 100 and len(data.X_test) == 450
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    ({"test_fraction": 0.0}, ValueError, "test_fraction"),
+    ({"test_fraction": 1.0}, ValueError, "test_fraction"),
+    ({"test_fraction": "a"}, TypeError, "test_fraction"),
+    ({"seed": -1}, ValueError, "seed"),
+    ({"n_train": 0}, ValueError, "n_train"),
+    ({"n_train": 5000}, ValueError, "n_train must be <= 1347"),
+])
+def test_digits_bad_arguments(kwargs, error, text):
+    with pytest.raises(error, match=text):
+        digits(**kwargs)
+
+
+def test_digits_to_device():
+    data = digits().to("cpu")
+    assert data.X_train.device.type == "cpu"
+
+
+def test_two_spirals_shapes_balance_and_range():
+    X, y = two_spirals(201, noise=0.0)
+    assert X.shape == (201, 2) and y.shape == (201,)
+    assert X.dtype == torch.float32 and y.dtype == torch.int64
+    assert abs(int(y.sum()) - 100) <= 1
+    radius = X.norm(dim=1)
+    assert radius.min() >= 0.05 - 1e-6 and radius.max() <= 1 + 1e-6
+
+
+def test_two_spirals_points_lie_on_their_spiral():
+    X, y = two_spirals(400, noise=0.0, seed=3, turns=1.5)
+    radius = X.double().norm(dim=1)
+    angle = torch.atan2(X[:, 1].double(), X[:, 0].double())
+    expected = 2 * math.pi * 1.5 * radius + math.pi * y
+    # equal modulo 2*pi
+    assert torch.allclose(torch.cos(angle - expected), torch.ones(400, dtype=torch.float64), atol=1e-4)
+
+
+def test_two_spirals_is_seeded_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    a = two_spirals(50, noise=0.1, seed=7)
+    assert torch.equal(state, torch.get_rng_state())
+    b = two_spirals(50, noise=0.1, seed=7)
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0], two_spirals(50, noise=0.1, seed=8)[0])
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"n": 0}, ValueError), ({"n": 2.5}, TypeError), ({"n": 10, "noise": -0.1}, ValueError),
+    ({"n": 10, "turns": 0}, ValueError), ({"n": 10, "noise": float("nan")}, ValueError),
+])
+def test_two_spirals_bad_arguments(kwargs, error):
+    with pytest.raises(error):
+        two_spirals(**kwargs)

@@ -1,0 +1,77 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from helpers.device import ENV_VAR, get_device, seed_everything
+
+
+def test_default_is_cpu(monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert get_device() == torch.device("cpu")
+
+
+def test_environment_variable_is_honoured(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "cpu")
+    assert get_device() == torch.device("cpu")
+    monkeypatch.setenv(ENV_VAR, "  ")
+    assert get_device() == torch.device("cpu")
+
+
+def test_prefer_overrides_environment(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "not-a-device")
+    assert get_device("cpu") == torch.device("cpu")
+    assert get_device(torch.device("cpu")) == torch.device("cpu")
+
+
+def test_auto_falls_back_to_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert get_device("auto") == torch.device("cpu")
+
+
+def test_auto_picks_cuda_when_available(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device("auto") == torch.device("cuda")
+
+
+def test_unknown_name_from_environment_is_named(monkeypatch):
+    monkeypatch.setenv(ENV_VAR, "tpu")
+    with pytest.raises(ValueError, match=r"COURSE_DEVICE.*'tpu'"):
+        get_device()
+
+
+def test_unknown_name_from_argument(monkeypatch):
+    with pytest.raises(ValueError, match=r"prefer.*'gpu'"):
+        get_device("gpu")
+
+
+def test_bad_type():
+    with pytest.raises(TypeError, match="prefer must be"):
+        get_device(3)
+
+
+def test_unavailable_accelerator_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no cuda device"):
+        get_device("cuda:0")
+
+
+def test_seed_everything_reproduces_every_generator():
+    # np.random.rand: the legacy global RNG is exactly what seed_everything seeds
+    seed_everything(123)
+    first = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    seed_everything(123)
+    second = (random.random(), np.random.rand(), torch.rand(3))  # noqa: NPY002
+    assert first[0] == second[0] and first[1] == second[1]
+    assert torch.equal(first[2], second[2])
+
+
+@pytest.mark.parametrize("seed, error", [(-1, ValueError), (2**32, ValueError), (1.5, TypeError),
+                                         (True, TypeError), ("0", TypeError)])
+def test_seed_everything_bad_seeds(seed, error):
+    state = torch.get_rng_state()
+    with pytest.raises(error, match="seed"):
+        seed_everything(seed)
+    assert torch.equal(state, torch.get_rng_state())  # nothing reseeded

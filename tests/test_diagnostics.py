@@ -1,0 +1,219 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.diagnostics import (
+    GradientMonitor,
+    activation_grad_norms,
+    capture_activations,
+    grad_norms_for_batch,
+    jacobian_singular_values,
+    layer_grad_norms,
+    weighted_layers,
+)
+from helpers.models import MLP
+
+
+def _batch(n=32, features=6, classes=3):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, features, generator=g), torch.randint(0, classes, (n,), generator=g)
+
+
+def test_layer_grad_norms_equal_the_weights_gradient_norms_in_order():
+    net = MLP(6, 3, width=8, depth=3, activation="tanh")
+    x, y = _batch()
+    F.cross_entropy(net(x), y).backward()
+    norms = layer_grad_norms(net)
+    assert list(norms) == ["fc1", "fc2", "fc3", "out"]
+    for name, layer in net.named_children():
+        if isinstance(layer, nn.Linear):
+            assert norms[name] == pytest.approx(layer.weight.grad.norm().item(), rel=1e-6)
+
+
+def test_layer_grad_norms_none_grads_and_no_layers():
+    net = MLP(6, 3, width=8, depth=2)
+    assert layer_grad_norms(net) == {"fc1": 0.0, "fc2": 0.0, "out": 0.0}
+    net.out.weight.grad = torch.ones_like(net.out.weight)
+    assert layer_grad_norms(net)["out"] == pytest.approx(net.out.weight.numel() ** 0.5)
+    assert layer_grad_norms(nn.Sequential(nn.ReLU())) == {}
+
+
+def test_layer_grad_norms_include_conv_layers():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    net(torch.randn(2, 1, 8, 8)).sum().backward()
+    assert list(layer_grad_norms(net)) == ["0", "3"]
+    assert list(weighted_layers(net)) == ["0", "3"]
+
+
+def test_layer_grad_norms_rejects_non_modules():
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        layer_grad_norms([torch.zeros(2)])
+
+
+def test_grad_norms_for_batch_starts_from_zero_gradients():
+    net = MLP(6, 3, width=8, depth=2)
+    x, y = _batch()
+    first = grad_norms_for_batch(net, x, y)
+    second = grad_norms_for_batch(net, x, y)  # would double if gradients accumulated
+    assert first == pytest.approx(second)
+
+
+def test_activation_grad_norms_match_retained_gradients():
+    net = MLP(6, 3, width=8, depth=3, activation="sigmoid")
+    x, y = _batch()
+    norms = activation_grad_norms(net, x, y)
+    h, kept = x, []
+    for name, module in net.named_children():
+        h = module(h)
+        if name.startswith("act"):
+            h.retain_grad()
+            kept.append(h)
+    F.cross_entropy(h, y).backward()
+    assert list(norms.values()) == pytest.approx([t.grad.norm().item() for t in kept], rel=1e-6)
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_capture_activations_names_and_hook_cleanup():
+    net = MLP(4, 2, width=8, depth=2)
+    acts = capture_activations(net, torch.randn(16, 4))
+    assert {k: tuple(v.shape) for k, v in acts.items()} == {"act1": (16, 8), "act2": (16, 8)}
+    assert all(not m._forward_hooks for m in net.modules())
+    assert torch.all(acts["act1"] >= 0)
+
+
+def test_jacobian_singular_values_of_a_linear_map():
+    W = torch.randn(5, 3, dtype=torch.float64)
+    sv = jacobian_singular_values(lambda v: W @ v, torch.randn(3, dtype=torch.float64))
+    assert torch.allclose(sv, torch.linalg.svdvals(W))
+
+
+def test_jacobian_singular_values_match_the_product_of_layer_jacobians():
+    torch.manual_seed(3)
+    net = MLP(4, 4, width=4, depth=2, activation="tanh").double()
+    x = torch.randn(4, dtype=torch.float64)
+    z1 = net.fc1(x)
+    h1 = torch.tanh(z1)
+    z2 = net.fc2(h1)
+    J = net.out.weight @ torch.diag(1 - torch.tanh(z2) ** 2) @ net.fc2.weight @ torch.diag(1 - h1**2) @ net.fc1.weight
+    assert torch.allclose(jacobian_singular_values(net, x), torch.linalg.svdvals(J))
+
+
+@pytest.mark.parametrize("x", [torch.zeros(2, 3), torch.tensor(1.0), [1.0, 2.0]])
+def test_jacobian_singular_values_bad_input(x):
+    with pytest.raises(ValueError, match="x must be a 1-D tensor"):
+        jacobian_singular_values(lambda v: v, x)
+
+
+def test_jacobian_singular_values_bad_fn():
+    with pytest.raises(TypeError, match="fn must be callable"):
+        jacobian_singular_values(3, torch.zeros(2))
+
+
+# -- GradientMonitor ----------------------------------------------------------------------
+
+def _one_step(net, monitor, x, y, clip=None, lr=0.1):
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
+    optimizer.zero_grad()
+    F.cross_entropy(net(x), y).backward()
+    before = {n: g for n, g in layer_grad_norms(net).items()}
+    weights = {n: m.weight.detach().clone() for n, m in weighted_layers(net).items()}
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+    optimizer.step()
+    record = monitor.step()
+    return record, before, weights
+
+
+def test_monitor_records_pre_clip_gradient_norms_and_update_ratios():
+    net = MLP(6, 3, width=8, depth=3, activation="tanh")
+    x, y = _batch()
+    with GradientMonitor(net) as monitor:
+        record, grad_before_clip, weights = _one_step(net, monitor, x, y, clip=1e-3)
+    assert record.grad_norm == pytest.approx(grad_before_clip, rel=1e-6)
+    for name, layer in weighted_layers(net).items():
+        expected = (layer.weight - weights[name]).norm() / weights[name].norm()
+        assert record.update_ratio[name] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_monitor_saturation_and_dead_fractions_match_their_definitions():
+    torch.manual_seed(0)
+    x, y = _batch()
+    for activation, level in (("sigmoid", 0.1), ("tanh", 0.1), ("relu", None)):
+        net = MLP(6, 3, width=16, depth=2, activation=activation)
+        with torch.no_grad():
+            net.fc1.weight.mul_(8)  # push the first layer into saturation
+            net.fc1.bias.fill_(-1.0 if activation != "relu" else -20.0)
+        acts = capture_activations(net, x)
+        with GradientMonitor(net) as monitor:
+            record, _, _ = _one_step(net, monitor, x, y, lr=0.0)
+        for name, out in acts.items():
+            assert record.act_mean[name] == pytest.approx(out.mean().item(), rel=1e-5)
+            assert record.act_std[name] == pytest.approx(out.std().item(), rel=1e-5)
+            if activation == "sigmoid":
+                expected = (out * (1 - out) < level / 4).float().mean().item()
+                assert record.saturation[name] == pytest.approx(expected)
+            elif activation == "tanh":
+                expected = (1 - out**2 < level).float().mean().item()
+                assert record.saturation[name] == pytest.approx(expected)
+            else:
+                expected = (out.max(dim=0).values <= 0).float().mean().item()
+                assert record.dead[name] == pytest.approx(expected)
+        assert (record.saturation if activation != "relu" else record.dead)["act1"] > 0
+
+
+def test_monitor_every_and_history():
+    net = MLP(6, 3, width=8, depth=2)
+    x, y = _batch()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    with GradientMonitor(net, every=2) as monitor:
+        for _ in range(5):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+            monitor.step()
+    assert monitor.steps() == [0, 2, 4]
+    history = monitor.history("update_ratio")
+    assert list(history) == ["fc1", "fc2", "out"] and all(len(v) == 3 for v in history.values())
+    assert all(v > 0 for values in history.values() for v in values)
+
+
+def test_monitor_ignores_evaluation_passes():
+    net = MLP(6, 3, width=8, depth=2)
+    x, y = _batch()
+    with GradientMonitor(net) as monitor:
+        net.eval()
+        net(x)
+        net.train()
+        record, _, _ = _one_step(net, monitor, x, y)
+    assert set(record.act_mean) == {"act1", "act2"}
+
+
+def test_monitor_detach_removes_hooks_and_step_needs_attach():
+    net = MLP(6, 3, width=8, depth=2)
+    monitor = GradientMonitor(net).attach()
+    monitor.attach()  # idempotent
+    monitor.detach()
+    assert all(not m._forward_hooks for m in net.modules())
+    with pytest.raises(RuntimeError, match="detached"):
+        monitor.step()
+
+
+@pytest.mark.parametrize("kwargs, error", [({"every": 0}, ValueError), ({"every": 1.0}, TypeError),
+                                           ({"saturation_level": 1.0}, ValueError)])
+def test_monitor_bad_arguments(kwargs, error):
+    with pytest.raises(error):
+        GradientMonitor(MLP(2, 2, 2, 1), **kwargs)
+
+
+def test_monitor_history_bad_quantity():
+    with pytest.raises(ValueError, match="quantity must be one of"):
+        GradientMonitor(MLP(2, 2, 2, 1)).history("loss")
+
+
+def test_monitor_on_a_conv_net():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 2, (8,))
+    with GradientMonitor(net) as monitor:
+        record, _, _ = _one_step(net, monitor, x, y)
+    assert set(record.grad_norm) == {"0", "3"} and "1" in record.dead

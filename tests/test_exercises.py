@@ -1,0 +1,102 @@
+"""Each checker accepts a reference solution and rejects plausible wrong ones.
+
+The reference solutions live here, out of the learners' notebooks.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import exercises as ex
+
+
+def quadratic_gradient(A, b, theta):
+    return A @ theta - b
+
+
+def largest_stable_lr(A):
+    return 2 / torch.linalg.eigvalsh(A).max()
+
+
+def linear_backward(x, W, b, grad_out):
+    return grad_out @ W, grad_out.T @ x, grad_out.sum(dim=0)
+
+
+def critical_sigma_w(activation):
+    return {"relu": math.sqrt(2), "tanh": 1.0}[activation]
+
+
+def layer_gradient_norms(model):
+    return [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def exploding_exponent(depth):
+    return depth
+
+
+def not_attempted(*args):
+    raise NotImplementedError
+
+
+CASES = {
+    ex.check_quadratic_gradient: (quadratic_gradient, [
+        lambda A, b, t: A @ t + b,
+        lambda A, b, t: 0.5 * A @ t - b,
+        lambda A, b, t: (A @ t - b).tolist(),
+    ]),
+    ex.check_largest_stable_lr: (largest_stable_lr, [
+        lambda A: 1 / torch.linalg.eigvalsh(A).max(),
+        lambda A: 2 / torch.linalg.eigvalsh(A).min(),
+        lambda A: 2 / torch.trace(A),
+        lambda A: "fast",
+    ]),
+    ex.check_linear_backward: (linear_backward, [
+        lambda x, W, b, g: (g @ W, x.T @ g, g.sum(0)),
+        lambda x, W, b, g: (g @ W, g.T @ x, g.mean(0)),
+        lambda x, W, b, g: (g @ W.T if g.shape[1] == W.shape[1] else g @ W, g.T @ x, g[0]),
+        lambda x, W, b, g: g @ W,
+    ]),
+    ex.check_critical_sigma_w: (critical_sigma_w, [
+        lambda a: 1.0,
+        lambda a: math.sqrt(2),
+        lambda a: 2.0,
+    ]),
+    ex.check_layer_gradient_norms: (layer_gradient_norms, [
+        lambda m: layer_gradient_norms(m)[::-1],
+        lambda m: [v**2 for v in layer_gradient_norms(m)],
+        lambda m: [p.grad.norm().item() for p in m.parameters()],
+        lambda m: layer_gradient_norms(m)[:-1],
+    ]),
+    ex.check_exploding_exponent: (exploding_exponent, [
+        lambda d: d + 1,
+        lambda d: 2 * d,
+        lambda d: d - 1,
+    ]),
+}
+
+
+@pytest.mark.parametrize("checker", list(CASES), ids=lambda c: c.__name__)
+def test_reference_solution_is_accepted(checker, capsys):
+    assert checker(CASES[checker][0]) is True
+    assert capsys.readouterr().out.strip().endswith("correct.")
+
+
+@pytest.mark.parametrize("checker", list(CASES), ids=lambda c: c.__name__)
+def test_not_attempted_prints_a_stable_line(checker, capsys):
+    assert checker(not_attempted) is None
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES.items() for w in ws],
+                         ids=lambda v: getattr(v, "__name__", "wrong"))
+def test_wrong_solutions_are_rejected(checker, wrong, capsys):
+    assert checker(wrong) is False
+    assert "not yet." in capsys.readouterr().out
+
+
+def test_a_solution_must_be_a_function():
+    with pytest.raises(TypeError, match="must be a function"):
+        ex.check_exploding_exponent(10)

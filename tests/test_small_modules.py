@@ -1,0 +1,80 @@
+"""claims, progress and plotting: the small helpers the notebooks lean on."""
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from helpers.claims import claim, claim_close, claim_true
+from helpers.plotting import (
+    plot_activation_histograms,
+    plot_contour_trajectories,
+    plot_layer_grad_norms,
+    plot_training_curves,
+)
+from helpers.progress import progress, progress_enabled
+from helpers.training import History
+
+
+def test_claim_prints_only_the_statement(capsys):
+    claim("a fact", 0.5, low=0.0, high=1.0)
+    claim_close("close", 1.001, 1.0, rel=0.01)
+    claim_true("true", True)
+    assert capsys.readouterr().out == "✓ a fact\n✓ close\n✓ true\n"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: claim("x", 2.0, high=1.0),
+    lambda: claim("x", math.nan, low=0.0),
+    lambda: claim_close("x", 1.2, 1.0, rel=0.1),
+    lambda: claim_true("x", False),
+])
+def test_failed_claims_raise_with_the_measured_value(call):
+    with pytest.raises(AssertionError, match="claim failed: x"):
+        call()
+
+
+def test_claim_needs_a_bound():
+    with pytest.raises(ValueError):
+        claim("x", 1.0)
+
+
+def test_progress_switch(monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "0")
+    items = [1, 2]
+    assert not progress_enabled() and progress(items) is items
+    monkeypatch.setenv("COURSE_PROGRESS", "1")
+    assert progress_enabled() and not progress_enabled(False)
+    assert list(progress(items, enabled=True)) == items
+
+
+def _labelled(ax):
+    return ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+
+
+def test_plot_layer_grad_norms_one_or_many_series_with_zeros():
+    ax = plot_layer_grad_norms({"fc1": 0.0, "fc2": 1e-3, "out": 1.0})
+    assert ax.get_yscale() == "log" and _labelled(ax)
+    ax = plot_layer_grad_norms({"a": {"fc1": 1.0, "out": 2.0}, "b": {"fc1": 3.0, "out": 4.0}})
+    assert len(ax.get_lines()) == 2 and ax.get_legend() is not None
+
+
+def test_plot_activation_histograms_picks_layers():
+    acts = {f"act{i}": torch.randn(100, 8) for i in range(1, 21)}
+    ax = plot_activation_histograms(acts)
+    assert _labelled(ax) and len(ax.get_legend().get_texts()) == 6
+
+
+def test_plot_training_curves_marks_divergence():
+    h = History(loss=[3.0, 2.0, 1.0, 0.5], diverged=True, diverged_at=4, epoch_loss=[2.0], val_accuracy=[0.5])
+    ax = plot_training_curves({"run": h}, smooth=2)
+    assert _labelled(ax) and len(ax.get_lines()) == 2
+    assert _labelled(plot_training_curves({"run": h}, metric="val_accuracy"))
+
+
+def test_plot_contour_trajectories():
+    ax = plot_contour_trajectories(lambda a, b: a**2 + 3 * b**2, {"gd": np.array([[1.0, 1.0], [0.5, 0.2]])})
+    assert _labelled(ax)
+    plt.close("all")

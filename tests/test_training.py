@@ -1,0 +1,175 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.diagnostics import GradientMonitor
+from helpers.models import MLP, scale_init_
+from helpers.training import History, evaluate, fit
+
+
+def _data(n=96, features=5, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, features, generator=g)
+    y = (X[:, 0] > 0).long() + (X[:, 1] > 0.5).long()
+    return X, y.clamp_max(classes - 1)
+
+
+def _fit(net, data=None, **kwargs):
+    options = {"epochs": 3, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1),
+               "loss_fn": F.cross_entropy, "progress": False, "batch_size": 16}
+    options.update(kwargs)
+    return fit(net, data or _data(), **options)
+
+
+def test_history_counts_and_learning():
+    torch.manual_seed(0)
+    net = MLP(5, 3, width=16, depth=2)
+    history = _fit(net, _data(n=192), epochs=20, val_data=_data(seed=1))
+    assert history.steps == 20 * 12 and history.epochs == 20
+    assert len(history.loss) == len(history.lr) == len(history.grad_norm) == len(history.accuracy) == 240
+    assert len(history.val_loss) == len(history.val_accuracy) == 20
+    assert history.final("loss") < 0.6 * history.loss[0]
+    assert history.val_accuracy[-1] > 0.75  # chance is below 0.5
+    assert not history.diverged and history.diverged_at is None
+
+
+def test_same_seed_same_history():
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        net = MLP(5, 3, width=16, depth=2)
+        runs.append(_fit(net, seed=5))
+    assert runs[0].loss == runs[1].loss and runs[0].grad_norm == runs[1].grad_norm
+
+
+def test_grad_norm_is_recorded_before_clipping_and_clip_is_applied():
+    torch.manual_seed(0)
+    net = MLP(5, 3, width=16, depth=2)
+    reference = MLP(5, 3, width=16, depth=2)
+    reference.load_state_dict(net.state_dict())
+    X, y = _data()
+    calls = []
+
+    def clip(params):
+        calls.append(torch.nn.utils.clip_grad_norm_(params, 1e-3).item())
+
+    history = _fit(net, (X, y), epochs=1, clip=clip, batch_size=len(X))
+    F.cross_entropy(reference(X), y).backward()
+    expected = torch.nn.utils.get_total_norm([p.grad for p in reference.parameters()]).item()
+    assert history.grad_norm == pytest.approx([expected], rel=1e-5) and calls == pytest.approx([expected], rel=1e-5)
+    moved = math.sqrt(sum(((a - b) ** 2).sum().item() for a, b in zip(net.parameters(), reference.parameters())))
+    assert moved == pytest.approx(0.1 * 1e-3, rel=1e-3)  # lr * clipped norm
+
+
+def test_scheduler_steps_every_step_and_lr_is_recorded_before_the_step():
+    net = MLP(5, 3, width=8, depth=1)
+    optimizer = torch.optim.SGD(net.parameters(), lr=1.0)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+    history = _fit(net, epochs=1, optimizer=optimizer, scheduler=scheduler)
+    assert history.lr == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_monitor_is_attached_and_stepped():
+    net = MLP(5, 3, width=8, depth=2)
+    monitor = GradientMonitor(net)
+    history = _fit(net, monitor=monitor)
+    assert len(monitor.records) == history.steps
+
+
+def test_dataloader_and_regression_targets():
+    X = torch.randn(40, 3)
+    y = X.sum(dim=1, keepdim=True)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=10)
+    net = MLP(3, 1, width=8, depth=1)
+    history = _fit(net, loader, loss_fn=F.mse_loss, val_data=(X, y))
+    assert history.steps == 12 and history.accuracy == []
+    assert math.isnan(history.val_accuracy[0])
+
+
+def test_divergence_guard_on_a_net_made_to_explode():
+    torch.manual_seed(0)
+    net = scale_init_(MLP(5, 3, width=32, depth=8, activation="relu"), gain=3.0, bias=0.0)
+    finite = []  # the weights at every forward pass whose loss was finite
+
+    def loss_fn(out, target):
+        loss = F.cross_entropy(out, target)
+        if torch.isfinite(loss):
+            finite.append([p.detach().clone() for p in net.parameters()])
+        return loss
+
+    history = _fit(net, epochs=5, optimizer=torch.optim.SGD(net.parameters(), lr=1.0), loss_fn=loss_fn)
+    assert history.diverged
+    assert history.diverged_at == history.steps and history.steps < 30
+    assert all(math.isfinite(v) for v in history.loss)
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    assert all(torch.equal(p, k) for p, k in zip(net.parameters(), finite[-1]))
+
+
+def test_divergence_guard_on_a_non_finite_gradient():
+    net = MLP(2, 2, width=4, depth=1)
+    X, y = torch.ones(4, 2), torch.zeros(4, dtype=torch.long)
+    before = [p.detach().clone() for p in net.parameters()]
+
+    def loss_with_infinite_gradient(out, target):
+        return F.cross_entropy(out, target) + 0.0 * torch.sqrt(out - out).sum()  # d sqrt(0) = inf
+
+    history = _fit(net, (X, y), loss_fn=loss_with_infinite_gradient)
+    assert history.diverged and history.diverged_at == 0 and history.steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    ({"epochs": 0}, ValueError, "epochs must be an int >= 1, got 0"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"optimizer": "sgd"}, TypeError, "optimizer must be a torch.optim.Optimizer"),
+    ({"loss_fn": None}, TypeError, "loss_fn must be callable"),
+    ({"clip": 1.0}, TypeError, "clip must be callable"),
+    ({"scheduler": 3}, TypeError, "scheduler"),
+    ({"val_data": (torch.zeros(3, 5),)}, TypeError, "val_data"),
+])
+def test_bad_arguments_modify_nothing(kwargs, error, text):
+    net = MLP(5, 3, width=8, depth=1)
+    before = [p.detach().clone() for p in net.parameters()]
+    with pytest.raises(error, match=text):
+        _fit(net, **kwargs)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+@pytest.mark.parametrize("data, error, text", [
+    ((torch.zeros(4, 5), torch.zeros(3, dtype=torch.long)), ValueError, "same length"),
+    ((torch.zeros(0, 5), torch.zeros(0, dtype=torch.long)), ValueError, "empty"),
+    (42, TypeError, "train_data"),
+])
+def test_bad_training_data(data, error, text):
+    net = MLP(5, 3, width=8, depth=1)
+    with pytest.raises(error, match=text):
+        fit(net, data, epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_fn=F.cross_entropy)
+
+
+def test_model_without_trainable_parameters():
+    net = nn.Sequential(nn.Linear(2, 2))
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    net.requires_grad_(False)
+    with pytest.raises(ValueError, match="no parameter"):
+        fit(net, _data(features=2), epochs=1, optimizer=optimizer, loss_fn=F.cross_entropy, progress=False)
+
+
+def test_evaluate_restores_training_mode():
+    net = MLP(5, 3, width=8, depth=1).train()
+    loss, accuracy = evaluate(net, _data(), F.cross_entropy)
+    assert net.training and loss > 0 and 0 <= accuracy <= 1
+
+
+def test_history_final_checks_its_argument():
+    with pytest.raises(ValueError, match="metric"):
+        History().final("steps")
+    assert math.isnan(History().final("loss"))
+
+
+def test_progress_bar_path_runs(monkeypatch):
+    monkeypatch.setenv("COURSE_PROGRESS", "1")
+    net = MLP(5, 3, width=8, depth=1)
+    assert _fit(net, progress=True).steps == 18
