@@ -2,11 +2,12 @@
 
 Each checker takes the learner's function, runs it on fresh inputs and compares it
 with a reference computed independently (autograd, linear algebra or
-:mod:`helpers.theory`). It prints one stable line and returns:
+:mod:`helpers.theory`). It prints one stable line and returns nothing (so a notebook
+shows the line and no ``True``/``False`` after it):
 
-* ``None``  -- the function still raises ``NotImplementedError`` ("not attempted yet");
-* ``True``  -- correct;
-* ``False`` -- wrong, with a hint.
+* ``… not attempted yet …`` -- the function still raises ``NotImplementedError``;
+* ``… correct.``
+* ``… not yet. <hint>`` -- wrong, with a hint.
 
 Reference *solutions* live in ``tests/test_exercises.py``, not in the notebooks.
 """
@@ -33,7 +34,7 @@ _TITLES = {
 }
 
 
-def _report(exercise: str, ok: bool | None, hint: str = "") -> bool | None:
+def _report(exercise: str, ok: bool | None, hint: str = "") -> None:
     title = f"Exercise {exercise} ({_TITLES[exercise]})"
     if ok is None:
         print(f"{title}: not attempted yet. Replace `raise NotImplementedError` with your code.")
@@ -41,7 +42,6 @@ def _report(exercise: str, ok: bool | None, hint: str = "") -> bool | None:
         print(f"{title}: correct.")
     else:
         print(f"{title}: not yet. {hint}")
-    return ok
 
 
 def _attempt(exercise: str, fn: Callable, *args):
@@ -65,7 +65,7 @@ def _spd_matrix(n: int, generator: torch.Generator) -> torch.Tensor:
     return q @ torch.diag(eigenvalues) @ q.T
 
 
-def check_quadratic_gradient(fn: Callable) -> bool | None:
+def check_quadratic_gradient(fn: Callable) -> None:
     r"""Exercise 1.1: ``fn(A, b, theta)`` returns the gradient of the quadratic.
 
     .. math:: \nabla_\theta \big(\tfrac12 \theta^\top A \theta - b^\top \theta\big), \quad A = A^\top
@@ -85,7 +85,7 @@ def check_quadratic_gradient(fn: Callable) -> bool | None:
     return _report("1.1", True)
 
 
-def check_largest_stable_lr(fn: Callable) -> bool | None:
+def check_largest_stable_lr(fn: Callable) -> None:
     r"""Exercise 1.2: ``fn(A)`` returns the learning rate above which gradient descent diverges.
 
     For the quadratic with Hessian A that is :math:`2/\lambda_{max}(A)`.
@@ -107,7 +107,7 @@ def check_largest_stable_lr(fn: Callable) -> bool | None:
     return _report("1.2", True)
 
 
-def check_linear_backward(fn: Callable) -> bool | None:
+def check_linear_backward(fn: Callable) -> None:
     r"""Exercise 1.3: ``fn(x, W, b, grad_out)`` returns ``(grad_x, grad_W, grad_b)`` for :math:`y = x W^\top + b`."""
     g = torch.Generator().manual_seed(13)
     x = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
@@ -127,7 +127,7 @@ def check_linear_backward(fn: Callable) -> bool | None:
     return _report("1.3", True)
 
 
-def check_critical_sigma_w(fn: Callable) -> bool | None:
+def check_critical_sigma_w(fn: Callable) -> None:
     r"""Exercise 2.1: ``fn(activation)`` returns the critical weight scale of ``"relu"`` and ``"tanh"``.
 
     Critical: :math:`\chi(\sigma_w) = 1` with no bias, checked with :func:`helpers.theory.chi`.
@@ -147,7 +147,7 @@ def check_critical_sigma_w(fn: Callable) -> bool | None:
     return _report("2.1", True)
 
 
-def check_layer_gradient_norms(fn: Callable) -> bool | None:
+def check_layer_gradient_norms(fn: Callable) -> None:
     """Exercise 2.2: ``fn(model)`` returns the list of weight-gradient norms, input to output."""
     torch.manual_seed(22)
     model = MLP(6, 3, width=8, depth=4, activation="tanh")
@@ -169,7 +169,7 @@ def check_layer_gradient_norms(fn: Callable) -> bool | None:
     return _report("2.2", True)
 
 
-def check_exploding_exponent(fn: Callable) -> bool | None:
+def check_exploding_exponent(fn: Callable) -> None:
     r"""Exercise 2.3: ``fn(depth)`` returns the exponent p of the exploding gradient.
 
     Multiplying every weight of a bias-free ReLU MLP with ``depth`` hidden layers by k

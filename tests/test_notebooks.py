@@ -102,6 +102,12 @@ class TestNotebook:
         for heading in headings:
             assert heading in markdown, f"missing section {heading!r}"
 
+    def test_no_trailing_semicolon_to_hide_a_result(self, path):
+        # nbval's kernel keeps no input history, so IPython cannot see the ';' and shows the result
+        for cell in load(path)["cells"]:
+            if cell["cell_type"] == "code":
+                assert not source(cell).rstrip().endswith(";"), source(cell)[-80:]
+
     def test_figures_end_with_plt_show(self, path):
         for cell in load(path)["cells"]:
             src = source(cell)
