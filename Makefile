@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # Extra arguments for JupyterLab, e.g. make lab ARGS="--no-browser --port 8899"
 ARGS   ?=
+# Jupyter refuses to start as root (common in containers) unless told it may
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 # Threads for notebook execution: regenerated with 2, regression-checked with 1 (xdist) and 2.
 THREADS ?= 2
 
@@ -35,7 +37,7 @@ install: $(STAMP)
 
 lab: install
 	@echo "JupyterLab is starting; stop it with Ctrl-C (twice) in this terminal."
-	$(BIN)/jupyter lab --notebook-dir=notebooks $(ARGS)
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(ROOT_FLAG) $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
