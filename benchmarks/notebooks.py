@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/notebooks.py [--repeat N] [NOTEBOOK ...]
 
-Each run executes a copy of the notebook (the committed file is not touched) in a child
+Each run executes the notebook in memory (the committed file is not touched) in a child
 process; its peak memory is the kernel's maximum resident set size. Prints the median
 wall time of N runs against the budgets of DESIGN.md (60 s a notebook, 6 min in all).
 Run it the way `make benchmarks` does: thread counts pinned, progress bars off.
@@ -16,7 +16,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,12 +40,9 @@ def run_one(path: str) -> None:
 
 
 def measure(path: Path) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / path.name
-        copy.write_bytes(path.read_bytes())
-        # the kernel must find the notebooks' working directory as if run in place
-        out = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True,
-                             capture_output=True, text=True, cwd=ROOT)
+    # a fresh process per run, so that RUSAGE_CHILDREN sees only this notebook's kernel
+    out = subprocess.run([sys.executable, __file__, "--child", str(path)], check=True,
+                         capture_output=True, text=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

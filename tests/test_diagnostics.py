@@ -217,3 +217,12 @@ def test_monitor_on_a_conv_net():
     with GradientMonitor(net) as monitor:
         record, _, _ = _one_step(net, monitor, x, y)
     assert set(record.grad_norm) == {"0", "3"} and "1" in record.dead
+
+
+def test_monitor_activations_without_a_saturation_measure():
+    net = MLP(6, 3, width=8, depth=2, activation="gelu")
+    x, y = _batch()
+    with GradientMonitor(net) as monitor:
+        record, _, _ = _one_step(net, monitor, x, y)
+    assert set(record.act_mean) == {"act1", "act2"}
+    assert record.saturation == {} and record.dead == {}
