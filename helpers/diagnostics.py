@@ -230,6 +230,7 @@ class GradientMonitor:
         self._handles: list = []
         self._grad_norms: dict[str, torch.Tensor] = {}
         self._outputs: dict[str, torch.Tensor] = {}
+        self._buffers: dict[tuple, torch.Tensor] = {}
         self._previous: list[torch.Tensor] = []
 
     # -- hooks ---------------------------------------------------------------------
@@ -278,6 +279,13 @@ class GradientMonitor:
         elif weights:
             torch._foreach_copy_(self._previous, weights)
 
+    def _scratch(self, key: tuple, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.shape != torch.Size(shape) or buffer.dtype != like.dtype \
+                or buffer.device != like.device:
+            buffer = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buffer
+
     def _activation_statistics(self) -> dict[str, list[float]]:
         """[mean, std, saturation or dead fraction (NaN if neither)] per activation, in few batched ops.
 
@@ -288,13 +296,20 @@ class GradientMonitor:
         for name, out in self._outputs.items():
             groups.setdefault((type(self.activations[name]), tuple(out.shape)), []).append(name)
         stats: dict[str, torch.Tensor] = {}
-        for (kind, _shape), names in groups.items():
-            y = torch.stack([self._outputs[n] for n in names])            # (layers, batch, ...)
-            y = y.reshape(len(names), y.shape[1] if y.dim() > 1 else 1, -1)
-            flat = y.reshape(len(names), -1)
+        for key, names in groups.items():
+            first = self._outputs[names[0]]
+            # two scratch buffers per group, reused every step: fresh activation-sized tensors
+            # would cost more than the arithmetic on them
+            stacked = self._scratch(key + ("stack",), (len(names), *first.shape), first)
+            torch.stack([self._outputs[n] for n in names], out=stacked)
+            kind = key[0]
+            y = stacked.reshape(len(names), first.shape[0] if first.dim() > 0 else 1, -1)
+            flat = stacked.reshape(len(names), -1)
             mean = flat.mean(dim=1)
+            centred = self._scratch(key + ("centred",), flat.shape, first)
+            torch.sub(flat, mean[:, None], out=centred)
             # unbiased std; torch.std_mean over a dim is ~20x slower than this on the CPU
-            std = torch.linalg.vector_norm(flat - mean[:, None], dim=1) / max(flat.shape[1] - 1, 1) ** 0.5
+            std = torch.linalg.vector_norm(centred, dim=1) / max(flat.shape[1] - 1, 1) ** 0.5
             columns = [mean, std]
             if kind is nn.Sigmoid:      # sigma' = y (1 - y) below level * 1/4
                 columns.append((y * (1 - y) < self.saturation_level / 4).float().mean(dim=(1, 2)))
@@ -324,8 +339,11 @@ class GradientMonitor:
             grad_names = [n for n in names if n in self._grad_norms]
             pieces = []
             if names:
-                change = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self._previous)))
                 size = torch.stack(torch._foreach_norm(self._previous)).clamp_min(1e-12)
+                # in place: the snapshot is overwritten below anyway, and a fresh difference
+                # tensor per layer costs more than the arithmetic
+                torch._foreach_sub_(self._previous, weights)
+                change = torch.stack(torch._foreach_norm(self._previous))
                 pieces.append(change / size)
             if grad_names:
                 pieces.append(torch.stack([self._grad_norms[n] for n in grad_names]))
