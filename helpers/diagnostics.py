@@ -185,7 +185,8 @@ class GradientMonitor:
     * gradient norm :math:`\lVert \partial L/\partial W_\ell \rVert_F`, read as soon as the
       gradient is accumulated, so *before* any clipping;
     * update-to-data ratio :math:`\lVert \Delta W_\ell \rVert_F / \lVert W_\ell \rVert_F` of the
-      optimizer step (healthy training sits near :math:`10^{-3}`).
+      optimizer step, :math:`W_\ell` taken before the step (healthy training sits near
+      :math:`10^{-3}`). Frozen layers (``requires_grad=False``) get a ratio but no gradient norm.
 
     Per activation module (on the last training-mode forward pass):
 
@@ -251,8 +252,9 @@ class GradientMonitor:
         if self._handles:
             return self
         for name, layer in self.layers.items():
-            self._handles.append(layer.weight.register_post_accumulate_grad_hook(
-                lambda p, name=name: self._on_grad(name, p)))
+            if layer.weight.requires_grad:
+                self._handles.append(layer.weight.register_post_accumulate_grad_hook(
+                    lambda p, name=name: self._on_grad(name, p)))
         for name, module in self.activations.items():
             self._handles.append(module.register_forward_hook(
                 lambda m, _inp, out, name=name: self._on_forward(name, m, out)))

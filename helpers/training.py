@@ -164,11 +164,10 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     check_int("seed", seed, minimum=0)
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    for name, value in (("loss_fn", loss_fn), ("clip", clip)):
-        if value is not None and not callable(value):
-            raise TypeError(f"{name} must be callable, got {type(value).__name__}")
-    if loss_fn is None:
-        raise TypeError("loss_fn must be callable, got None")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if clip is not None and not callable(clip):
+        raise TypeError(f"clip must be callable or None, got {type(clip).__name__}")
     if scheduler is not None and not hasattr(scheduler, "step"):
         raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
     if monitor is not None and not hasattr(monitor, "step"):
@@ -176,11 +175,11 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     _check_data("train_data", train_data, required=True)
     _check_data("val_data", val_data, required=False)
 
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no parameter that requires a gradient")
     if device is not None:
         model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("model has no parameter that requires a gradient")
     device = params[0].device
     if monitor is not None and hasattr(monitor, "attach"):
         monitor.attach()
@@ -195,7 +194,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
 
         bar = tqdm(total=total, desc="training", leave=False)
 
-    # the divergence guard keeps a copy of every tensor of the state (parameters and buffers)
+    # the divergence guard keeps a copy of the floating-point state: parameters and buffers
+    # such as running statistics (integer counters are not worth restoring)
     state = [t for t in model.state_dict().values() if t.is_floating_point() or t.is_complex()]
     kept = [t.detach().clone() for t in state]
     history = History()

@@ -226,3 +226,13 @@ def test_monitor_activations_without_a_saturation_measure():
         record, _, _ = _one_step(net, monitor, x, y)
     assert set(record.act_mean) == {"act1", "act2"}
     assert record.saturation == {} and record.dead == {}
+
+
+def test_monitor_with_a_frozen_layer():
+    net = MLP(6, 3, width=8, depth=2)
+    net.fc1.requires_grad_(False)
+    x, y = _batch()
+    with GradientMonitor(net) as monitor:
+        record, _, _ = _one_step(net, monitor, x, y)
+    assert set(record.grad_norm) == {"fc2", "out"}
+    assert record.update_ratio["fc1"] == 0.0 and record.update_ratio["out"] > 0
