@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 ARGS   ?=
 # Jupyter refuses to start as root (common in containers) unless told it may
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
-# Threads for notebook execution: regenerated with 2, regression-checked with 1 (xdist) and 2.
+# Threads for `make notebooks`; `make test` checks them with 1 thread per kernel, 2 kernels at a time.
 THREADS ?= 2
 
 # Regression runs must not store progress bars, and must pin thread counts.
@@ -43,14 +43,14 @@ lint: install
 	$(BIN)/ruff check .
 
 unit: install
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests helpers
 
 nbval: install
 	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile notebooks
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q tests helpers
 	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile notebooks
 
 notebooks: install

@@ -11,6 +11,7 @@ Modules, one idea each:
 - :mod:`helpers.training`    :func:`~helpers.training.fit` with a divergence guard -> ``History``
 - :mod:`helpers.plotting`    one function per recurring picture
 - :mod:`helpers.progress`    progress bars that stay out of regression-tested outputs
+- :mod:`helpers.claims`      a notebook's measured claims, asserted with a tolerance
 - :mod:`helpers.exercises`   automatic checkers for the learners' exercises
 """
 

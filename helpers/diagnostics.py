@@ -212,8 +212,8 @@ class GradientMonitor:
         >>> with GradientMonitor(net) as monitor:
         ...     net(torch.randn(16, 4)).square().mean().backward()
         ...     opt.step()
-        ...     monitor.step()
-        >>> sorted(monitor.records[0].saturation)
+        ...     record = monitor.step()
+        >>> sorted(record.saturation)
         ['act1', 'act2']
     """
 
