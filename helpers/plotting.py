@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
+from helpers._checks import check_choice, check_int
+
 
 def _axes(ax):
     if ax is None:
@@ -33,6 +35,9 @@ def plot_layer_grad_norms(norms, ax=None, title: str = "Gradient norm by layer",
         ax: axes to draw on (a new figure if ``None``).
         title, ylabel: texts of the figure.
     """
+    if not isinstance(norms, Mapping) or not norms:
+        raise ValueError(f"norms must be a non-empty mapping {{layer: norm}} or {{label: {{layer: norm}}}}, "
+                         f"got {norms!r}")
     ax = _axes(ax)
     for label, series in _as_series(norms).items():
         values = np.asarray(list(series.values()), dtype=float)
@@ -61,6 +66,11 @@ def plot_activation_histograms(activations: Mapping[str, torch.Tensor], layers: 
         bins: number of bins.
         value_range: the histogram range (default: the data's range).
     """
+    if not isinstance(activations, Mapping) or not activations:
+        raise ValueError("activations must be a non-empty mapping {layer: tensor}")
+    missing = [name for name in (layers or []) if name not in activations]
+    if missing:
+        raise ValueError(f"layers {missing} are not in activations; available: {list(activations)}")
     ax = _axes(ax)
     names = list(activations)
     if layers is None:
@@ -97,6 +107,9 @@ def plot_training_curves(histories, metric: str = "loss", smooth: int = 1, ax=No
         smooth: width of a moving average (1: none).
         log_y: logarithmic y axis.
     """
+    metrics = ("loss", "accuracy", "grad_norm", "lr", "epoch_loss", "val_loss", "val_accuracy")
+    check_choice("metric", metric, metrics)
+    check_int("smooth", smooth, minimum=1)
     ax = _axes(ax)
     per_epoch = metric in ("epoch_loss", "val_loss", "val_accuracy")
     for label, history in histories.items():

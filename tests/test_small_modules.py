@@ -78,3 +78,14 @@ def test_plot_contour_trajectories():
     ax = plot_contour_trajectories(lambda a, b: a**2 + 3 * b**2, {"gd": np.array([[1.0, 1.0], [0.5, 0.2]])})
     assert _labelled(ax)
     plt.close("all")
+
+
+@pytest.mark.parametrize("call, error, text", [
+    (lambda: plot_layer_grad_norms({}), ValueError, "norms must be a non-empty mapping"),
+    (lambda: plot_activation_histograms({"act1": torch.zeros(3)}, layers=["act9"]), ValueError, "act9"),
+    (lambda: plot_training_curves({"run": History()}, metric="losses"), ValueError, "metric must be one of"),
+    (lambda: plot_training_curves({"run": History()}, smooth=0), ValueError, "smooth"),
+])
+def test_plotting_bad_arguments(call, error, text):
+    with pytest.raises(error, match=text):
+        call()
