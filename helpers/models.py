@@ -7,11 +7,13 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
 
-# Activations by name. The course's own from-scratch versions replace these in the
-# notebook on activation functions; the names stay.
-_ACTIVATIONS = {
+# PyTorch's fused modules under the course's names. tests/test_activations.py proves each
+# equal (outputs and gradients) to the course's from-scratch module of the same name,
+# which costs several elementwise kernels instead of one: 2-3x slower small nets on a CPU.
+_FUSED = {
     "identity": nn.Identity,
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
@@ -22,23 +24,30 @@ _ACTIVATIONS = {
     "swish": nn.SiLU,
     "mish": nn.Mish,
 }
-ACTIVATION_NAMES = tuple(_ACTIVATIONS)
+ACTIVATION_NAMES = activations.ACTIVATION_NAMES
+assert set(_FUSED) == set(ACTIVATION_NAMES)
 
 
-def make_activation(name: str, **kwargs) -> nn.Module:
-    """Return a new activation module by name (one of :data:`ACTIVATION_NAMES`).
+def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Module:
+    """Return a new activation module by name.
 
     Args:
-        name: ``"identity"``, ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"``,
-            ``"elu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
-        **kwargs: passed to the module, e.g. ``negative_slope=0.1`` for leaky ReLU.
+        name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
+            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
+        from_scratch: ``True`` for the course's own module from :mod:`helpers.activations`;
+            ``False`` (default) for PyTorch's fused one, which computes the same numbers faster.
+        **kwargs: passed to the module, e.g. ``negative_slope=0.2`` for leaky ReLU.
 
     Example:
         >>> make_activation("leaky_relu", negative_slope=0.2)
         LeakyReLU(negative_slope=0.2)
+        >>> type(make_activation("mish", from_scratch=True))
+        <class 'helpers.activations.Mish'>
     """
     check_choice("activation", name, ACTIVATION_NAMES)
-    return _ACTIVATIONS[name](**kwargs)
+    if from_scratch:
+        return activations.get_activation(name, **kwargs)
+    return _FUSED[name](**kwargs)
 
 
 class MLP(nn.Sequential):
@@ -59,6 +68,8 @@ class MLP(nn.Sequential):
         width: units in every hidden layer.
         depth: number of hidden layers, >= 0.
         activation: a name accepted by :func:`make_activation`.
+        from_scratch: use the course's own activation modules (:mod:`helpers.activations`)
+            instead of PyTorch's fused ones; same numbers, slower.
 
     Example:
         >>> net = MLP(64, 10, width=32, depth=3, activation="tanh")
@@ -69,7 +80,7 @@ class MLP(nn.Sequential):
     """
 
     def __init__(self, in_features: int, out_features: int, width: int, depth: int,
-                 activation: str = "relu"):
+                 activation: str = "relu", *, from_scratch: bool = False):
         check_int("in_features", in_features, minimum=1)
         check_int("out_features", out_features, minimum=1)
         check_int("width", width, minimum=1)
@@ -79,7 +90,7 @@ class MLP(nn.Sequential):
         fan_in = in_features
         for i in range(1, depth + 1):
             layers[f"fc{i}"] = nn.Linear(fan_in, width)
-            layers[f"act{i}"] = make_activation(activation)
+            layers[f"act{i}"] = make_activation(activation, from_scratch=from_scratch)
             fan_in = width
         layers["out"] = nn.Linear(fan_in, out_features)
         super().__init__(layers)
