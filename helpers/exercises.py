@@ -187,3 +187,140 @@ def check_exploding_exponent(fn: Callable) -> None:
             return _report("2.3", False, "A bias-free ReLU net is positively homogeneous: scaling one "
                            "layer by k scales its output by k. Which weights does ∂ŷ/∂W_ℓ contain?")
     return _report("2.3", True)
+
+
+# -- notebook 03: weight initialization -----------------------------------------------
+
+_TITLES.update({
+    "3.1": "Xavier's standard deviation",
+    "3.2": "He's uniform bound",
+    "3.3": "an orthogonal matrix",
+})
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def check_xavier_std(fn: Callable) -> None:
+    r"""Exercise 3.1: ``fn(fan_in, fan_out)`` returns :math:`\sqrt{2/(\text{fan\_in} + \text{fan\_out})}`."""
+    pairs = ((64, 64), (100, 10), (3, 300))
+    values = []
+    for fan_in, fan_out in pairs:
+        attempted, answer = _attempt("3.1", fn, fan_in, fan_out)
+        if not attempted:
+            return _report("3.1", None)
+        values.append(_number(answer))
+    if None in values:
+        return _report("3.1", False, "Return one number.")
+    if all(math.isclose(v, math.sqrt(i / o), rel_tol=1e-6) for v, (i, o) in zip(values, pairs)):
+        return _report("3.1", False, "That is seed 002's √(d_in/d_out); it does not depend on the "
+                       "width at all for a square layer. Average the two conditions 1/fan_in and 1/fan_out.")
+    if not all(math.isclose(v, math.sqrt(2 / (i + o)), rel_tol=1e-6) for v, (i, o) in zip(values, pairs)):
+        return _report("3.1", False, "The forward pass wants Var(W) = 1/fan_in, the backward pass "
+                       "1/fan_out; Xavier takes the harmonic compromise. Return the std, not the variance.")
+    return _report("3.1", True)
+
+
+def check_he_uniform_bound(fn: Callable) -> None:
+    r"""Exercise 3.2: ``fn(fan_in, fan_out)`` returns :math:`\sqrt{6/\text{fan\_in}}`."""
+    for fan_in, fan_out in ((64, 64), (100, 10), (3, 300)):
+        attempted, answer = _attempt("3.2", fn, fan_in, fan_out)
+        if not attempted:
+            return _report("3.2", None)
+        value = _number(answer)
+        if value is None:
+            return _report("3.2", False, "Return one number.")
+        if math.isclose(value, math.sqrt(2 / (fan_in + fan_out)), rel_tol=1e-6):
+            return _report("3.2", False, "That is seed 000's formula: it keeps 1/6 of the signal per "
+                           "ReLU layer. He's variance is 2/fan_in, and U(−b, b) has variance b²/3.")
+        if not math.isclose(value, math.sqrt(6 / fan_in), rel_tol=1e-6):
+            return _report("3.2", False, "He's variance is 2/fan_in (fan_out plays no part in mode "
+                           "'fan_in'), and a uniform on (−b, b) has variance b²/3.")
+    return _report("3.2", True)
+
+
+def check_orthogonal_matrix(fn: Callable) -> None:
+    """Exercise 3.3: ``fn(rows, cols, generator)`` returns a (semi-)orthogonal ``rows × cols`` matrix."""
+    samples = []
+    for rows, cols in ((5, 5), (3, 8), (8, 3)):
+        attempted, answer = _attempt("3.3", fn, rows, cols, torch.Generator().manual_seed(rows * 10 + cols))
+        if not attempted:
+            return _report("3.3", None)
+        if not isinstance(answer, torch.Tensor) or tuple(answer.shape) != (rows, cols):
+            return _report("3.3", False, f"Return a tensor of shape ({rows}, {cols}).")
+        w = answer.detach().double()
+        gram = w @ w.T if rows <= cols else w.T @ w
+        if not torch.allclose(gram, torch.eye(gram.shape[0], dtype=torch.float64), atol=1e-4):
+            return _report("3.3", False, "Q of a QR factorisation has orthonormal columns; for a wide "
+                           "matrix factor its transpose and transpose Q back.")
+        samples.append(w)
+    other = fn(5, 5, torch.Generator().manual_seed(1234))
+    if torch.equal(other.detach().double(), samples[0]):
+        return _report("3.3", False, "Orthogonal, but the same for every generator: draw a Gaussian "
+                       "matrix with it first (the identity is orthogonal but not random).")
+    return _report("3.3", True)
+
+
+# -- notebook 04: activation functions ---------------------------------------------------
+
+_TITLES.update({
+    "4.1": "leaky ReLU from scratch",
+    "4.2": "the sigmoid's derivative",
+    "4.3": "fraction of dead units",
+})
+
+
+def check_leaky_relu(fn: Callable) -> None:
+    r"""Exercise 4.1: ``fn(x, a)`` returns :math:`x` where :math:`x > 0` and :math:`a x` elsewhere."""
+    g = torch.Generator().manual_seed(41)
+    for a in (0.01, 0.2):
+        x = torch.randn(50, generator=g, dtype=torch.float64) * 3
+        attempted, answer = _attempt("4.1", fn, x.clone(), a)
+        if not attempted:
+            return _report("4.1", None)
+        if _close(answer, a * x):
+            return _report("4.1", False, "a·x on both branches (seed 004's formula) is a linear function: "
+                           "a deep net of it is one linear map. Only the negative side is scaled.")
+        if not _close(answer, torch.nn.functional.leaky_relu(x, a)):
+            return _report("4.1", False, "Keep x where x > 0 and use a·x where x ≤ 0 (torch.where helps).")
+    return _report("4.1", True)
+
+
+def check_sigmoid_derivative(fn: Callable) -> None:
+    r"""Exercise 4.2: ``fn(x)`` returns :math:`\sigma'(x) = \sigma(x)(1 - \sigma(x))`, finite for large :math:`|x|`."""
+    x = torch.tensor([-1000.0, -30.0, -2.0, 0.0, 0.5, 3.0, 30.0, 1000.0], dtype=torch.float64)
+    attempted, answer = _attempt("4.2", fn, x.clone())
+    if not attempted:
+        return _report("4.2", None)
+    s = torch.sigmoid(x)
+    if not isinstance(answer, torch.Tensor) or not torch.isfinite(answer).all():
+        return _report("4.2", False, "Return a tensor that stays finite at ±1000: e^{1000} overflows, "
+                       "so write the derivative in terms of σ(x) itself.")
+    if not _close(answer, s * (1 - s), tol=1e-9):
+        return _report("4.2", False, "Differentiate 1/(1 + e^{−x}) and express the result with σ(x).")
+    return _report("4.2", True)
+
+
+def check_dead_fraction(fn: Callable) -> None:
+    """Exercise 4.3: ``fn(h)`` returns the fraction of units (columns) of a ReLU output that are 0 for every example."""
+    g = torch.Generator().manual_seed(43)
+    h = torch.relu(torch.randn(64, 20, generator=g))
+    h[:, :5] = 0.0           # five dead units
+    h[3, 5:8] = 0.0          # zeros that do not make a unit dead
+    attempted, answer = _attempt("4.3", fn, h.clone())
+    if not attempted:
+        return _report("4.3", None)
+    value = _number(answer)
+    if value is None:
+        return _report("4.3", False, "Return one number between 0 and 1.")
+    if math.isclose(value, (h == 0).float().mean().item(), rel_tol=1e-6):
+        return _report("4.3", False, "That is the fraction of zero *entries*; a unit is dead only if its "
+                       "whole column is zero, for every example of the batch.")
+    if not math.isclose(value, 0.25, rel_tol=1e-6):
+        return _report("4.3", False, "Rows are examples, columns are units: count the columns that are zero "
+                       "in every row, divided by the number of columns.")
+    return _report("4.3", True)

@@ -98,3 +98,24 @@ def chi(activation: str, sigma_w: float, sigma_b: float = 0.0, q: float | None =
     check_real("q", q, minimum=0.0)
     _, slope = _phi_and_slope(activation, math.sqrt(q) * _NODES)
     return round(sigma_w**2 * float(np.sum(_WEIGHTS * slope**2)), 12)
+
+
+def variance_preserving_gain(activation: str) -> float:
+    r"""The weight gain that keeps the second moment of unit-variance pre-activations.
+
+    .. math:: \text{gain} = \big(\mathbb E_{z\sim\mathcal N(0,1)}[\varphi(z)^2]\big)^{-1/2},
+
+    so that with :math:`\mathrm{Var}(W) = \text{gain}^2/n_{in}` the next layer's pre-activations
+    have variance 1 again. For ReLU this is :math:`\sqrt2` (He), for leaky ReLU with slope
+    :math:`a` it is :math:`\sqrt{2/(1+a^2)}`; it also gives a gain to activations that
+    :func:`helpers.init.calculate_gain` does not know (ELU, GELU, Swish, Mish).
+
+    Args:
+        activation: a name accepted by :func:`helpers.models.make_activation`.
+
+    Example:
+        >>> round(variance_preserving_gain("relu") ** 2, 6)
+        2.0
+    """
+    phi, _ = _phi_and_slope(activation, _NODES)
+    return 1.0 / math.sqrt(float(np.sum(_WEIGHTS * phi**2)))

@@ -162,6 +162,26 @@ def test_monitor_saturation_and_dead_fractions_match_their_definitions():
         assert (record.saturation if activation != "relu" else record.dead)["act1"] > 0
 
 
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])
+def test_monitor_measures_the_course_activations_like_torchs(activation):
+    torch.manual_seed(0)
+    x, y = _batch()
+    fused_net = MLP(6, 3, width=16, depth=2, activation=activation)
+    with torch.no_grad():
+        fused_net.fc1.weight.mul_(8)  # push the first layer into saturation
+        fused_net.fc1.bias.fill_(-20.0 if activation == "relu" else -1.0)
+    scratch_net = MLP(6, 3, width=16, depth=2, activation=activation, from_scratch=True)
+    scratch_net.load_state_dict(fused_net.state_dict())
+    records = []
+    for net in (fused_net, scratch_net):
+        with GradientMonitor(net) as monitor:
+            records.append(_one_step(net, monitor, x, y, lr=0.0)[0])
+    fused, scratch = records
+    measure = "dead" if activation == "relu" else "saturation"
+    assert getattr(scratch, measure) == pytest.approx(getattr(fused, measure))
+    assert getattr(scratch, measure)["act1"] > 0
+
+
 def test_monitor_every_and_history():
     net = MLP(6, 3, width=8, depth=2)
     x, y = _batch()

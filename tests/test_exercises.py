@@ -101,3 +101,71 @@ def test_wrong_solutions_are_rejected(checker, wrong, capsys):
 def test_a_solution_must_be_a_function():
     with pytest.raises(TypeError, match="must be a function"):
         ex.check_exploding_exponent(10)
+
+
+# -- notebook 03 ------------------------------------------------------------------------
+
+def xavier_std(fan_in, fan_out):
+    return math.sqrt(2 / (fan_in + fan_out))
+
+
+def he_uniform_bound(fan_in, fan_out):
+    return math.sqrt(6 / fan_in)
+
+
+def orthogonal_matrix(rows, cols, generator):
+    a = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.diagonal(r).sign()
+    return q.T if rows < cols else q
+
+
+# -- notebook 04 ------------------------------------------------------------------------
+
+def leaky_relu(x, a):
+    return torch.where(x > 0, x, a * x)
+
+
+def sigmoid_derivative(x):
+    s = torch.sigmoid(x)
+    return s * (1 - s)
+
+
+def dead_fraction(h):
+    return (h == 0).all(dim=0).float().mean().item()
+
+
+@pytest.mark.parametrize("checker, solution", [
+    (ex.check_xavier_std, xavier_std),
+    (ex.check_he_uniform_bound, he_uniform_bound),
+    (ex.check_orthogonal_matrix, orthogonal_matrix),
+    (ex.check_leaky_relu, leaky_relu),
+    (ex.check_sigmoid_derivative, sigmoid_derivative),
+    (ex.check_dead_fraction, dead_fraction),
+])
+def test_checkers_03_04_accept_the_reference_and_report_not_attempted(checker, solution, capsys):
+    assert checker(solution) is None
+    assert capsys.readouterr().out.strip().endswith("correct.")
+    checker(not_attempted)
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checker, wrong, hint", [
+    (ex.check_xavier_std, lambda fi, fo: math.sqrt(fi / fo), "seed 002"),
+    (ex.check_xavier_std, lambda fi, fo: 2 / (fi + fo), "not the variance"),
+    (ex.check_he_uniform_bound, lambda fi, fo: math.sqrt(2 / (fi + fo)), "seed 000"),
+    (ex.check_he_uniform_bound, lambda fi, fo: math.sqrt(2 / fi), "b²/3"),
+    (ex.check_orthogonal_matrix, lambda r, c, g: torch.randn(r, c, generator=g), "QR"),
+    (ex.check_orthogonal_matrix, lambda r, c, g: torch.eye(r, c), "not random"),
+    (ex.check_orthogonal_matrix, lambda r, c, g: torch.eye(r), "shape"),
+    (ex.check_leaky_relu, lambda x, a: a * x, "seed 004"),
+    (ex.check_leaky_relu, lambda x, a: torch.relu(x), "torch.where"),
+    (ex.check_sigmoid_derivative, lambda x: torch.exp(-x) / (1 + torch.exp(-x)) ** 2, "finite"),
+    (ex.check_sigmoid_derivative, lambda x: torch.sigmoid(x), "Differentiate"),
+    (ex.check_dead_fraction, lambda h: (h == 0).float().mean().item(), "entries"),
+    (ex.check_dead_fraction, lambda h: (h == 0).all(dim=1).float().mean().item(), "columns"),
+])
+def test_checkers_03_04_reject_plausible_mistakes(checker, wrong, hint, capsys):
+    checker(wrong)
+    out = capsys.readouterr().out
+    assert "not yet" in out and hint in out, out

@@ -63,3 +63,16 @@ def test_prediction_matches_a_wide_network(activation, sigma_w):
     logs = np.log(list(activation_grad_norms(net, x, y).values()))
     factor = math.exp(-np.polyfit(np.arange(5, 17), logs[5:17], 1)[0])
     assert factor == pytest.approx(math.sqrt(chi(activation, sigma_w)), rel=0.05)
+
+
+def test_variance_preserving_gain():
+    from helpers.theory import variance_preserving_gain
+    assert variance_preserving_gain("relu") == pytest.approx(math.sqrt(2), rel=1e-6)
+    assert variance_preserving_gain("identity") == pytest.approx(1.0, rel=1e-9)
+    assert variance_preserving_gain("leaky_relu") == pytest.approx(math.sqrt(2 / (1 + 0.01**2)), rel=1e-6)
+    # Monte Carlo check for a smooth activation
+    z = torch.randn(2_000_000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    gain = variance_preserving_gain("gelu")
+    assert (gain**2 * torch.nn.functional.gelu(z).square().mean()).item() == pytest.approx(1.0, abs=0.005)
+    with pytest.raises(ValueError, match="activation"):
+        variance_preserving_gain("softsign")
