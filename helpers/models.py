@@ -12,7 +12,7 @@ from helpers._checks import check_choice, check_int, check_real
 
 # PyTorch's fused modules under the course's names. tests/test_activations.py proves each
 # equal (outputs and gradients) to the course's from-scratch module of the same name,
-# which costs several elementwise kernels instead of one: 2-3x slower small nets on a CPU.
+# which costs several elementwise kernels instead of one: 1.7-3x slower small nets on a CPU.
 _FUSED = {
     "identity": nn.Identity,
     "sigmoid": nn.Sigmoid,
