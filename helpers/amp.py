@@ -107,7 +107,7 @@ class DynamicLossScaler:
 
         Raises:
             RuntimeError: called twice, or after :meth:`step`, before the next :meth:`update`.
-            ValueError: a gradient is float16 (unscaling in float16 would underflow again).
+            ValueError: a gradient is float16 (unscaling in float16 would underflow again) or sparse.
         """
         if not self._enabled:
             return
@@ -121,12 +121,12 @@ class DynamicLossScaler:
             if g.dtype == torch.float16:
                 raise ValueError("cannot unscale float16 gradients: keep the parameters in float32 "
                                  "(autocast computes in float16, the master weights stay float32)")
+            if g.is_sparse:
+                raise ValueError("sparse gradients are not supported; use torch.amp.GradScaler for them")
         scale = self._require_scale()
         inv_scale = scale.double().reciprocal().float()
         found_inf = False
         for g in grads:
-            if g.is_sparse:
-                g = g.coalesce()._values()
             found_inf = found_inf or not bool(torch.isfinite(g).all())
             g.mul_(inv_scale.to(g.device))
         state["found_inf"] = found_inf

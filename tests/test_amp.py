@@ -258,3 +258,15 @@ def test_overflow_fraction():
         overflow_fraction(torch.ones(2, dtype=torch.int64))
     with pytest.raises(TypeError, match="dtype"):
         overflow_fraction(torch.ones(2), torch.int32)
+
+
+def test_sparse_gradients_are_refused_before_anything_changes():
+    embedding = torch.nn.Embedding(5, 2, sparse=True)
+    dense = torch.nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(list(dense.parameters()) + list(embedding.parameters()), lr=0.1)
+    scaler = DynamicLossScaler(init_scale=4.0)
+    scaler.scale(dense(embedding(torch.tensor([1, 2]))).sum()).backward()
+    grad = dense.weight.grad.clone()
+    with pytest.raises(ValueError, match="sparse"):
+        scaler.unscale_(optimizer)
+    assert torch.equal(grad, dense.weight.grad)
