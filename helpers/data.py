@@ -132,3 +132,50 @@ def two_spirals(n: int, noise: float = 0.0, seed: int = 0, turns: float = 1.5):
     X = torch.stack([t * torch.cos(theta), t * torch.sin(theta)], dim=1)
     X = X + noise * torch.randn(n, 2, generator=g)
     return X.float(), y.long()
+
+
+def adding_problem(n: int, seq_len: int, seed: int = 0, device=None):
+    r"""The adding problem of Hochreiter & Schmidhuber (1997): add two marked numbers.
+
+    Each sequence has ``seq_len`` steps of two features: channel 0 holds
+    :math:`u_t \sim \mathcal U(0, 1)`, channel 1 is a marker that is 1 at exactly two steps,
+    one drawn uniformly from the first half (:math:`t < \lfloor T/2 \rfloor`) and one from
+    the second, and 0 elsewhere. The target is the sum of the two marked values,
+
+    .. math:: y = u_a + u_b, \qquad \mathbb E[y] = 1, \qquad \mathrm{Var}[y] = \tfrac{2}{12} = \tfrac16,
+
+    so a model that ignores the input and predicts the mean, 1, has mean squared error
+    :math:`\approx 1/6 \approx 0.167`. Beating it means carrying :math:`u_a` across up to
+    :math:`T - 1` steps: a test of long-range gradient flow.
+
+    Args:
+        n: number of sequences, >= 1.
+        seq_len: number of time steps :math:`T`, >= 2.
+        seed: seed of a private generator (the global RNG is untouched).
+        device: where the tensors go (default: the CPU).
+
+    Returns:
+        ``(X, y)``: float32 tensors of shapes (n, seq_len, 2) and (n, 1).
+
+    Example:
+        >>> X, y = adding_problem(4, 10)
+        >>> X.shape, y.shape, X[:, :, 1].sum(dim=1).tolist()
+        (torch.Size([4, 10, 2]), torch.Size([4, 1]), [2.0, 2.0, 2.0, 2.0])
+    """
+    check_int("n", n, minimum=1)
+    check_int("seq_len", seq_len, minimum=2)
+    check_int("seed", seed, minimum=0)
+    g = torch.Generator().manual_seed(seed)
+    values = torch.rand(n, seq_len, generator=g)
+    half = seq_len // 2
+    first = torch.randint(0, half, (n,), generator=g)
+    second = torch.randint(half, seq_len, (n,), generator=g)
+    markers = torch.zeros(n, seq_len)
+    rows = torch.arange(n)
+    markers[rows, first] = 1.0
+    markers[rows, second] = 1.0
+    X = torch.stack([values, markers], dim=2)
+    y = (values[rows, first] + values[rows, second]).unsqueeze(1)
+    if device is not None:
+        X, y = X.to(device), y.to(device)
+    return X, y

@@ -324,3 +324,220 @@ def check_dead_fraction(fn: Callable) -> None:
         return _report("4.3", False, "Rows are examples, columns are units: count the columns that are zero "
                        "in every row, divided by the number of columns.")
     return _report("4.3", True)
+
+
+# --- notebook 11: recurrent networks -------------------------------------------------------
+
+_TITLES.update({
+    "11.1": "a GRU step from scratch",
+    "11.2": "back-propagation through time by hand",
+    "11.3": "the largest growth per step",
+    "12.1": "the largest number of a float format",
+    "12.2": "the dynamic scale's update rule",
+    "12.3": "a mixed-precision step in the right order",
+})
+
+
+def check_gru_step(fn: Callable) -> None:
+    r"""Exercise 11.1: ``fn(x, h, weight_ih, weight_hh, bias_ih, bias_hh)`` returns :math:`h'` of a GRU.
+
+    Gate order r, z, n (torch's); :math:`n = \tanh(x W_{in}^\top + b_{in} + r \odot (h W_{hn}^\top + b_{hn}))`,
+    :math:`h' = (1 - z) \odot n + z \odot h`. Checked against :class:`torch.nn.GRUCell`.
+    """
+    g = torch.Generator().manual_seed(111)
+    for batch, input_size, hidden_size in ((4, 3, 5), (2, 6, 2)):
+        reference = nn.GRUCell(input_size, hidden_size, dtype=torch.float64)
+        with torch.no_grad():
+            for p in reference.parameters():
+                p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        x = torch.randn(batch, input_size, generator=g, dtype=torch.float64)
+        h = torch.randn(batch, hidden_size, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            expected = reference(x, h)
+        weights = [p.detach().clone() for p in (reference.weight_ih, reference.weight_hh,
+                                                 reference.bias_ih, reference.bias_hh)]
+        attempted, answer = _attempt("11.1", fn, x, h, *weights)
+        if not attempted:
+            return _report("11.1", None)
+        if not _close(answer, expected, 1e-8):
+            return _report("11.1", False, "Split x W_ihᵀ + b_ih and h W_hhᵀ + b_hh into r, z, n blocks with "
+                           ".chunk(3, dim=1) (order r, z, n); r multiplies the whole recurrent part of n, bias "
+                           "b_hn included; z weights the OLD state: h' = (1 − z)·n + z·h.")
+    return _report("11.1", True)
+
+
+def check_bptt(fn: Callable) -> None:
+    r"""Exercise 11.2: ``fn(weight_hh, states, grad_last)`` returns :math:`[\partial L/\partial h_1, \dots]`.
+
+    For :math:`h_t = \tanh(x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b)` and a loss that reads
+    :math:`h_T` only, :math:`\partial L/\partial h_{t-1} = (\partial L/\partial h_t \odot (1 - h_t^2)) W_{hh}`.
+    Checked against autograd.
+    """
+    g = torch.Generator().manual_seed(112)
+    batch, input_size, hidden_size, steps = 3, 2, 4, 6
+    cell = nn.RNNCell(input_size, hidden_size, dtype=torch.float64)
+    with torch.no_grad():
+        cell.weight_hh.copy_(torch.randn(hidden_size, hidden_size, generator=g, dtype=torch.float64) * 0.7)
+    xs = torch.randn(steps, batch, input_size, generator=g, dtype=torch.float64)
+    states, h = [], torch.zeros(batch, hidden_size, dtype=torch.float64)
+    for x in xs:
+        h = cell(x, h)
+        h.retain_grad()
+        states.append(h)
+    grad_last = torch.randn(batch, hidden_size, generator=g, dtype=torch.float64)
+    states[-1].backward(grad_last)
+    expected = [s.grad for s in states]
+    attempted, answer = _attempt("11.2", fn, cell.weight_hh.detach().clone(), [s.detach() for s in states],
+                                 grad_last.clone())
+    if not attempted:
+        return _report("11.2", None)
+    if not (isinstance(answer, list | tuple) and len(answer) == steps):
+        return _report("11.2", False, f"Return a list of {steps} tensors, one per state, h_1 first.")
+    if not _close(answer[-1], expected[-1], 1e-8):
+        return _report("11.2", False, "The last entry is ∂L/∂h_T = grad_last itself.")
+    if not all(_close(a, e, 1e-8) for a, e in zip(answer, expected)):
+        return _report("11.2", False, "Going back one step multiplies by the local derivative of tanh at h_t, "
+                       "(1 − h_t²) elementwise, then by W_hh (rows are batch entries: δ_{t−1} = (δ_t ⊙ (1 − h_t²)) "
+                       "@ W_hh, not W_hhᵀ).")
+    return _report("11.2", True)
+
+
+def check_growth_bound(fn: Callable) -> None:
+    r"""Exercise 11.3: ``fn(weight_hh)`` returns the tightest bound on one step's gradient growth.
+
+    For a tanh RNN, :math:`\|\partial h_t/\partial h_{t-1}\|_2 = \|\mathrm{diag}(1-h_t^2) W_{hh}\|_2
+    \le \sigma_{max}(W_{hh})` (Pascanu et al. 2013), reached when the units are in their linear range.
+    """
+    g = torch.Generator().manual_seed(113)
+    for n in (3, 8):
+        # non-normal: the spectral radius is far below the largest singular value
+        shift = torch.diag(torch.full((n - 1,), 2.0, dtype=torch.float64), 1)
+        W = torch.triu(torch.randn(n, n, generator=g, dtype=torch.float64)) * 0.5 + shift
+        expected = float(torch.linalg.matrix_norm(W, ord=2))
+        attempted, answer = _attempt("11.3", fn, W.clone())
+        if not attempted:
+            return _report("11.3", None)
+        try:
+            value = float(answer)
+        except (TypeError, ValueError):
+            return _report("11.3", False, "Return one number.")
+        radius = float(torch.linalg.eigvals(W).abs().max())
+        if math.isclose(value, radius, rel_tol=1e-6):
+            return _report("11.3", False, "That is the spectral radius (largest |eigenvalue|): it governs "
+                           "Wᵗ for large t, but one step of a non-normal matrix can stretch a vector more.")
+        if not math.isclose(value, expected, rel_tol=1e-6):
+            return _report("11.3", False, "|tanh'| ≤ 1, so the bound is the largest stretch of W_hh alone: "
+                           "its largest singular value (the spectral norm), not the Frobenius norm.")
+    return _report("11.3", True)
+
+
+# --- notebook 12: mixed precision ----------------------------------------------------------
+
+
+def check_float_max(fn: Callable) -> None:
+    r"""Exercise 12.1: ``fn(exponent_bits, mantissa_bits)`` returns the largest finite number of the format.
+
+    .. math:: (2 - 2^{-m}) \cdot 2^{\,2^{e-1} - 1}
+    """
+    for dtype, e, m in ((torch.float16, 5, 10), (torch.bfloat16, 8, 7), (torch.float32, 8, 23),
+                        (torch.float64, 11, 52)):
+        attempted, answer = _attempt("12.1", fn, e, m)
+        if not attempted:
+            return _report("12.1", None)
+        try:
+            value = float(answer)
+        except (TypeError, ValueError, OverflowError):
+            return _report("12.1", False, "Return one number (for float64, avoid computing 2**1024 on the way).")
+        if not math.isclose(value, torch.finfo(dtype).max, rel_tol=1e-12):
+            return _report("12.1", False, f"Wrong for {dtype} ({e} exponent bits, {m} mantissa bits). The largest "
+                           "exponent field is reserved for inf/NaN, so the top exponent is 2^(e−1) − 1, and the "
+                           "largest significand is 1.11…1 in binary = 2 − 2^(−m).")
+    return _report("12.1", True)
+
+
+def _reference_scale_update(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    if found_inf:
+        return scale * backoff_factor, 0
+    tracker += 1
+    if tracker == growth_interval:
+        return scale * growth_factor, 0
+    return scale, tracker
+
+
+def check_scale_update(fn: Callable) -> None:
+    r"""Exercise 12.2: ``fn(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval)``.
+
+    Returns ``(new_scale, new_tracker)``: back off and reset on overflow; otherwise count the
+    clean step and grow (and reset) when the count reaches ``growth_interval``.
+    """
+    events = [False, False, True, False, False, False, False, True, True, False, False, False]
+    for growth_factor, backoff_factor, interval in ((2.0, 0.5, 3), (1.5, 0.25, 2), (2.0, 0.5, 1)):
+        ours, theirs = (1024.0, 0), (1024.0, 0)
+        for found_inf in events:
+            attempted, answer = _attempt("12.2", fn, theirs[0], theirs[1], found_inf, growth_factor,
+                                         backoff_factor, interval)
+            if not attempted:
+                return _report("12.2", None)
+            ours = _reference_scale_update(*theirs, found_inf, growth_factor, backoff_factor, interval)
+            try:
+                scale, tracker = float(answer[0]), int(answer[1])
+            except (TypeError, ValueError, IndexError):
+                return _report("12.2", False, "Return a pair (new_scale, new_tracker).")
+            if not (math.isclose(scale, ours[0], rel_tol=1e-9) and tracker == ours[1]):
+                return _report("12.2", False, "On overflow: scale × backoff_factor and tracker 0. Otherwise the "
+                               "tracker counts clean steps; when it REACHES growth_interval the scale is "
+                               "multiplied by growth_factor and the tracker goes back to 0.")
+            theirs = (scale, tracker)
+    return _report("12.2", True)
+
+
+def _amp_setup():
+    torch.manual_seed(123)
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 2))
+    g = torch.Generator().manual_seed(124)
+    x, y = torch.randn(16, 5, generator=g), torch.randn(16, 2, generator=g)
+    return model, x, y
+
+
+def check_amp_step(fn: Callable) -> None:
+    r"""Exercise 12.3: ``fn(model, x, y, optimizer, scaler, max_norm)`` does one mixed-precision step.
+
+    Mean squared error loss; the order scale → backward → unscale → clip → step → update.
+    Checked over three steps against the reference (weights and the scale after each).
+    """
+    from helpers.amp import DynamicLossScaler
+
+    results = []
+    for use_reference in (True, False):
+        model, x, y = _amp_setup()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        scaler = DynamicLossScaler(init_scale=2.0**12, growth_interval=2)
+        trace = []
+        for _ in range(3):
+            optimizer.zero_grad()
+            if use_reference:
+                loss = nn.functional.mse_loss(model(x), y)
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.05)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                try:
+                    attempted, _ = _attempt("12.3", fn, model, x, y, optimizer, scaler, 0.05)
+                except RuntimeError as error:
+                    return _report("12.3", False, f"The scaler refused a call ({error}) Every step calls "
+                                   "scale → backward → unscale_ → clip → step → update, each once.")
+                if not attempted:
+                    return _report("12.3", None)
+            trace.append(([p.detach().clone() for p in model.parameters()], scaler.get_scale()))
+        results.append(trace)
+    for (want, want_scale), (got, got_scale) in zip(*results):
+        if got_scale != want_scale:
+            return _report("12.3", False, "The scale did not change as expected: call scaler.update() once "
+                           "at the end of every step.")
+        if not all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(got, want)):
+            return _report("12.3", False, "The weights differ from the reference: compute the MSE loss, "
+                           "scaler.scale(loss).backward(), scaler.unscale_(optimizer), THEN clip_grad_norm_ with "
+                           "max_norm, then scaler.step(optimizer) and scaler.update().")
+    return _report("12.3", True)

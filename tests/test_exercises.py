@@ -169,3 +169,145 @@ def test_checkers_03_04_reject_plausible_mistakes(checker, wrong, hint, capsys):
     checker(wrong)
     out = capsys.readouterr().out
     assert "not yet" in out and hint in out, out
+
+
+# --- notebooks 11 and 12 -------------------------------------------------------------------
+
+
+def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    i_r, i_z, i_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)
+    h_r, h_z, h_n = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h
+
+
+def gru_step_reset_outside_bias(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    i_r, i_z, i_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)
+    h_r, h_z, _ = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * (h @ weight_hh[-h.shape[1]:].T) + bias_hh[-h.shape[1]:])
+    return (1 - z) * n + z * h
+
+
+def gru_step_z_swapped(x, h, *weights):
+    new = gru_step(x, h, *weights)
+    z = torch.sigmoid((x @ weights[0].T + weights[2]).chunk(3, 1)[1] + (h @ weights[1].T + weights[3]).chunk(3, 1)[1])
+    n = (new - z * h) / (1 - z)
+    return z * n + (1 - z) * h
+
+
+def bptt(weight_hh, states, grad_last):
+    grads = [grad_last]
+    for h in reversed(states[1:]):
+        grads.append((grads[-1] * (1 - h**2)) @ weight_hh)
+    return grads[::-1]
+
+
+def bptt_transposed(weight_hh, states, grad_last):
+    grads = [grad_last]
+    for h in reversed(states[1:]):
+        grads.append((grads[-1] * (1 - h**2)) @ weight_hh.T)
+    return grads[::-1]
+
+
+def bptt_no_tanh(weight_hh, states, grad_last):
+    grads = [grad_last]
+    for _ in states[1:]:
+        grads.append(grads[-1] @ weight_hh)
+    return grads[::-1]
+
+
+def bptt_wrong_state(weight_hh, states, grad_last):
+    grads = [grad_last]
+    for h in reversed(states[:-1]):
+        grads.append((grads[-1] * (1 - h**2)) @ weight_hh)
+    return grads[::-1]
+
+
+def float_max(e, m):
+    return (2 - 2.0**-m) * 2.0 ** (2 ** (e - 1) - 1)
+
+
+def scale_update(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    if found_inf:
+        return scale * backoff_factor, 0
+    if tracker + 1 == growth_interval:
+        return scale * growth_factor, 0
+    return scale, tracker + 1
+
+
+def amp_step(model, x, y, optimizer, scaler, max_norm):
+    loss = nn.functional.mse_loss(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def amp_step_clip_scaled(model, x, y, optimizer, scaler, max_norm):
+    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def amp_step_no_update(model, x, y, optimizer, scaler, max_norm):
+    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+
+
+def amp_step_no_clip(model, x, y, optimizer, scaler, max_norm):
+    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+CASES_11_12 = {
+    ex.check_gru_step: (gru_step, [gru_step_reset_outside_bias, gru_step_z_swapped,
+                                   lambda x, h, *w: torch.tanh(x @ w[0][-h.shape[1]:].T)]),
+    ex.check_bptt: (bptt, [bptt_transposed, bptt_no_tanh, bptt_wrong_state, lambda W, s, g: [g] * len(s),
+                           lambda W, s, g: bptt(W, s, g)[::-1]]),
+    ex.check_growth_bound: (lambda W: torch.linalg.matrix_norm(W, ord=2), [
+        lambda W: torch.linalg.eigvals(W).abs().max(),
+        lambda W: torch.linalg.matrix_norm(W),
+        lambda W: 1.0,
+    ]),
+    ex.check_float_max: (float_max, [
+        lambda e, m: 2.0 ** (2 ** (e - 1)),
+        lambda e, m: (2 - 2.0**-m) * 2.0 ** (2 ** (e - 1)) if e < 11 else float("inf"),
+        lambda e, m: (1 - 2.0**-m) * 2.0 ** (2 ** (e - 1) - 1),
+        lambda e, m: 65504.0,
+    ]),
+    ex.check_scale_update: (scale_update, [
+        lambda s, t, f, g, b, i: (s * b, t) if f else scale_update(s, t, f, g, b, i),
+        lambda s, t, f, g, b, i: scale_update(s, t, f, g, b, i + 1),
+        lambda s, t, f, g, b, i: (s * b, 0) if f else (s * g, 0),
+        lambda s, t, f, g, b, i: s,
+    ]),
+    ex.check_amp_step: (amp_step, [amp_step_clip_scaled, amp_step_no_update, amp_step_no_clip]),
+}
+
+
+@pytest.mark.parametrize("checker", list(CASES_11_12), ids=lambda c: c.__name__)
+def test_reference_solution_is_accepted_11_12(checker, capsys):
+    assert checker(CASES_11_12[checker][0]) is None
+    assert capsys.readouterr().out.strip().endswith(": correct.")
+
+
+@pytest.mark.parametrize("checker", list(CASES_11_12), ids=lambda c: c.__name__)
+def test_not_attempted_prints_a_stable_line_11_12(checker, capsys):
+    checker(not_attempted)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_11_12.items() for w in ws],
+                         ids=lambda v: getattr(v, "__name__", "wrong"))
+def test_wrong_solutions_are_rejected_11_12(checker, wrong, capsys):
+    checker(wrong)
+    out = capsys.readouterr().out
+    assert ": not yet." in out and "correct." not in out
