@@ -19,6 +19,23 @@ from nbclient import NotebookClient
 KERNEL = "python3"
 
 
+def merge_streams(outputs: list) -> list:
+    """Join consecutive stream outputs of the same stream.
+
+    How a kernel chunks printed text depends on timing (a loaded machine splits one
+    ``print`` in two); merged, the stored notebook is the same every run.
+    """
+    merged: list = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
+            previous["text"] = previous["text"] + output["text"]
+        else:
+            merged.append(output)
+    return merged
+
+
 def execute(path: Path) -> float:
     """Execute one notebook in place; return its wall time in seconds."""
     notebook = nbformat.read(path, as_version=4)
@@ -31,6 +48,8 @@ def execute(path: Path) -> float:
     elapsed = time.perf_counter() - start
     for cell in notebook.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
     notebook.metadata.pop("widgets", None)
     nbformat.write(notebook, path)
     return elapsed
