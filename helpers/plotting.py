@@ -182,10 +182,11 @@ def plot_lr_schedules(schedules: Mapping[str, Sequence[float]], ax=None, title: 
 def plot_lr_finder(result, ax=None, title: str = "LR range test", show_raw: bool = True):
     """Loss against learning rate (log x axis) from :func:`helpers.schedulers.lr_finder`.
 
-    Draws the smoothed loss (and the raw losses, faintly), a marker at the suggested
-    learning rate (steepest descent) and a dotted line where the smoothed loss is lowest.
+    Draws the smoothed loss (and the raw losses, faintly), a dotted line where the smoothed
+    loss is lowest, and markers at the two suggestions: a tenth of that rate, and the
+    steepest descent of the smoothed loss.
     """
-    for name in ("lrs", "losses", "smoothed", "suggested_lr", "min_loss_lr"):
+    for name in ("lrs", "losses", "smoothed", "min_loss_lr", "steepest_lr"):
         if not hasattr(result, name):
             raise TypeError(f"result must be an LRFinderResult (from lr_finder), got {type(result).__name__}")
     ax = _axes(ax)
@@ -193,11 +194,12 @@ def plot_lr_finder(result, ax=None, title: str = "LR range test", show_raw: bool
     if show_raw:
         ax.plot(lrs, result.losses, color="grey", alpha=0.35, linewidth=1, label="loss per batch")
     ax.plot(lrs, result.smoothed, label="smoothed loss")
-    index = int(np.argmin(np.abs(np.log(lrs) - np.log(result.suggested_lr))))
-    ax.plot([result.suggested_lr], [result.smoothed[index]], "o", color="red",
-            label=f"steepest descent: {result.suggested_lr:.1e}")
     ax.axvline(result.min_loss_lr, color="black", linestyle=":", linewidth=1,
                label=f"lowest loss: {result.min_loss_lr:.1e}")
+    for lr, colour, label in ((result.min_loss_lr / 10, "green", "lowest / 10"),
+                              (result.steepest_lr, "red", "steepest descent")):
+        index = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
+        ax.plot([lr], [result.smoothed[index]], "o", color=colour, label=f"{label}: {lr:.1e}")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("training loss")

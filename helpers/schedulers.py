@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from helpers._checks import check_int, check_real
+from helpers._checks import check_choice, check_int, check_real
 
 
 def _check_optimizer(optimizer) -> None:
@@ -237,10 +237,11 @@ class LRFinderResult:
     """What :func:`lr_finder` measured.
 
     ``lrs`` and ``losses`` hold one entry per step taken; ``smoothed`` is the
-    bias-corrected moving average of the losses. ``suggested_lr`` is where the smoothed
-    loss falls fastest against :math:`\\log \\eta`; ``min_loss_lr`` is where it is lowest
-    (a common rule of thumb is a tenth of it). ``diverged`` says whether the sweep stopped
-    early because the loss blew up.
+    bias-corrected moving average of the losses. ``min_loss_lr`` is where the smoothed
+    loss is lowest and ``steepest_lr`` where it falls fastest against :math:`\\log \\eta`
+    (:func:`suggest_lr`). ``suggested_lr`` is the one chosen by the ``suggestion`` rule of
+    :func:`lr_finder`. ``diverged`` says whether the sweep stopped early because the loss
+    blew up.
     """
 
     lrs: list[float]
@@ -248,6 +249,7 @@ class LRFinderResult:
     smoothed: list[float]
     suggested_lr: float
     min_loss_lr: float
+    steepest_lr: float
     diverged: bool
 
 
@@ -298,8 +300,8 @@ def _batch_stream(data, batch_size: int, seed: int):
 
 def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: torch.optim.Optimizer, *,
               start_lr: float = 1e-6, end_lr: float = 10.0, num_steps: int = 100, beta: float = 0.9,
-              diverge_factor: float = 4.0, batch_size: int = 64, seed: int = 0, skip_start: int = 5,
-              device=None) -> LRFinderResult:
+              diverge_factor: float = 4.0, suggestion: str = "min/10", batch_size: int = 64, seed: int = 0,
+              skip_start: int = 5, device=None) -> LRFinderResult:
     r"""LR range test (Smith 2017): raise the learning rate exponentially, one step per batch.
 
     Step :math:`i` of :math:`N` uses
@@ -309,10 +311,16 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     and records the training loss; the smoothed loss is the bias-corrected moving average
     :math:`\bar L_i = \frac{a_i}{1-\beta^{i+1}}`, :math:`a_i = \beta a_{i-1} + (1-\beta)L_i`. The
     sweep stops early once the loss is not finite or
-    :math:`\bar L_i > \text{diverge\_factor}\cdot\min_{j\le i}\bar L_j`. The suggested
-    learning rate is :func:`suggest_lr` of the curve: the steepest descent of the smoothed
-    loss against :math:`\log\eta`. Afterwards the model's and the optimizer's states are
-    restored exactly, so training can start from the same weights.
+    :math:`\bar L_i > \text{diverge\_factor}\cdot\min_{j\le i}\bar L_j`. Afterwards the
+    model's and the optimizer's states are restored exactly, so training can start from the
+    same weights.
+
+    Two rules suggest a learning rate: ``"min/10"`` (default), a tenth of the rate at the
+    lowest smoothed loss, and ``"steepest"``, the rate where the smoothed loss falls fastest
+    against :math:`\log\eta` (:func:`suggest_lr`). Both are returned; ``suggestion`` picks
+    ``suggested_lr``. ``"min/10"`` is the default because on a short sweep the loss often
+    starts to fall only a few steps before it blows up, which puts the steepest point
+    close to divergence (notebook 10 measures this).
 
     Args:
         model: the network (trained in place during the sweep, then restored).
@@ -325,8 +333,9 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
         num_steps: :math:`N \ge 2`.
         beta: smoothing factor in [0, 1).
         diverge_factor: > 1, see above.
+        suggestion: ``"min/10"`` or ``"steepest"``.
         batch_size, seed: batching of tensor data.
-        skip_start: first points ignored by the suggestion.
+        skip_start: first points ignored by the steepest-descent rule.
         device: where to compute (default: where the model's parameters are).
 
     Example:
@@ -335,8 +344,8 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
         >>> before = copy.deepcopy(net.state_dict())
         >>> result = lr_finder(net, (X, y), torch.nn.functional.mse_loss, torch.optim.SGD(net.parameters()),
         ...                    start_lr=1e-4, end_lr=100.0, num_steps=60, batch_size=32)
-        >>> result.diverged, 1e-3 < result.suggested_lr < 1.0
-        (True, True)
+        >>> result.diverged, result.suggested_lr == result.min_loss_lr / 10, 1e-3 < result.steepest_lr < 1.0
+        (True, True, True)
         >>> all(torch.equal(before[k], v) for k, v in net.state_dict().items())
         True
     """
@@ -350,6 +359,7 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     num_steps = check_int("num_steps", num_steps, minimum=2)
     beta = check_real("beta", beta, minimum=0.0, maximum=1.0, strict_maximum=True)
     diverge_factor = check_real("diverge_factor", diverge_factor, minimum=1.0, strict_minimum=True)
+    check_choice("suggestion", suggestion, ("min/10", "steepest"))
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
     check_int("skip_start", skip_start, minimum=0)
@@ -398,6 +408,8 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
         model.train(was_training)
     if not lrs:
         raise RuntimeError(f"the loss was not finite at the first learning rate {start_lr}; lower start_lr")
+    steepest = suggest_lr(lrs, smoothed, skip_start=min(skip_start, len(lrs) - 1))
+    min_loss_lr = float(lrs[int(np.argmin(smoothed))])
     return LRFinderResult(lrs=lrs, losses=losses, smoothed=smoothed,
-                          suggested_lr=suggest_lr(lrs, smoothed, skip_start=min(skip_start, len(lrs) - 1)),
-                          min_loss_lr=float(lrs[int(np.argmin(smoothed))]), diverged=diverged)
+                          suggested_lr=min_loss_lr / 10 if suggestion == "min/10" else steepest,
+                          min_loss_lr=min_loss_lr, steepest_lr=steepest, diverged=diverged)

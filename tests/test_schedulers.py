@@ -167,7 +167,8 @@ def test_lr_finder_stops_at_divergence_and_restores_model_and_optimizer():
     assert result.diverged and len(result.lrs) < 120
     assert len(result.lrs) == len(result.losses) == len(result.smoothed)
     assert np.all(np.diff(result.lrs) > 0) and result.lrs[0] == pytest.approx(1e-5)
-    assert 1e-4 < result.suggested_lr < result.min_loss_lr <= result.lrs[-1]
+    assert 1e-4 < result.steepest_lr < result.min_loss_lr <= result.lrs[-1]
+    assert result.suggested_lr == result.min_loss_lr / 10
     assert min(result.smoothed) < 0.5 * result.smoothed[0]
     for k, v in net.state_dict().items():
         assert torch.equal(v, before_model[k])
@@ -177,11 +178,14 @@ def test_lr_finder_stops_at_divergence_and_restores_model_and_optimizer():
         assert torch.equal(st["momentum_buffer"], before_opt["state"][k]["momentum_buffer"])
 
 
-def test_lr_finder_suggestion_trains_well():
+@pytest.mark.parametrize("rule", ["min/10", "steepest"])
+def test_lr_finder_suggestion_trains_well(rule):
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
     opt = torch.optim.SGD(net.parameters())
-    result = lr_finder(net, _regression(), F.mse_loss, opt, start_lr=1e-5, end_lr=1e2, num_steps=100)
+    result = lr_finder(net, _regression(), F.mse_loss, opt, start_lr=1e-5, end_lr=1e2, num_steps=100,
+                       suggestion=rule)
+    assert result.suggested_lr == (result.min_loss_lr / 10 if rule == "min/10" else result.steepest_lr)
     X, y = _regression()
     start = F.mse_loss(net(X), y).item()
     for group in opt.param_groups:
@@ -209,6 +213,7 @@ def test_lr_finder_without_divergence_runs_every_step_and_accepts_batches():
     ({"num_steps": 1}, ValueError, "num_steps"),
     ({"beta": 1.0}, ValueError, "beta"),
     ({"diverge_factor": 1.0}, ValueError, "diverge_factor"),
+    ({"suggestion": "valley"}, ValueError, "suggestion"),
     ({"optimizer": "sgd"}, TypeError, "optimizer"),
 ])
 def test_lr_finder_bad_arguments(kwargs, error, text):
