@@ -58,7 +58,7 @@ class SGD(torch.optim.Optimizer):
         >>> opt = SGD([w], lr=0.1, momentum=0.9)
         >>> for _ in range(2):
         ...     opt.zero_grad(); (w ** 2).sum().backward(); opt.step()
-        >>> round(float(w), 4)  # 1 - 0.2 = 0.8, then 0.8 - 0.1 * (0.9 * 2 + 1.6)
+        >>> round(w.item(), 4)  # 1 - 0.2 = 0.8, then 0.8 - 0.1 * (0.9 * 2 + 1.6)
         0.46
     """
 
