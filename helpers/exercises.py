@@ -324,3 +324,167 @@ def check_dead_fraction(fn: Callable) -> None:
         return _report("4.3", False, "Rows are examples, columns are units: count the columns that are zero "
                        "in every row, divided by the number of columns.")
     return _report("4.3", True)
+# --------------------------------------------------------------------------- notebook 07
+
+_TITLES.update({
+    "7.1": "clip by value",
+    "7.2": "clip by global norm",
+    "7.3": "a threshold from observed gradient norms",
+})
+
+
+def check_clip_by_value(fn: Callable) -> None:
+    r"""Exercise 7.1: ``fn(g, v)`` returns a new tensor with every entry clamped into :math:`[-v, v]`."""
+    g = torch.Generator().manual_seed(71)
+    for v in (0.5, 2.0):
+        grad = 3 * torch.randn(50, generator=g, dtype=torch.float64)
+        attempted, answer = _attempt("7.1", fn, grad.clone(), v)
+        if not attempted:
+            return _report("7.1", None)
+        if not _close(answer, grad.clamp(-v, v), tol=1e-12):
+            return _report("7.1", False, "Entries inside [−v, v] must stay as they are; those below −v "
+                           "become −v and those above v become v. Check the lower bound of your max().")
+    return _report("7.1", True)
+
+
+def check_clip_by_global_norm(fn: Callable) -> None:
+    r"""Exercise 7.2: ``fn(grads, max_norm)`` returns the list of clipped gradients.
+
+    One scale for all tensors: :math:`\min(1, c/\lVert g \rVert_2)`, :math:`\lVert g \rVert_2` over all
+    entries of all tensors.
+    """
+    g = torch.Generator().manual_seed(72)
+    grads = [torch.randn(shape, generator=g, dtype=torch.float64) * s
+             for shape, s in (((4, 3), 1.0), ((3,), 10.0), ((2, 2, 2), 0.1))]
+    total = math.sqrt(sum(float(t.square().sum()) for t in grads))
+    for max_norm in (0.5 * total, 2 * total):
+        scale = min(1.0, max_norm / total)
+        attempted, answer = _attempt("7.2", fn, [t.clone() for t in grads], max_norm)
+        if not attempted:
+            return _report("7.2", None)
+        if not (isinstance(answer, list | tuple) and len(answer) == len(grads)):
+            return _report("7.2", False, f"Return a list of {len(grads)} tensors, one per gradient.")
+        if not all(_close(a, t * scale, tol=1e-5) for a, t in zip(answer, grads)):
+            return _report("7.2", False, "Use one norm over all entries of all tensors (not one per "
+                           "tensor), and scale only when it exceeds max_norm.")
+    return _report("7.2", True)
+
+
+def check_threshold_from_norms(fn: Callable) -> None:
+    r"""Exercise 7.3: ``fn(norms, fraction)`` returns a threshold exceeded by ``fraction`` of ``norms``."""
+    g = torch.Generator().manual_seed(73)
+    norms = torch.exp(torch.randn(400, generator=g, dtype=torch.float64)).tolist()
+    for fraction in (0.1, 0.25):
+        attempted, answer = _attempt("7.3", fn, list(norms), fraction)
+        if not attempted:
+            return _report("7.3", None)
+        try:
+            threshold = float(answer)
+        except (TypeError, ValueError):
+            return _report("7.3", False, "Return one number.")
+        fired = sum(n > threshold for n in norms) / len(norms)
+        if abs(fired - fraction) > 0.01:
+            return _report("7.3", False, f"With your threshold clipping would fire on {fired:.0%} of these "
+                           f"steps instead of {fraction:.0%}. Which quantile of the norms is that?")
+    return _report("7.3", True)
+
+
+# --------------------------------------------------------------------------- notebook 09
+
+_TITLES.update({
+    "9.1": "one step of SGD with momentum",
+    "9.2": "one step of Adam",
+})
+
+
+def check_momentum_step(fn: Callable) -> None:
+    r"""Exercise 9.1: ``fn(param, grad, buf, lr, momentum, nesterov)`` returns ``(new_param, new_buf)``.
+
+    :math:`b \leftarrow \mu b + g`; the step is :math:`\eta b` (or :math:`\eta(g + \mu b)` with Nesterov).
+    """
+    g = torch.Generator().manual_seed(91)
+    for nesterov in (False, True):
+        param = torch.randn(6, generator=g, dtype=torch.float64)
+        grad = torch.randn(6, generator=g, dtype=torch.float64)
+        buf = torch.randn(6, generator=g, dtype=torch.float64)
+        new_buf = 0.9 * buf + grad
+        new_param = param - 0.1 * (grad + 0.9 * new_buf if nesterov else new_buf)
+        attempted, answer = _attempt("9.1", fn, param.clone(), grad.clone(), buf.clone(), 0.1, 0.9, nesterov)
+        if not attempted:
+            return _report("9.1", None)
+        if not (isinstance(answer, tuple | list) and len(answer) == 2):
+            return _report("9.1", False, "Return a pair (new_param, new_buf).")
+        if not _close(answer[1], new_buf, tol=1e-12):
+            return _report("9.1", False, "The buffer is momentum × old buffer + gradient "
+                           "(PyTorch's convention, without a (1 − momentum) factor).")
+        if not _close(answer[0], new_param, tol=1e-12):
+            return _report("9.1", False, "Without Nesterov the step is lr × new buffer; with Nesterov it "
+                           "is lr × (gradient + momentum × new buffer).")
+    return _report("9.1", True)
+
+
+def check_adam_step(fn: Callable) -> None:
+    r"""Exercise 9.2: ``fn(param, grad, m, v, t, lr, beta1, beta2, eps)`` returns ``(param, m, v)`` after step ``t``."""
+    g = torch.Generator().manual_seed(92)
+    lr, beta1, beta2, eps = 0.01, 0.9, 0.999, 1e-8
+    param = torch.randn(5, generator=g, dtype=torch.float64)
+    m, v = torch.zeros(5, dtype=torch.float64), torch.zeros(5, dtype=torch.float64)
+    for t in (1, 2, 3):
+        grad = torch.randn(5, generator=g, dtype=torch.float64)
+        m_new = beta1 * m + (1 - beta1) * grad
+        v_new = beta2 * v + (1 - beta2) * grad ** 2
+        p_new = param - lr * (m_new / (1 - beta1 ** t)) / ((v_new / (1 - beta2 ** t)).sqrt() + eps)
+        attempted, answer = _attempt("9.2", fn, param.clone(), grad, m.clone(), v.clone(), t, lr, beta1, beta2, eps)
+        if not attempted:
+            return _report("9.2", None)
+        if not (isinstance(answer, tuple | list) and len(answer) == 3):
+            return _report("9.2", False, "Return a triple (param, m, v).")
+        if not (_close(answer[1], m_new, 1e-10) and _close(answer[2], v_new, 1e-10)):
+            return _report("9.2", False, "m and v are moving averages of the gradient and of its square, "
+                           "with weights β and 1 − β.")
+        if not _close(answer[0], p_new, 1e-7):
+            return _report("9.2", False, "Divide m by 1 − β₁ᵗ and v by 1 − β₂ᵗ (bias correction) and add "
+                           "ε after the square root.")
+        param, m, v = p_new, m_new, v_new
+    return _report("9.2", True)
+
+
+# --------------------------------------------------------------------------- notebook 10
+
+_TITLES.update({
+    "10.1": "cosine annealing",
+    "10.2": "decay factor for a half-life",
+})
+
+
+def check_cosine_lr(fn: Callable) -> None:
+    r"""Exercise 10.1: ``fn(t, T, eta_max, eta_min)`` returns the cosine-annealed learning rate at step ``t <= T``."""
+    for T, eta_max, eta_min in ((10, 0.1, 0.0), (37, 1.0, 0.05)):
+        for t in range(T + 1):
+            expected = eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / T))
+            attempted, answer = _attempt("10.1", fn, t, T, eta_max, eta_min)
+            if not attempted:
+                return _report("10.1", None)
+            try:
+                value = float(answer)
+            except (TypeError, ValueError):
+                return _report("10.1", False, "Return one number.")
+            if not math.isclose(value, expected, rel_tol=1e-9, abs_tol=1e-12):
+                return _report("10.1", False, "At t = 0 it must give eta_max and at t = T eta_min; the "
+                               "cosine term 1 + cos(πt/T) runs from 2 to 0, so it needs a factor ½.")
+    return _report("10.1", True)
+
+
+def check_half_life_gamma(fn: Callable) -> None:
+    r"""Exercise 10.2: ``fn(k)`` returns the factor :math:`\gamma` per step that halves the rate in ``k`` steps."""
+    for k in (1, 10, 250):
+        attempted, answer = _attempt("10.2", fn, k)
+        if not attempted:
+            return _report("10.2", None)
+        try:
+            gamma = float(answer)
+        except (TypeError, ValueError):
+            return _report("10.2", False, "Return one number.")
+        if not math.isclose(gamma ** k, 0.5, rel_tol=1e-9):
+            return _report("10.2", False, "After k steps the rate is multiplied by γᵏ; solve γᵏ = ½.")
+    return _report("10.2", True)

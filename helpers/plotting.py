@@ -153,3 +153,57 @@ def plot_contour_trajectories(fn, trajectories: Mapping[str, np.ndarray], xlim=(
     ax.set_title(title)
     ax.legend(fontsize="small")
     return ax
+
+
+def plot_lr_schedules(schedules: Mapping[str, Sequence[float]], ax=None, title: str = "Learning-rate schedules",
+                      log_y: bool = False):
+    """One curve per schedule: the learning rate used at each step.
+
+    Args:
+        schedules: ``{label: [lr at step 0, lr at step 1, ...]}`` (e.g. ``History.lr``).
+        log_y: logarithmic y axis (for exponential decay).
+    """
+    if not isinstance(schedules, Mapping) or not schedules:
+        raise ValueError(f"schedules must be a non-empty mapping {{label: learning rates}}, got {schedules!r}")
+    ax = _axes(ax)
+    for label, lrs in schedules.items():
+        lrs = np.asarray(lrs, dtype=float)
+        ax.plot(np.arange(len(lrs)), lrs, label=label)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_lr_finder(result, ax=None, title: str = "LR range test", show_raw: bool = True):
+    """Loss against learning rate (log x axis) from :func:`helpers.schedulers.lr_finder`.
+
+    Draws the smoothed loss (and the raw losses, faintly), a dotted line where the smoothed
+    loss is lowest, and markers at the two suggestions: a tenth of that rate, and the
+    steepest descent of the smoothed loss.
+    """
+    for name in ("lrs", "losses", "smoothed", "min_loss_lr", "steepest_lr"):
+        if not hasattr(result, name):
+            raise TypeError(f"result must be an LRFinderResult (from lr_finder), got {type(result).__name__}")
+    ax = _axes(ax)
+    lrs = np.asarray(result.lrs, dtype=float)
+    if show_raw:
+        ax.plot(lrs, result.losses, color="grey", alpha=0.35, linewidth=1, label="loss per batch")
+    ax.plot(lrs, result.smoothed, label="smoothed loss")
+    ax.axvline(result.min_loss_lr, color="black", linestyle=":", linewidth=1,
+               label=f"lowest loss: {result.min_loss_lr:.1e}")
+    for lr, colour, label in ((result.min_loss_lr / 10, "green", "lowest / 10"),
+                              (result.steepest_lr, "red", "steepest descent")):
+        index = int(np.argmin(np.abs(np.log(lrs) - np.log(lr))))
+        ax.plot([lr], [result.smoothed[index]], "o", color=colour, label=f"{label}: {lr:.1e}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(True, which="major", alpha=0.3)
+    return ax

@@ -19,8 +19,10 @@ class History:
 
     Per optimisation step: ``loss``, ``accuracy`` (classification only: targets are
     integer labels and outputs have one column per class), ``lr`` (of the first
-    parameter group, before the step) and ``grad_norm`` (global 2-norm of all
-    gradients, before any clipping). Per epoch: ``epoch_loss`` (mean training loss),
+    parameter group, before the step), ``grad_norm`` (global 2-norm of all
+    gradients, before any clipping) and, when ``fit`` was given a ``clip``, ``clipped``
+    (whether clipping changed the gradient: its global norm went down) and
+    ``clipped_grad_norm`` (the global 2-norm after clipping). Per epoch: ``epoch_loss`` (mean training loss),
     ``val_loss`` and ``val_accuracy`` (when ``val_data`` is given).
 
     ``diverged`` is True when a non-finite loss or gradient stopped training;
@@ -35,6 +37,8 @@ class History:
     epoch_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    clipped: list[bool] = field(default_factory=list)
+    clipped_grad_norm: list[float] = field(default_factory=list)
     diverged: bool = False
     diverged_at: int | None = None
 
@@ -47,6 +51,11 @@ class History:
     def epochs(self) -> int:
         """Number of completed epochs."""
         return len(self.epoch_loss)
+
+    @property
+    def clip_fraction(self) -> float:
+        """Fraction of the steps at which clipping fired (NaN if ``fit`` had no ``clip``)."""
+        return sum(self.clipped) / len(self.clipped) if self.clipped else math.nan
 
     def final(self, metric: str = "loss", last: int = 10) -> float:
         """Mean of the last ``last`` values of a per-step or per-epoch list (NaN if empty)."""
@@ -140,7 +149,11 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
         loss_fn: maps (output, target) to a scalar loss.
         scheduler: an ``LRScheduler`` stepped once per optimisation step.
         clip: called as ``clip(parameters)`` between backward and step, e.g.
-            ``lambda p: torch.nn.utils.clip_grad_norm_(p, 1.0)``.
+            ``functools.partial(helpers.clipping.clip_grad_norm_, max_norm=1.0)`` or
+            ``lambda p: torch.nn.utils.clip_grad_value_(p, 0.5)``. Its return value is
+            ignored; ``fit`` measures the global gradient norm again after it and records
+            in ``History.clipped`` whether the norm went down (the clip fired) and in
+            ``History.clipped_grad_norm`` the norm after clipping.
         monitor: a :class:`helpers.diagnostics.GradientMonitor` (attached here if it is not).
         val_data: evaluated at the end of every epoch, like ``train_data``.
         device: where to train; default: where the model's parameters are.
@@ -210,15 +223,13 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                 output = model(x)
                 loss = loss_fn(output, y)
                 loss.backward()
-                grads = [p.grad for p in params if p.grad is not None]
-                grad_norm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                             if grads else torch.zeros((), device=device))
+                grad_norm = _global_norm(params, device)
                 hits = _correct(output.detach(), y)
                 # one transfer to the host per step
                 numbers = torch.stack([loss.detach().float(), grad_norm.float(),
                                        hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
                 loss_value, norm_value, hit_count = numbers
-                del output, loss, grads  # free the graph's buffers now, so the allocator reuses them
+                del output, loss  # free the graph's buffers now, so the allocator reuses them
                 if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
                     _restore(state, kept)
                     _mark_diverged(history)
@@ -231,6 +242,10 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                 lr = optimizer.param_groups[0]["lr"]
                 if clip is not None:
                     clip(params)
+                    after = _global_norm(params, device)
+                    clipped_norm = float(after)  # a second transfer, only when clipping
+                    history.clipped.append(clipped_norm < norm_value)
+                    history.clipped_grad_norm.append(clipped_norm)
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
@@ -255,6 +270,13 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
         if bar is not None:
             bar.close()
     return history
+
+
+def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros((), device=device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
 
 
 def _length(data) -> int | None:

@@ -169,3 +169,114 @@ def test_checkers_03_04_reject_plausible_mistakes(checker, wrong, hint, capsys):
     checker(wrong)
     out = capsys.readouterr().out
     assert "not yet" in out and hint in out, out
+# ----------------------------------------------------------------- notebooks 07, 09, 10
+
+
+def clip_by_value(g, v):
+    return torch.minimum(torch.maximum(g, torch.tensor(-v, dtype=g.dtype)), torch.tensor(v, dtype=g.dtype))
+
+
+def clip_by_global_norm(grads, max_norm):
+    total = torch.sqrt(sum(g.square().sum() for g in grads))
+    scale = min(1.0, max_norm / float(total))
+    return [g * scale for g in grads]
+
+
+def threshold_from_norms(norms, fraction):
+    return float(torch.quantile(torch.tensor(norms), 1 - fraction))
+
+
+def momentum_step(param, grad, buf, lr, momentum, nesterov):
+    buf = momentum * buf + grad
+    step = grad + momentum * buf if nesterov else buf
+    return param - lr * step, buf
+
+
+def adam_step(param, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad ** 2
+    m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+    return param - lr * m_hat / (v_hat.sqrt() + eps), m, v
+
+
+def cosine_lr(t, T, eta_max, eta_min):
+    return eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / T))
+
+
+def half_life_gamma(k):
+    return 0.5 ** (1 / k)
+
+
+def _wrong_adam_no_bias_correction(param, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad ** 2
+    return param - lr * m / (v.sqrt() + eps), m, v
+
+
+def _wrong_adam_eps_inside(param, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad ** 2
+    return param - lr * (m / (1 - beta1 ** t)) / (v / (1 - beta2 ** t) + 1e-3).sqrt(), m, v
+
+
+CASES_5 = {
+    ex.check_clip_by_value: (clip_by_value, [
+        lambda g, v: torch.minimum(torch.maximum(g, torch.tensor(v, dtype=g.dtype)), torch.tensor(v, dtype=g.dtype)),
+        lambda g, v: g.clamp(0, v),
+        lambda g, v: g.clamp(-v, v) * 0.5,
+    ]),
+    ex.check_clip_by_global_norm: (clip_by_global_norm, [
+        lambda grads, c: [g * min(1.0, c / float(g.norm())) for g in grads],
+        lambda grads, c: [g * c / float(torch.sqrt(sum(t.square().sum() for t in grads))) for g in grads],
+        lambda grads, c: [g * min(1.0, c / float(sum(t.square().sum() for t in grads))) for g in grads],
+        lambda grads, c: clip_by_global_norm(grads, c)[0],
+    ]),
+    ex.check_threshold_from_norms: (threshold_from_norms, [
+        lambda norms, f: float(torch.quantile(torch.tensor(norms), f)),
+        lambda norms, f: float(torch.tensor(norms).median()),
+        lambda norms, f: max(norms),
+    ]),
+    ex.check_momentum_step: (momentum_step, [
+        lambda p, g, b, lr, mu, nest: (p - lr * (mu * b + g), mu * b + g),
+        lambda p, g, b, lr, mu, nest: momentum_step(p, g, b, lr, mu, False),
+        lambda p, g, b, lr, mu, nest: (p - lr * (mu * b + (1 - mu) * g), mu * b + (1 - mu) * g),
+        lambda p, g, b, lr, mu, nest: (p + lr * (mu * b + g), mu * b + g),
+    ]),
+    ex.check_adam_step: (adam_step, [
+        _wrong_adam_no_bias_correction,
+        _wrong_adam_eps_inside,
+        lambda p, g, m, v, t, lr, b1, b2, eps: adam_step(p, g, m, v, t + 1, lr, b1, b2, eps),
+        lambda p, g, m, v, t, lr, b1, b2, eps: adam_step(p, g, m, v, t, lr, b1, b2, eps)[0],
+    ]),
+    ex.check_cosine_lr: (cosine_lr, [
+        lambda t, T, hi, lo: lo + (hi - lo) * (1 + math.cos(math.pi * t / T)),
+        lambda t, T, hi, lo: hi * (1 + math.cos(math.pi * t / T)) / 2,
+        lambda t, T, hi, lo: lo + (hi - lo) * math.cos(math.pi * t / (2 * T)),
+    ]),
+    ex.check_half_life_gamma: (half_life_gamma, [
+        lambda k: 0.5 / k,
+        lambda k: 1 - 0.5 / k,
+        lambda k: 2 ** (1 / k),
+    ]),
+}
+
+
+@pytest.mark.parametrize("checker", list(CASES_5), ids=lambda c: c.__name__)
+def test_reference_solution_is_accepted_5(checker, capsys):
+    assert checker(CASES_5[checker][0]) is None
+    assert capsys.readouterr().out.strip().endswith(": correct.")
+
+
+@pytest.mark.parametrize("checker", list(CASES_5), ids=lambda c: c.__name__)
+def test_not_attempted_prints_a_stable_line_5(checker, capsys):
+    checker(not_attempted)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_5.items() for w in ws],
+                         ids=lambda v: getattr(v, "__name__", "wrong"))
+def test_wrong_solutions_are_rejected_5(checker, wrong, capsys):
+    checker(wrong)
+    out = capsys.readouterr().out
+    assert ": not yet." in out and "correct." not in out

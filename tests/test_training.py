@@ -173,3 +173,43 @@ def test_progress_bar_path_runs(monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS", "1")
     net = MLP(5, 3, width=8, depth=1)
     assert _fit(net, progress=True).steps == 18
+
+
+def test_clip_firing_is_recorded():
+    import functools
+
+    from helpers.clipping import adaptive_clip_grad_, clip_grad_norm_, clip_grad_value_
+
+    torch.manual_seed(0)
+    for clip, expect_all in ((functools.partial(clip_grad_norm_, max_norm=1e-4), True),
+                             (functools.partial(clip_grad_value_, clip_value=1e-6), True),
+                             (functools.partial(clip_grad_norm_, max_norm=1e6), False),
+                             (functools.partial(adaptive_clip_grad_, clipping=1e-6), True)):
+        net = MLP(5, 3, width=16, depth=2)
+        history = _fit(net, clip=clip)
+        assert len(history.clipped) == len(history.clipped_grad_norm) == history.steps
+        assert all(history.clipped) if expect_all else not any(history.clipped)
+        assert history.clip_fraction == (1.0 if expect_all else 0.0)
+        if expect_all:
+            assert all(a < b for a, b in zip(history.clipped_grad_norm, history.grad_norm))
+        else:
+            assert history.clipped_grad_norm == pytest.approx(history.grad_norm, rel=1e-6)
+
+
+def test_clip_fraction_counts_the_steps_where_the_norm_exceeded_the_threshold():
+    from helpers.clipping import clip_grad_norm_
+
+    torch.manual_seed(0)
+    net = MLP(5, 3, width=16, depth=2)
+    threshold = 0.5
+    history = _fit(net, epochs=5, clip=lambda p: clip_grad_norm_(p, threshold))
+    expected = [n > threshold for n in history.grad_norm]
+    assert 0 < sum(expected) < len(expected)  # the threshold sits inside the observed range
+    assert history.clipped == expected
+    for before, after, fired in zip(history.grad_norm, history.clipped_grad_norm, history.clipped):
+        assert after == pytest.approx(threshold if fired else before, rel=1e-5)
+
+
+def test_without_clip_nothing_is_recorded():
+    history = _fit(MLP(5, 3, width=8, depth=1))
+    assert history.clipped == [] and history.clipped_grad_norm == [] and math.isnan(history.clip_fraction)

@@ -1,0 +1,279 @@
+r"""Gradient clipping from scratch: by value, by global norm, and unit-wise adaptive.
+
+Each function modifies the gradients in place, between ``loss.backward()`` and
+``optimizer.step()``, and can be passed to :func:`helpers.training.fit` as ``clip``,
+e.g. ``clip=functools.partial(clip_grad_norm_, max_norm=1.0)``.
+
+Norm clipping is split into three steps so that the global norm can also be formed
+over parameters that live in several processes (sharded training): per-tensor norms
+(:func:`grad_norms`), one total from them (:func:`total_norm_from_norms`), and the
+rescaling (:func:`clip_grads_with_norm_`). Because
+
+.. math:: \lVert g \rVert_p = \Big(\sum_k \lVert g_k \rVert_p^p\Big)^{1/p}, \qquad
+          \lVert g \rVert_\infty = \max_k \lVert g_k \rVert_\infty ,
+
+the norm of all gradients together only needs the norms of the pieces, wherever they are.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from numbers import Real
+
+import torch
+
+from helpers._checks import check_real
+
+_EPS = 1e-6  # added to the total norm before dividing, as torch.nn.utils does
+
+
+def _as_list(parameters, name: str = "parameters") -> list[torch.Tensor]:
+    if isinstance(parameters, torch.Tensor):
+        return [parameters]
+    if not isinstance(parameters, Iterable) or isinstance(parameters, str | bytes):
+        raise TypeError(f"{name} must be a tensor or an iterable of tensors, got {type(parameters).__name__}")
+    items = list(parameters)
+    bad = [type(p).__name__ for p in items if not isinstance(p, torch.Tensor)]
+    if bad:
+        raise TypeError(f"{name} must contain only tensors, got items of type {sorted(set(bad))}")
+    return items
+
+
+def _check_norm_type(norm_type) -> float:
+    if isinstance(norm_type, str) and norm_type.strip().lower() == "inf":
+        return math.inf
+    if isinstance(norm_type, bool) or not isinstance(norm_type, Real):
+        raise TypeError(f"norm_type must be a positive real number or inf, got {type(norm_type).__name__} "
+                        f"({norm_type!r})")
+    value = float(norm_type)
+    if math.isnan(value) or value <= 0:
+        raise ValueError(f"norm_type must be a positive real number or inf, got {norm_type!r}")
+    return value
+
+
+def grad_norms(grads: Iterable[torch.Tensor], norm_type: float = 2.0) -> list[torch.Tensor]:
+    r"""The :math:`p`-norm of each tensor, each taken over all its entries.
+
+    Args:
+        grads: tensors (typically the ``.grad`` of each parameter).
+        norm_type: :math:`p > 0`, or ``inf`` for the largest absolute entry.
+
+    Example:
+        >>> [float(n) for n in grad_norms([torch.tensor([3.0, 4.0]), torch.tensor([-2.0])])]
+        [5.0, 2.0]
+    """
+    p = _check_norm_type(norm_type)
+    return [torch.linalg.vector_norm(g, p) for g in _as_list(grads, "grads")]
+
+
+def total_norm_from_norms(norms: Iterable[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
+    r"""Combine per-tensor :math:`p`-norms into the :math:`p`-norm of all the tensors together.
+
+    .. math:: \lVert g \rVert_p = \Big(\sum_k n_k^p\Big)^{1/p}, \qquad \lVert g \rVert_\infty = \max_k n_k .
+
+    This is the one place a distributed version needs to change: each process computes
+    the norms of its own pieces, and the processes combine them (gather the norms, or
+    all-reduce :math:`\sum_k n_k^p`, or the max for ``inf``) before the final root.
+
+    Args:
+        norms: scalar tensors :math:`n_k = \lVert g_k \rVert_p`.
+        norm_type: the same :math:`p` the norms were taken with.
+
+    Returns:
+        A scalar tensor; ``tensor(0.)`` when ``norms`` is empty.
+
+    Example:
+        >>> float(total_norm_from_norms([torch.tensor(3.0), torch.tensor(4.0)]))
+        5.0
+    """
+    p = _check_norm_type(norm_type)
+    norms = _as_list(norms, "norms")
+    if not norms:
+        return torch.tensor(0.0)
+    return torch.linalg.vector_norm(torch.stack([n.reshape(()) for n in norms]), p)
+
+
+def get_total_norm(grads: Iterable[torch.Tensor], norm_type: float = 2.0,
+                   error_if_nonfinite: bool = False) -> torch.Tensor:
+    r"""The :math:`p`-norm of all ``grads`` viewed as one long vector (``tensor(0.)`` if there are none).
+
+    Args:
+        grads: tensors; ``None`` entries are skipped.
+        norm_type: :math:`p > 0` or ``inf``.
+        error_if_nonfinite: raise ``RuntimeError`` if the total norm is NaN or infinite.
+
+    Example:
+        >>> float(get_total_norm([torch.tensor([3.0]), None, torch.tensor([4.0])]))
+        5.0
+    """
+    p = _check_norm_type(norm_type)
+    grads = [g for g in (list(grads) if not isinstance(grads, torch.Tensor) else [grads]) if g is not None]
+    total = total_norm_from_norms(grad_norms(grads, p), p)
+    if error_if_nonfinite and not bool(torch.isfinite(total)):
+        raise RuntimeError(f"The total norm of order {p} of the gradients is non-finite ({float(total)}), "
+                           "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway "
+                           "(the gradients then become NaN or 0).")
+    return total
+
+
+@torch.no_grad()
+def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor) -> None:
+    r"""Scale every gradient by :math:`\min\big(1, \tfrac{\text{max\_norm}}{\text{total\_norm} + 10^{-6}}\big)`.
+
+    The scale is applied even when it is 1, without a branch, so that no value has to be
+    read back from an accelerator.
+
+    Args:
+        parameters: a tensor or tensors whose ``.grad`` is scaled (``None`` grads skipped).
+        max_norm: the largest allowed total norm, >= 0.
+        total_norm: the norm of all gradients together, e.g. from :func:`get_total_norm`.
+
+    Example:
+        >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([6.0, 8.0])
+        >>> clip_grads_with_norm_([w], 5.0, torch.tensor(10.0)); w.grad
+        tensor([3.0000, 4.0000])
+    """
+    params = _as_list(parameters)
+    max_norm = check_real("max_norm", max_norm, minimum=0.0)
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    scale = torch.clamp(max_norm / (total_norm + _EPS), max=1.0)
+    for g in grads:
+        g.mul_(scale.to(device=g.device, dtype=g.dtype))
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> torch.Tensor:
+    r"""Rescale all gradients together so that their global norm is at most ``max_norm``.
+
+    With :math:`g` all gradients stacked into one vector,
+
+    .. math::
+        g \leftarrow g \cdot \min\Big(1, \frac{c}{\lVert g \rVert_p + 10^{-6}}\Big),
+
+    so the direction of the full gradient is kept and only its length is capped at
+    :math:`c`. Equals :func:`torch.nn.utils.clip_grad_norm_`.
+
+    Args:
+        parameters: a tensor or an iterable of tensors; parameters whose ``.grad`` is
+            ``None`` are skipped.
+        max_norm: :math:`c`, the largest allowed norm, >= 0.
+        norm_type: :math:`p > 0`, or ``float("inf")`` (or ``"inf"``) for the largest
+            absolute entry.
+        error_if_nonfinite: if True, raise ``RuntimeError`` when the total norm is NaN or
+            infinite, before any gradient is touched. If False such a norm turns the
+            gradients into NaN (or 0 for the finite entries when it is ``inf``).
+
+    Returns:
+        The total norm **before** clipping, a scalar tensor (``tensor(0.)`` when no
+        parameter has a gradient).
+
+    Example:
+        >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([30.0, 40.0])
+        >>> float(clip_grad_norm_([w], max_norm=5.0)), torch.allclose(w.grad, torch.tensor([3.0, 4.0]))
+        (50.0, True)
+    """
+    params = _as_list(parameters)
+    check_real("max_norm", max_norm, minimum=0.0)
+    p = _check_norm_type(norm_type)
+    total = get_total_norm([q.grad for q in params], p, error_if_nonfinite)
+    clip_grads_with_norm_(params, max_norm, total)
+    return total
+
+
+@torch.no_grad()
+def clip_grad_value_(parameters, clip_value: float) -> None:
+    r"""Clamp every gradient entry into :math:`[-v, v]`.
+
+    .. math:: g_i \leftarrow \min\big(\max(g_i, -v), v\big)
+
+    (The lower bound is :math:`-v`; :math:`\min(\max(g, v), v)` would always give :math:`v`.)
+    Unlike norm clipping this changes the gradient's direction whenever some entries are
+    clamped and others are not. NaN entries stay NaN. Equals
+    :func:`torch.nn.utils.clip_grad_value_`.
+
+    Args:
+        parameters: a tensor or an iterable of tensors; ``None`` grads are skipped.
+        clip_value: :math:`v \ge 0`.
+
+    Example:
+        >>> w = torch.zeros(3, requires_grad=True); w.grad = torch.tensor([-5.0, 0.5, 2.0])
+        >>> clip_grad_value_(w, 1.0); w.grad
+        tensor([-1.0000,  0.5000,  1.0000])
+    """
+    params = _as_list(parameters)
+    clip_value = check_real("clip_value", clip_value, minimum=0.0)
+    for p in params:
+        if p.grad is not None:
+            p.grad.clamp_(min=-clip_value, max=clip_value)
+
+
+def unitwise_norm(x: torch.Tensor) -> torch.Tensor:
+    r"""Norm of each output unit: over all dimensions but the first, broadcastable to ``x``.
+
+    For a Linear weight (out, in) that is the norm of each row; for a Conv weight
+    (out, in, kh, kw) the norm of each output channel's filter. Tensors with at most
+    one dimension (biases, gains) count as a single unit.
+
+    Example:
+        >>> unitwise_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]])).flatten()
+        tensor([5., 1.])
+    """
+    if x.dim() <= 1:
+        return torch.linalg.vector_norm(x)
+    return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
+
+
+@torch.no_grad()
+def adaptive_clip_grad_(parameters, clipping: float = 0.01, eps: float = 1e-3) -> torch.Tensor:
+    r"""Unit-wise adaptive gradient clipping (AGC, Brock et al. 2021).
+
+    For each unit :math:`i` of each parameter (a row of a Linear weight, an output
+    channel of a Conv weight, a whole bias) with weights :math:`W_i` and gradient
+    :math:`G_i`:
+
+    .. math::
+        G_i \leftarrow \begin{cases}
+        \lambda \dfrac{\max(\lVert W_i \rVert, \epsilon)}{\lVert G_i \rVert}\, G_i
+            & \text{if } \dfrac{\lVert G_i \rVert}{\max(\lVert W_i \rVert, \epsilon)} > \lambda \\
+        G_i & \text{otherwise}
+        \end{cases}
+
+    The threshold is relative: a step may change each unit's weights by at most a
+    fraction :math:`\lambda` (times the learning rate), whatever the scale of the layer.
+    The paper leaves the final classifier layer unclipped; pass only the parameters to clip.
+
+    Args:
+        parameters: a tensor or an iterable of tensors; ``None`` grads are skipped.
+        clipping: :math:`\lambda > 0`.
+        eps: :math:`\epsilon > 0`, keeps zero-initialised weights from freezing.
+
+    Returns:
+        The fraction of units that were clipped (a scalar tensor; 0 if there are none).
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.tensor([[3.0, 4.0], [1.0, 0.0]]))
+        >>> w.grad = torch.tensor([[0.0, 1.0], [0.001, 0.0]])
+        >>> float(adaptive_clip_grad_([w], clipping=0.1)), w.grad
+        (0.5, tensor([[0.0000, 0.5000],
+                [0.0010, 0.0000]]))
+    """
+    params = _as_list(parameters)
+    clipping = check_real("clipping", clipping, minimum=0.0, strict_minimum=True)
+    eps = check_real("eps", eps, minimum=0.0, strict_minimum=True)
+    clipped, units = [], 0
+    for p in params:
+        if p.grad is None:
+            continue
+        max_norm = unitwise_norm(p.detach()).clamp(min=eps) * clipping
+        g_norm = unitwise_norm(p.grad)
+        trigger = g_norm > max_norm
+        scale = torch.where(trigger, max_norm / g_norm.clamp(min=1e-6), torch.ones_like(g_norm))
+        p.grad.mul_(scale)
+        clipped.append(trigger.sum())
+        units += trigger.numel()
+    if not units:
+        return torch.tensor(0.0)
+    return torch.stack(clipped).sum() / units

@@ -1,0 +1,415 @@
+r"""Learning-rate schedules from scratch, and an LR range test (:func:`lr_finder`).
+
+Each schedule is a :class:`torch.optim.lr_scheduler.LRScheduler` subclass whose
+learning rate is a closed-form function of the step count :math:`t` (``last_epoch``):
+call ``scheduler.step()`` once per optimisation step (as :func:`helpers.training.fit`
+does) and the optimizer's learning rate follows the formula. Closed forms make each
+schedule easy to read and to plot, and ``state_dict()`` / ``load_state_dict()`` resume a
+schedule mid-way. :math:`\eta` is each parameter group's initial learning rate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+from helpers._checks import check_choice, check_int, check_real
+
+
+def _check_optimizer(optimizer) -> None:
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+
+
+class _ClosedForm(LRScheduler):
+    """A schedule given by ``factor(t, base_lr)``: the learning rate at step ``t``."""
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        raise NotImplementedError
+
+    def get_lr(self) -> list[float]:
+        t = max(self.last_epoch, 0)
+        return [self.lr_at(t, base) for base in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> list[float]:
+        return self.get_lr()
+
+
+class StepDecay(_ClosedForm):
+    r"""Multiply the learning rate by ``gamma`` every ``step_size`` steps.
+
+    .. math:: \eta_t = \eta\,\gamma^{\lfloor t / s \rfloor}
+
+    Equals ``torch.optim.lr_scheduler.StepLR``.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        step_size: :math:`s \ge 1`, steps between decays.
+        gamma: :math:`\gamma > 0`, the factor.
+        last_epoch: the step to resume from (-1: start).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = StepDecay(opt, step_size=2, gamma=0.5)
+        >>> lrs = []
+        >>> for _ in range(5):
+        ...     lrs.append(sched.get_last_lr()[0]); opt.step(); sched.step()
+        >>> lrs
+        [1.0, 1.0, 0.5, 0.5, 0.25]
+    """
+
+    def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.step_size = check_int("step_size", step_size, minimum=1)
+        self.gamma = check_real("gamma", gamma, minimum=0.0, strict_minimum=True)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        return base_lr * self.gamma ** (t // self.step_size)
+
+
+class ExponentialDecay(_ClosedForm):
+    r"""Multiply the learning rate by ``gamma`` every step.
+
+    .. math:: \eta_t = \eta\,\gamma^{t}
+
+    Equals ``torch.optim.lr_scheduler.ExponentialLR``.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        gamma: :math:`\gamma > 0`.
+        last_epoch: the step to resume from (-1: start).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = ExponentialDecay(opt, gamma=0.5)
+        >>> opt.step(); sched.step(); opt.step(); sched.step(); sched.get_last_lr()
+        [0.25]
+    """
+
+    def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.gamma = check_real("gamma", gamma, minimum=0.0, strict_minimum=True)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        return base_lr * self.gamma ** t
+
+
+class LinearDecay(_ClosedForm):
+    r"""Decrease the learning rate linearly to ``end_factor`` times its start over ``total_steps``.
+
+    .. math:: \eta_t = \eta\Big(1 - (1 - f)\,\frac{\min(t, T)}{T}\Big)
+
+    Constant at :math:`f\eta` after :math:`T`. Equals
+    ``torch.optim.lr_scheduler.LinearLR(start_factor=1.0, end_factor=f, total_iters=T)``.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        total_steps: :math:`T \ge 1`.
+        end_factor: :math:`f` in [0, 1].
+        last_epoch: the step to resume from (-1: start).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = LinearDecay(opt, total_steps=4)
+        >>> [sched.lr_at(t, 1.0) for t in range(6)]
+        [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    """
+
+    def __init__(self, optimizer, total_steps: int, end_factor: float = 0.0, last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.end_factor = check_real("end_factor", end_factor, minimum=0.0, maximum=1.0)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        return base_lr * (1 - (1 - self.end_factor) * min(t, self.total_steps) / self.total_steps)
+
+
+def cosine(t: float, total: float, eta_max: float, eta_min: float = 0.0) -> float:
+    r"""Cosine annealing from :math:`\eta_{max}` at :math:`t=0` to :math:`\eta_{min}` at :math:`t=T`.
+
+    .. math:: \eta_t = \eta_{min} + \tfrac12(\eta_{max} - \eta_{min})\Big(1 + \cos\frac{\pi \min(t, T)}{T}\Big)
+
+    The :math:`\tfrac12` makes :math:`\eta_0 = \eta_{max}`; without it the schedule would
+    start at twice the chosen rate.
+
+    Example:
+        >>> cosine(0, 10, 1.0), cosine(5, 10, 1.0), cosine(10, 10, 1.0, 0.1)
+        (1.0, 0.5, 0.1)
+    """
+    t = min(t, total)
+    return eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / total))
+
+
+class CosineAnnealing(_ClosedForm):
+    r"""Cosine annealing to ``eta_min`` over ``total_steps``, then constant.
+
+    .. math:: \eta_t = \eta_{min} + \tfrac12(\eta - \eta_{min})\Big(1 + \cos\frac{\pi \min(t, T)}{T}\Big)
+
+    Up to :math:`T` this equals ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=T,
+    eta_min=eta_min)``, which after :math:`T` goes up again (a period of :math:`2T`);
+    this one stays at :math:`\eta_{min}`.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        total_steps: :math:`T \ge 1`.
+        eta_min: :math:`\eta_{min} \ge 0`.
+        last_epoch: the step to resume from (-1: start).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = CosineAnnealing(opt, total_steps=4)
+        >>> [round(sched.lr_at(t, 1.0), 4) for t in range(6)]
+        [1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
+    """
+
+    def __init__(self, optimizer, total_steps: int, eta_min: float = 0.0, last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        self.eta_min = check_real("eta_min", eta_min, minimum=0.0)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        return cosine(t, self.total_steps, base_lr, self.eta_min)
+
+
+class WarmupCosine(_ClosedForm):
+    r"""Linear warm-up from ``start_factor``·η to η, then cosine annealing to ``eta_min``.
+
+    With :math:`W` warm-up steps and :math:`T` steps in all:
+
+    .. math::
+        \eta_t = \begin{cases}
+        \eta\big(f + (1-f)\,t/W\big) & t < W \\
+        \eta_{min} + \tfrac12(\eta - \eta_{min})\Big(1 + \cos\dfrac{\pi\,(\min(t,T) - W)}{T - W}\Big) & t \ge W
+        \end{cases}
+
+    Up to :math:`T` this equals ``SequentialLR`` of ``LinearLR(start_factor=f,
+    total_iters=W)`` and ``CosineAnnealingLR(T_max=T-W, eta_min)`` with milestone :math:`W`.
+
+    Args:
+        optimizer: the wrapped optimizer.
+        warmup_steps: :math:`W \ge 0`.
+        total_steps: :math:`T > W`.
+        eta_min: :math:`\eta_{min} \ge 0`.
+        start_factor: :math:`f` in (0, 1].
+        last_epoch: the step to resume from (-1: start).
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = WarmupCosine(opt, warmup_steps=2, total_steps=6, start_factor=0.5)
+        >>> [round(sched.lr_at(t, 1.0), 3) for t in range(7)]
+        [0.5, 0.75, 1.0, 0.854, 0.5, 0.146, 0.0]
+    """
+
+    def __init__(self, optimizer, warmup_steps: int, total_steps: int, eta_min: float = 0.0,
+                 start_factor: float = 0.1, last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        if self.total_steps <= self.warmup_steps:
+            raise ValueError(f"total_steps must be > warmup_steps ({warmup_steps}), got {total_steps}")
+        self.eta_min = check_real("eta_min", eta_min, minimum=0.0)
+        self.start_factor = check_real("start_factor", start_factor, minimum=0.0, maximum=1.0,
+                                       strict_minimum=True)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        w = self.warmup_steps
+        if t < w:
+            return base_lr * (self.start_factor + (1 - self.start_factor) * t / w)
+        return cosine(t - w, self.total_steps - w, base_lr, self.eta_min)
+
+
+# --------------------------------------------------------------------------- LR finder
+
+
+@dataclass
+class LRFinderResult:
+    """What :func:`lr_finder` measured.
+
+    ``lrs`` and ``losses`` hold one entry per step taken; ``smoothed`` is the
+    bias-corrected moving average of the losses. ``min_loss_lr`` is where the smoothed
+    loss is lowest and ``steepest_lr`` where it falls fastest against :math:`\\log \\eta`
+    (:func:`suggest_lr`). ``suggested_lr`` is the one chosen by the ``suggestion`` rule of
+    :func:`lr_finder`. ``diverged`` says whether the sweep stopped early because the loss
+    blew up.
+    """
+
+    lrs: list[float]
+    losses: list[float]
+    smoothed: list[float]
+    suggested_lr: float
+    min_loss_lr: float
+    steepest_lr: float
+    diverged: bool
+
+
+def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
+    r"""The learning rate where the smoothed loss falls fastest with :math:`\log\eta`.
+
+    Takes the slope :math:`dL/d\log\eta` by finite differences (``numpy.gradient``) over
+    the points before the minimum of the curve (after the minimum the loss is rising
+    towards divergence) and returns the learning rate where it is most negative.
+
+    Args:
+        lrs: increasing learning rates.
+        smoothed: the (smoothed) loss at each.
+        skip_start: points to ignore at the start (the moving average is noisy there).
+
+    Example:
+        >>> lrs = np.geomspace(1e-4, 1.0, 41)
+        >>> loss = 1 - np.tanh(np.log10(lrs) + 2)          # falls fastest at 1e-2
+        >>> float(suggest_lr(lrs, loss))
+        0.01
+    """
+    lrs, smoothed = np.asarray(lrs, dtype=float), np.asarray(smoothed, dtype=float)
+    if lrs.shape != smoothed.shape or lrs.ndim != 1:
+        raise ValueError(f"lrs and smoothed must be 1-D and of equal length, got shapes {lrs.shape} and "
+                         f"{smoothed.shape}")
+    check_int("skip_start", skip_start, minimum=0)
+    end = int(np.nanargmin(smoothed)) + 1 if np.isfinite(smoothed).any() else len(smoothed)
+    lo = min(skip_start, max(end - 2, 0))
+    if end - lo < 2:
+        return float(lrs[lo])
+    slopes = np.gradient(smoothed[lo:end], np.log(lrs[lo:end]))
+    return float(lrs[lo + int(np.argmin(slopes))])
+
+
+def _batch_stream(data, batch_size: int, seed: int):
+    from helpers.training import _batches
+
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        empty = True
+        batches = _batches(data, batch_size, generator) if isinstance(data, tuple | list) else data
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("train_data yielded no batch")
+
+
+def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: torch.optim.Optimizer, *,
+              start_lr: float = 1e-6, end_lr: float = 10.0, num_steps: int = 100, beta: float = 0.9,
+              diverge_factor: float = 4.0, suggestion: str = "min/10", batch_size: int = 64, seed: int = 0,
+              skip_start: int = 5, device=None) -> LRFinderResult:
+    r"""LR range test (Smith 2017): raise the learning rate exponentially, one step per batch.
+
+    Step :math:`i` of :math:`N` uses
+
+    .. math:: \eta_i = \eta_{start}\,\big(\eta_{end}/\eta_{start}\big)^{i/(N-1)}
+
+    and records the training loss; the smoothed loss is the bias-corrected moving average
+    :math:`\bar L_i = \frac{a_i}{1-\beta^{i+1}}`, :math:`a_i = \beta a_{i-1} + (1-\beta)L_i`. The
+    sweep stops early once the loss is not finite or
+    :math:`\bar L_i > \text{diverge\_factor}\cdot\min_{j\le i}\bar L_j`. Afterwards the
+    model's and the optimizer's states are restored exactly, so training can start from the
+    same weights.
+
+    Two rules suggest a learning rate: ``"min/10"`` (default), a tenth of the rate at the
+    lowest smoothed loss, and ``"steepest"``, the rate where the smoothed loss falls fastest
+    against :math:`\log\eta` (:func:`suggest_lr`). Both are returned; ``suggestion`` picks
+    ``suggested_lr``. ``"min/10"`` is the default because on a short sweep the loss often
+    starts to fall only a few steps before it blows up, which puts the steepest point
+    close to divergence (notebook 10 measures this).
+
+    Args:
+        model: the network (trained in place during the sweep, then restored).
+        train_data: ``(X, y)`` tensors (shuffled into batches, reshuffled when exhausted)
+            or an iterable of ``(x, y)`` batches (re-iterated when exhausted).
+        loss_fn: maps (output, target) to a scalar loss.
+        optimizer: an optimizer over the model's parameters; its ``lr`` is overwritten
+            during the sweep and restored afterwards.
+        start_lr, end_lr: the range, :math:`0 < \eta_{start} < \eta_{end}`.
+        num_steps: :math:`N \ge 2`.
+        beta: smoothing factor in [0, 1).
+        diverge_factor: > 1, see above.
+        suggestion: ``"min/10"`` or ``"steepest"``.
+        batch_size, seed: batching of tensor data.
+        skip_start: first points ignored by the steepest-descent rule.
+        device: where to compute (default: where the model's parameters are).
+
+    Example:
+        >>> net = torch.nn.Linear(3, 1)
+        >>> X = torch.randn(256, 3); y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
+        >>> before = copy.deepcopy(net.state_dict())
+        >>> result = lr_finder(net, (X, y), torch.nn.functional.mse_loss, torch.optim.SGD(net.parameters()),
+        ...                    start_lr=1e-4, end_lr=100.0, num_steps=60, batch_size=32)
+        >>> result.diverged, result.suggested_lr == result.min_loss_lr / 10, 1e-3 < result.steepest_lr < 1.0
+        (True, True, True)
+        >>> all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+        True
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_optimizer(optimizer)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    start_lr = check_real("start_lr", start_lr, minimum=0.0, strict_minimum=True)
+    end_lr = check_real("end_lr", end_lr, minimum=start_lr, strict_minimum=True)
+    num_steps = check_int("num_steps", num_steps, minimum=2)
+    beta = check_real("beta", beta, minimum=0.0, maximum=1.0, strict_maximum=True)
+    diverge_factor = check_real("diverge_factor", diverge_factor, minimum=1.0, strict_minimum=True)
+    check_choice("suggestion", suggestion, ("min/10", "steepest"))
+    check_int("batch_size", batch_size, minimum=1)
+    check_int("seed", seed, minimum=0)
+    check_int("skip_start", skip_start, minimum=0)
+    from helpers.training import _check_data
+
+    _check_data("train_data", train_data, required=True)
+
+    if device is not None:
+        model.to(device)
+    device = next(model.parameters()).device
+    model_state = copy.deepcopy(model.state_dict())
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    was_training = model.training
+    lrs, losses, smoothed = [], [], []
+    average, best, diverged = 0.0, math.inf, False
+    try:
+        model.train()
+        stream = _batch_stream(train_data, batch_size, seed)
+        for i in range(num_steps):
+            lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = next(stream)
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(x), y)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                diverged = True
+                break
+            loss.backward()
+            optimizer.step()
+            average = beta * average + (1 - beta) * value
+            current = average / (1 - beta ** (i + 1))
+            lrs.append(lr)
+            losses.append(value)
+            smoothed.append(current)
+            best = min(best, current)
+            if current > diverge_factor * best:
+                diverged = True
+                break
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+        optimizer.zero_grad(set_to_none=True)
+        model.train(was_training)
+    if not lrs:
+        raise RuntimeError(f"the loss was not finite at the first learning rate {start_lr}; lower start_lr")
+    steepest = suggest_lr(lrs, smoothed, skip_start=min(skip_start, len(lrs) - 1))
+    min_loss_lr = float(lrs[int(np.argmin(smoothed))])
+    return LRFinderResult(lrs=lrs, losses=losses, smoothed=smoothed,
+                          suggested_lr=min_loss_lr / 10 if suggestion == "min/10" else steepest,
+                          min_loss_lr=min_loss_lr, steepest_lr=steepest, diverged=diverged)

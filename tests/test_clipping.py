@@ -1,0 +1,213 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from helpers.clipping import (
+    adaptive_clip_grad_,
+    clip_grad_norm_,
+    clip_grad_value_,
+    clip_grads_with_norm_,
+    get_total_norm,
+    grad_norms,
+    total_norm_from_norms,
+    unitwise_norm,
+)
+
+NORM_TYPES = [1.0, 2.0, 3.5, math.inf]
+
+
+def _pair(dtype=torch.float64, scale=1.0, seed=0, with_none=True):
+    """Two identical parameter lists with the same gradients (conv, linear, bias, one without grad)."""
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(4, 3, 3, 3), (5, 4), (5,), (2, 2)]
+    ours, theirs = [], []
+    for i, shape in enumerate(shapes):
+        w = torch.randn(shape, generator=g, dtype=dtype)
+        grad = scale * torch.randn(shape, generator=g, dtype=dtype)
+        a, b = nn.Parameter(w.clone()), nn.Parameter(w.clone())
+        if not (with_none and i == len(shapes) - 1):
+            a.grad, b.grad = grad.clone(), grad.clone()
+        ours.append(a)
+        theirs.append(b)
+    return ours, theirs
+
+
+def _same_grads(ours, theirs, **tol):
+    for a, b in zip(ours, theirs):
+        assert (a.grad is None) == (b.grad is None)
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, equal_nan=True, **tol)
+
+
+@pytest.mark.parametrize("norm_type", NORM_TYPES)
+@pytest.mark.parametrize("max_norm", [0.1, 1.0, 1e6])
+def test_clip_grad_norm_equals_torch(norm_type, max_norm):
+    ours, theirs = _pair()
+    total = clip_grad_norm_(ours, max_norm, norm_type=norm_type)
+    expected = nn.utils.clip_grad_norm_(theirs, max_norm, norm_type=norm_type)
+    torch.testing.assert_close(total, expected, rtol=1e-14, atol=0)
+    _same_grads(ours, theirs, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("norm_type", NORM_TYPES)
+def test_clip_grad_norm_equals_torch_in_float32(norm_type):
+    ours, theirs = _pair(dtype=torch.float32, scale=100.0)
+    total = clip_grad_norm_(iter(ours), 1.0, norm_type=norm_type)  # a generator works too
+    expected = nn.utils.clip_grad_norm_(theirs, 1.0, norm_type=norm_type)
+    assert total.dtype == expected.dtype
+    torch.testing.assert_close(total, expected, rtol=1e-6, atol=0)
+    _same_grads(ours, theirs, rtol=1e-6, atol=1e-8)
+
+
+def test_clipped_norm_equals_max_norm_and_direction_is_kept():
+    ours, _ = _pair(scale=50.0)
+    before = torch.cat([p.grad.flatten() for p in ours if p.grad is not None])
+    clip_grad_norm_(ours, 2.0)
+    after = torch.cat([p.grad.flatten() for p in ours if p.grad is not None])
+    assert float(after.norm()) == pytest.approx(2.0, rel=1e-6)
+    assert float(torch.nn.functional.cosine_similarity(before, after, dim=0)) == pytest.approx(1.0)
+
+
+def test_single_tensor_and_string_inf():
+    w, v = nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(3))
+    w.grad, v.grad = torch.tensor([1.0, -7.0, 2.0]), torch.tensor([1.0, -7.0, 2.0])
+    assert float(clip_grad_norm_(w, 1.0, norm_type="inf")) == 7.0
+    nn.utils.clip_grad_norm_(v, 1.0, norm_type="inf")
+    torch.testing.assert_close(w.grad, v.grad)
+
+
+def test_no_gradients_and_empty_input_give_zero():
+    for params in ([], [nn.Parameter(torch.ones(2))]):
+        total = clip_grad_norm_(params, 1.0)
+        assert float(total) == 0.0 and float(nn.utils.clip_grad_norm_(params, 1.0)) == 0.0
+    assert float(total_norm_from_norms([])) == 0.0
+    clip_grad_value_([], 1.0)
+    assert float(adaptive_clip_grad_([])) == 0.0
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+@pytest.mark.parametrize("norm_type", [2.0, math.inf])
+def test_non_finite_gradients_behave_like_torch(bad, norm_type):
+    ours, theirs = _pair()
+    for params in (ours, theirs):
+        params[1].grad[0, 0] = bad
+    total = clip_grad_norm_(ours, 1.0, norm_type=norm_type)
+    expected = nn.utils.clip_grad_norm_(theirs, 1.0, norm_type=norm_type)
+    torch.testing.assert_close(total, expected, equal_nan=True)
+    _same_grads(ours, theirs)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_error_if_nonfinite_raises_before_touching_gradients(bad):
+    ours, theirs = _pair()
+    for params in (ours, theirs):
+        params[0].grad[0, 0, 0, 0] = bad
+    snapshot = [p.grad.clone() for p in ours if p.grad is not None]
+    with pytest.raises(RuntimeError, match="non-finite"):
+        clip_grad_norm_(ours, 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError):
+        nn.utils.clip_grad_norm_(theirs, 1.0, error_if_nonfinite=True)
+    for before, p in zip(snapshot, [p for p in ours if p.grad is not None]):
+        torch.testing.assert_close(p.grad, before, equal_nan=True)
+
+
+def test_norm_from_pieces_equals_norm_of_the_whole():
+    """What a sharded (distributed) clip relies on: the total from per-tensor norms."""
+    ours, _ = _pair(with_none=False)
+    grads = [p.grad for p in ours]
+    whole = torch.cat([g.flatten() for g in grads])
+    for p in NORM_TYPES:
+        split = [grad_norms(grads[:2], p), grad_norms(grads[2:], p)]    # two "processes"
+        combined = total_norm_from_norms(split[0] + split[1], p)
+        torch.testing.assert_close(combined, torch.linalg.vector_norm(whole, p), rtol=1e-14, atol=0)
+        torch.testing.assert_close(get_total_norm(grads, p), combined, rtol=1e-14, atol=0)
+
+
+def test_clip_grads_with_norm_uses_the_given_total():
+    w = nn.Parameter(torch.zeros(2))
+    w.grad = torch.tensor([3.0, 4.0])
+    clip_grads_with_norm_([w], 1.0, torch.tensor(10.0))  # e.g. a global norm over all processes
+    torch.testing.assert_close(w.grad, torch.tensor([3.0, 4.0]) / (10.0 + 1e-6))
+
+
+@pytest.mark.parametrize("clip_value", [0.0, 0.3, 1.0, 100.0])
+def test_clip_grad_value_equals_torch(clip_value):
+    ours, theirs = _pair(scale=2.0)
+    ours[1].grad[0, 0] = theirs[1].grad[0, 0] = math.nan
+    assert clip_grad_value_(ours, clip_value) is None
+    nn.utils.clip_grad_value_(theirs, clip_value)
+    _same_grads(ours, theirs, rtol=0, atol=0)
+
+
+def test_seed_000_clip_formula_always_returns_the_threshold():
+    g = torch.linspace(-3, 3, 13)
+    wrong = torch.minimum(torch.maximum(g, torch.tensor(1.0)), torch.tensor(1.0))
+    assert torch.equal(wrong, torch.ones_like(g))
+    w = nn.Parameter(torch.zeros(13))
+    w.grad = g.clone()
+    clip_grad_value_(w, 1.0)
+    assert torch.equal(w.grad, g.clamp(-1, 1)) and not torch.equal(w.grad, wrong)
+
+
+def _agc_reference(weight, grad, clipping, eps):
+    """The formula of Brock et al., one unit (output row) at a time, in plain loops."""
+    out = grad.clone()
+    rows = weight.reshape(len(weight), -1) if weight.dim() > 1 else weight.reshape(1, -1)
+    grad_rows = out.reshape(len(weight), -1) if weight.dim() > 1 else out.reshape(1, -1)
+    for w_i, g_i in zip(rows, grad_rows):
+        w_norm = max(float(w_i.norm()), eps)
+        g_norm = float(g_i.norm())
+        if g_norm / w_norm > clipping:
+            g_i.mul_(clipping * w_norm / g_norm)
+    return out
+
+
+@pytest.mark.parametrize("clipping", [0.01, 0.1, 1.0])
+def test_adaptive_clip_matches_its_formula(clipping):
+    params, _ = _pair(with_none=True)
+    params[2].data.zero_()  # a zero bias: eps keeps its threshold positive
+    expected = [None if p.grad is None else _agc_reference(p.detach(), p.grad, clipping, 1e-3) for p in params]
+    fraction = adaptive_clip_grad_(params, clipping=clipping)
+    for p, e in zip(params, expected):
+        if e is not None:
+            torch.testing.assert_close(p.grad, e, rtol=1e-12, atol=0)
+    assert 0.0 <= float(fraction) <= 1.0
+
+
+def test_adaptive_clip_is_unit_wise_for_linear_and_conv():
+    w = nn.Parameter(torch.tensor([[3.0, 4.0], [0.6, 0.8]]))
+    w.grad = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    fraction = adaptive_clip_grad_(w, clipping=0.5)
+    # row 0: |W|=5, |G|=1, ratio 0.2 <= 0.5 -> kept; row 1: |W|=1, ratio 1 > 0.5 -> scaled to 0.5
+    torch.testing.assert_close(w.grad, torch.tensor([[1.0, 0.0], [0.5, 0.0]]))
+    assert float(fraction) == 0.5
+    conv = nn.Conv2d(2, 3, 3)
+    assert unitwise_norm(conv.weight).shape == (3, 1, 1, 1)
+    conv.weight.grad = 10 * conv.weight.detach().clone()
+    adaptive_clip_grad_([conv.weight], clipping=0.1)
+    ratio = unitwise_norm(conv.weight.grad) / unitwise_norm(conv.weight.detach())
+    torch.testing.assert_close(ratio, torch.full_like(ratio, 0.1))
+
+
+@pytest.mark.parametrize("call, error, text", [
+    (lambda p: clip_grad_norm_(p, -1.0), ValueError, "max_norm"),
+    (lambda p: clip_grad_norm_(p, "1"), TypeError, "max_norm"),
+    (lambda p: clip_grad_norm_(p, 1.0, norm_type=0), ValueError, "norm_type"),
+    (lambda p: clip_grad_norm_(p, 1.0, norm_type=-2.0), ValueError, "norm_type"),
+    (lambda p: clip_grad_norm_(p, 1.0, norm_type="two"), TypeError, "norm_type"),
+    (lambda p: clip_grad_norm_([1.0], 1.0), TypeError, "parameters"),
+    (lambda p: clip_grad_norm_(3, 1.0), TypeError, "parameters"),
+    (lambda p: clip_grad_value_(p, -0.5), ValueError, "clip_value"),
+    (lambda p: clip_grad_value_(p, math.nan), ValueError, "clip_value"),
+    (lambda p: adaptive_clip_grad_(p, clipping=0.0), ValueError, "clipping"),
+    (lambda p: adaptive_clip_grad_(p, eps=-1.0), ValueError, "eps"),
+])
+def test_bad_arguments_raise_and_modify_nothing(call, error, text):
+    params, _ = _pair()
+    snapshot = [None if p.grad is None else p.grad.clone() for p in params]
+    with pytest.raises(error, match=text):
+        call(params)
+    for p, s in zip(params, snapshot):
+        assert (p.grad is None and s is None) or torch.equal(p.grad, s)

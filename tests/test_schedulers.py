@@ -1,0 +1,227 @@
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import lr_scheduler as torch_sched
+
+from helpers.schedulers import (
+    CosineAnnealing,
+    ExponentialDecay,
+    LinearDecay,
+    StepDecay,
+    WarmupCosine,
+    cosine,
+    lr_finder,
+    suggest_lr,
+)
+
+
+def _optimizer(lrs=(0.5, 0.02)):
+    groups = [{"params": [nn.Parameter(torch.zeros(2))], "lr": lr} for lr in lrs]
+    return torch.optim.SGD(groups, lr=lrs[0])
+
+
+def _sequence(make, steps):
+    """Learning rates of every group at steps 0..steps-1 (read before each step, as fit does)."""
+    opt = _optimizer()
+    sched = make(opt)
+    out = []
+    for _ in range(steps):
+        out.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    return np.array(out)
+
+
+PAIRS = {
+    "step": (lambda o: StepDecay(o, step_size=7, gamma=0.3), lambda o: torch_sched.StepLR(o, 7, gamma=0.3), 50),
+    "step-default-gamma": (lambda o: StepDecay(o, 3), lambda o: torch_sched.StepLR(o, 3), 20),
+    "exponential": (lambda o: ExponentialDecay(o, 0.95), lambda o: torch_sched.ExponentialLR(o, 0.95), 60),
+    "linear-to-0": (lambda o: LinearDecay(o, 40), lambda o: torch_sched.LinearLR(
+        o, start_factor=1.0, end_factor=0.0, total_iters=40), 40),
+    "linear-to-0.1-and-after": (lambda o: LinearDecay(o, 30, end_factor=0.1), lambda o: torch_sched.LinearLR(
+        o, start_factor=1.0, end_factor=0.1, total_iters=30), 60),
+    "cosine": (lambda o: CosineAnnealing(o, 50), lambda o: torch_sched.CosineAnnealingLR(o, T_max=50), 51),
+    "cosine-eta-min": (lambda o: CosineAnnealing(o, 33, eta_min=0.001),
+                       lambda o: torch_sched.CosineAnnealingLR(o, T_max=33, eta_min=0.001), 34),
+    "warmup-cosine": (lambda o: WarmupCosine(o, 10, 60, eta_min=0.001, start_factor=0.1),
+                      lambda o: torch_sched.SequentialLR(o, [
+                          torch_sched.LinearLR(o, start_factor=0.1, total_iters=10),
+                          torch_sched.CosineAnnealingLR(o, T_max=50, eta_min=0.001)], milestones=[10]), 61),
+    "warmup-cosine-f0.5": (lambda o: WarmupCosine(o, 4, 12, start_factor=0.5),
+                           lambda o: torch_sched.SequentialLR(o, [
+                               torch_sched.LinearLR(o, start_factor=0.5, total_iters=4),
+                               torch_sched.CosineAnnealingLR(o, T_max=8)], milestones=[4]), 13),
+}
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # SequentialLR's own deprecation notes
+@pytest.mark.parametrize("name", list(PAIRS))
+def test_learning_rates_equal_torch(name):
+    ours, theirs, steps = PAIRS[name]
+    # torch's chainable forms accumulate rounding errors step by step; ours are closed forms
+    np.testing.assert_allclose(_sequence(ours, steps), _sequence(theirs, steps), rtol=1e-9, atol=1e-12)
+
+
+def test_cosine_equals_torch_closed_form_and_then_stays_at_eta_min():
+    T, eta, eta_min = 20, 0.5, 0.01
+    closed = [eta_min + (eta - eta_min) * (1 + math.cos(math.pi * t / T)) / 2 for t in range(T + 1)]
+    ours = _sequence(lambda o: CosineAnnealing(o, T, eta_min=eta_min), 2 * T)[:, 0]
+    np.testing.assert_allclose(ours[:T + 1], closed, rtol=1e-12)
+    np.testing.assert_allclose(ours[T:], eta_min, rtol=1e-12)
+    assert cosine(0, T, eta) == eta  # the 1/2 makes it start at the chosen rate
+
+
+def test_seed_001_cosine_without_the_half_starts_at_twice_the_rate():
+    wrong = [0.1 * (1 + math.cos(math.pi * t / 10)) for t in range(11)]
+    assert wrong[0] == pytest.approx(0.2) and cosine(0, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_warmup_cosine_after_total_stays_at_eta_min():
+    lrs = _sequence(lambda o: WarmupCosine(o, 3, 10, eta_min=0.002), 15)[:, 0]
+    assert lrs[0] == pytest.approx(0.05) and lrs[3] == pytest.approx(0.5)
+    np.testing.assert_allclose(lrs[10:], 0.002)
+    lrs0 = _sequence(lambda o: WarmupCosine(o, 0, 10), 11)[:, 0]
+    np.testing.assert_allclose(lrs0, _sequence(lambda o: CosineAnnealing(o, 10), 11)[:, 0])
+
+
+@pytest.mark.parametrize("make", [lambda o: StepDecay(o, 4, 0.5), lambda o: ExponentialDecay(o, 0.9),
+                                  lambda o: LinearDecay(o, 20, 0.2), lambda o: CosineAnnealing(o, 20, 0.01),
+                                  lambda o: WarmupCosine(o, 5, 20, 0.01)])
+def test_state_dict_round_trip_mid_schedule(make):
+    full = _sequence(make, 20)
+    opt = _optimizer()
+    sched = make(opt)
+    for _ in range(8):
+        opt.step()
+        sched.step()
+    state = copy.deepcopy(sched.state_dict())
+    opt_state = copy.deepcopy(opt.state_dict())
+    opt2 = _optimizer(lrs=(9.0, 9.0))   # a fresh run with other settings, then resumed
+    sched2 = make(opt2)
+    opt2.load_state_dict(opt_state)
+    sched2.load_state_dict(state)
+    resumed = []
+    for _ in range(12):
+        resumed.append([g["lr"] for g in opt2.param_groups])
+        opt2.step()
+        sched2.step()
+    np.testing.assert_allclose(np.array(resumed), full[8:], rtol=1e-12)
+
+
+@pytest.mark.parametrize("make, error, text", [
+    (lambda o: StepDecay(o, 0), ValueError, "step_size"),
+    (lambda o: StepDecay(o, 2.5), TypeError, "step_size"),
+    (lambda o: ExponentialDecay(o, 0.0), ValueError, "gamma"),
+    (lambda o: LinearDecay(o, 10, end_factor=1.5), ValueError, "end_factor"),
+    (lambda o: CosineAnnealing(o, 0), ValueError, "total_steps"),
+    (lambda o: CosineAnnealing(o, 10, eta_min=-1.0), ValueError, "eta_min"),
+    (lambda o: WarmupCosine(o, 10, 10), ValueError, "total_steps"),
+    (lambda o: WarmupCosine(o, 2, 10, start_factor=0.0), ValueError, "start_factor"),
+    (lambda o: StepDecay("sgd", 2), TypeError, "optimizer"),
+])
+def test_bad_arguments_modify_nothing(make, error, text):
+    opt = _optimizer()
+    with pytest.raises(error, match=text):
+        make(opt)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.02]
+    assert all("initial_lr" not in g for g in opt.param_groups)
+
+
+# ------------------------------------------------------------------ LR finder
+
+
+def test_suggest_lr_is_the_steepest_descent_before_the_minimum():
+    lrs = np.geomspace(1e-5, 10, 61)
+    x = np.log10(lrs)
+    loss = 2 - np.tanh(2 * (x + 2.5)) + np.where(x > -0.5, 20 * (x + 0.5) ** 2, 0)
+    assert suggest_lr(lrs, loss) == pytest.approx(10 ** -2.5, rel=0.05)
+    # the sharp rise after the minimum (divergence) is never chosen
+    assert suggest_lr(lrs, loss) < lrs[np.argmin(loss)]
+    assert suggest_lr([1e-3, 1e-2], [1.0, 0.5]) in (1e-3, 1e-2)
+    with pytest.raises(ValueError, match="equal length"):
+        suggest_lr([1, 2, 3], [1, 2])
+
+
+def _regression(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(512, 8, generator=g)
+    y = X @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(512, 1, generator=g)
+    return X, y
+
+
+def test_lr_finder_stops_at_divergence_and_restores_model_and_optimizer():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    # give the optimizer some state, which must come back unchanged
+    F.mse_loss(net(_regression()[0]), _regression()[1]).backward()
+    opt.step()
+    before_model = copy.deepcopy(net.state_dict())
+    before_opt = copy.deepcopy(opt.state_dict())
+    result = lr_finder(net, _regression(), F.mse_loss, opt, start_lr=1e-5, end_lr=1e3, num_steps=120)
+    assert result.diverged and len(result.lrs) < 120
+    assert len(result.lrs) == len(result.losses) == len(result.smoothed)
+    assert np.all(np.diff(result.lrs) > 0) and result.lrs[0] == pytest.approx(1e-5)
+    assert 1e-4 < result.steepest_lr < result.min_loss_lr <= result.lrs[-1]
+    assert result.suggested_lr == result.min_loss_lr / 10
+    assert min(result.smoothed) < 0.5 * result.smoothed[0]
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before_model[k])
+    after_opt = opt.state_dict()
+    assert after_opt["param_groups"] == before_opt["param_groups"]
+    for k, st in after_opt["state"].items():
+        assert torch.equal(st["momentum_buffer"], before_opt["state"][k]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("rule", ["min/10", "steepest"])
+def test_lr_finder_suggestion_trains_well(rule):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 1))
+    opt = torch.optim.SGD(net.parameters())
+    result = lr_finder(net, _regression(), F.mse_loss, opt, start_lr=1e-5, end_lr=1e2, num_steps=100,
+                       suggestion=rule)
+    assert result.suggested_lr == (result.min_loss_lr / 10 if rule == "min/10" else result.steepest_lr)
+    X, y = _regression()
+    start = F.mse_loss(net(X), y).item()
+    for group in opt.param_groups:
+        group["lr"] = result.suggested_lr
+    for _ in range(100):
+        opt.zero_grad()
+        F.mse_loss(net(X), y).backward()
+        opt.step()
+    assert F.mse_loss(net(X), y).item() < 0.1 * start
+
+
+def test_lr_finder_without_divergence_runs_every_step_and_accepts_batches():
+    torch.manual_seed(0)
+    net = nn.Linear(8, 1)
+    X, y = _regression()
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=64)  # re-iterated
+    result = lr_finder(net, batches, F.mse_loss, torch.optim.SGD(net.parameters()), start_lr=1e-6,
+                       end_lr=1e-2, num_steps=20)
+    assert not result.diverged and len(result.lrs) == 20 and result.lrs[-1] == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    ({"start_lr": 0.0}, ValueError, "start_lr"),
+    ({"start_lr": 1.0, "end_lr": 0.1}, ValueError, "end_lr"),
+    ({"num_steps": 1}, ValueError, "num_steps"),
+    ({"beta": 1.0}, ValueError, "beta"),
+    ({"diverge_factor": 1.0}, ValueError, "diverge_factor"),
+    ({"suggestion": "valley"}, ValueError, "suggestion"),
+    ({"optimizer": "sgd"}, TypeError, "optimizer"),
+])
+def test_lr_finder_bad_arguments(kwargs, error, text):
+    net = nn.Linear(8, 1)
+    before = copy.deepcopy(net.state_dict())
+    options = {"optimizer": torch.optim.SGD(net.parameters())}
+    options.update(kwargs)
+    opt = options.pop("optimizer")
+    with pytest.raises(error, match=text):
+        lr_finder(net, _regression(), F.mse_loss, opt, **options)
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
