@@ -319,7 +319,8 @@ def distributed_clip_grad_norm_(parameters, max_norm: float, norm_type: float = 
         process_group: the ``torch.distributed`` group to reduce over (default: the world).
 
     Returns:
-        The global norm before clipping, the same scalar tensor on every process.
+        The global norm before clipping, the same value on every process (in the dtype of
+        the local gradients; the default dtype on a process whose shard has none).
 
     Example:
         >>> import torch.distributed as dist
@@ -354,7 +355,7 @@ def distributed_clip_grad_norm_(parameters, max_norm: float, norm_type: float = 
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(f"The global norm of order {p} of the gradients is non-finite ({float(total)}), "
                            "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway.")
-    total = total.to(grads[0].dtype if grads else torch.float32)
+    total = total.to(grads[0].dtype if grads else torch.get_default_dtype())
     clip_grads_with_norm_(params, max_norm, total)
     return total
 
