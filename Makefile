@@ -22,7 +22,7 @@ help:
 	@echo "make lab        set up .venv (first time) and open the course in JupyterLab"
 	@echo "make test       set up, then ruff + unit tests + notebook hygiene + nbval on every notebook"
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
-	@echo "make benchmarks time each notebook and the overhead of fit() and GradientMonitor"
+	@echo "make benchmarks measure every budget of DESIGN.md into benchmarks/RESULTS.md (quiet machine)"
 	@echo "make determinism execute every notebook twice in a scratch copy; fail on any byte of difference"
 	@echo "make test-gpu   unit tests and notebooks (nbval-lax) with COURSE_DEVICE=cuda; skipped without CUDA"
 
@@ -58,9 +58,12 @@ test: install
 notebooks: install
 	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python tools/run_notebooks.py notebooks/*.ipynb
 
+# Writes benchmarks/RESULTS.md: every budget of DESIGN.md with its measured figure (about
+# 3 x the course + one fresh-clone `make test`; run it on a quiet machine).
+# BENCH_ARGS="--skip-fresh-clone" or "--repeat 5" to change it; "--quick" is a smoke test that writes nothing.
+BENCH_ARGS ?=
 benchmarks: install
-	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/notebooks.py
-	env OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/overhead.py
+	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/results.py $(BENCH_ARGS)
 
 # Byte-stability: two executions of every notebook, in a scratch copy (the committed files are not
 # touched), must be identical; a difference from the committed notebooks is reported too
