@@ -343,6 +343,7 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
         device: where to compute (default: where the model's parameters are).
 
     Example:
+        >>> _ = torch.manual_seed(0)  # the sweep below depends on the initial weights and the data
         >>> net = torch.nn.Linear(3, 1)
         >>> X = torch.randn(256, 3); y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
         >>> before = copy.deepcopy(net.state_dict())
