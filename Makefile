@@ -18,13 +18,15 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0 OMP_WAIT_POLICY=PASSIVE
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install lab test lint unit nbval notebooks benchmarks clean
+.PHONY: help install lab test lint unit nbval notebooks benchmarks determinism test-gpu clean
 
 help:
 	@echo "make lab        set up .venv (first time) and open the course in JupyterLab"
 	@echo "make test       set up, then ruff + unit tests + notebook hygiene + nbval on every notebook"
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
-	@echo "make benchmarks time each notebook and the overhead of fit() and GradientMonitor"
+	@echo "make benchmarks measure every budget of DESIGN.md into benchmarks/RESULTS.md (quiet machine)"
+	@echo "make determinism execute every notebook twice in a scratch copy; fail on any byte of difference"
+	@echo "make test-gpu   unit tests and notebooks (nbval-lax) with COURSE_DEVICE=cuda; skipped without CUDA"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -58,9 +60,40 @@ test: install
 notebooks: install
 	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python tools/run_notebooks.py notebooks/*.ipynb
 
+# Writes benchmarks/RESULTS.md: every budget of DESIGN.md with its measured figure (about
+# 3 x the course + one fresh-clone `make test`; run it on a quiet machine).
+# BENCH_ARGS="--skip-fresh-clone" or "--repeat 5" to change it; "--quick" is a smoke test that writes nothing.
+BENCH_ARGS ?=
 benchmarks: install
-	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/notebooks.py
-	env OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/overhead.py
+	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/results.py $(BENCH_ARGS)
+
+# Byte-stability: two executions of every notebook, in a scratch copy (the committed files are not
+# touched), must be identical; a difference from the committed notebooks is reported too
+# (it means they were not re-executed after a change). Takes two full `make notebooks`.
+determinism: install
+	@set -e; dir=$$(mktemp -d); \
+	for run in first second; do \
+	  cp -r notebooks $$dir/$$run; \
+	  env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python tools/run_notebooks.py $$dir/$$run/*.ipynb; \
+	done; \
+	if diff -rq $$dir/first $$dir/second; then echo "determinism: two executions are byte-identical"; \
+	else echo "determinism: FAILED, the notebooks above differ between two executions (kept in $$dir)"; exit 1; fi; \
+	if diff -rq notebooks $$dir/first; then echo "determinism: the committed notebooks equal a fresh execution"; \
+	else echo "determinism: FAILED, the committed notebooks above differ from a fresh execution (kept in $$dir)"; exit 1; fi; \
+	rm -rf $$dir
+
+# On a machine with an NVIDIA GPU (and a CUDA build of torch): the unit tests with
+# COURSE_DEVICE=cuda (tests/test_on_device.py then runs on the GPU), and every notebook on the
+# GPU compared loosely (--nbval-lax: only cells marked NBVAL_CHECK_OUTPUT are compared, since
+# GPU kernels round differently). Not part of `make test`; nothing requires a GPU.
+test-gpu: install
+	@if $(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then \
+	  env COURSE_DEVICE=cuda $(BIN)/python -m pytest -q tests helpers && \
+	  env $(NB_ENV) COURSE_DEVICE=cuda OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) --nbval-lax -n 2 --dist loadfile notebooks; \
+	else \
+	  echo "make test-gpu: skipped, torch $$($(BIN)/python -c 'import torch; print(torch.__version__)') sees no CUDA device here."; \
+	  echo "Run it on a machine with an NVIDIA GPU and a CUDA build of torch (pip install torch==<pinned> from the CUDA index)."; \
+	fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -55,6 +55,9 @@ def _check_norm_type(norm_type) -> float:
 def grad_norms(grads: Iterable[torch.Tensor], norm_type: float = 2.0) -> list[torch.Tensor]:
     r"""The :math:`p`-norm of each tensor, each taken over all its entries.
 
+    A tensor with no entries has norm 0 for every :math:`p` (torch's own ``inf`` norm refuses
+    an empty tensor, so ``torch.nn.utils.clip_grad_norm_`` fails on one; this does not).
+
     Args:
         grads: tensors (typically the ``.grad`` of each parameter).
         norm_type: :math:`p > 0`, or ``inf`` for the largest absolute entry.
@@ -64,7 +67,7 @@ def grad_norms(grads: Iterable[torch.Tensor], norm_type: float = 2.0) -> list[to
         [5.0, 2.0]
     """
     p = _check_norm_type(norm_type)
-    return [torch.linalg.vector_norm(g, p) for g in _as_list(grads, "grads")]
+    return [torch.linalg.vector_norm(g, p) if g.numel() else g.new_zeros(()) for g in _as_list(grads, "grads")]
 
 
 def total_norm_from_norms(norms: Iterable[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
@@ -136,6 +139,9 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor)
     """
     params = _as_list(parameters)
     max_norm = check_real("max_norm", max_norm, minimum=0.0)
+    if not isinstance(total_norm, torch.Tensor) or total_norm.numel() != 1:
+        got = f"shape {tuple(total_norm.shape)}" if isinstance(total_norm, torch.Tensor) else type(total_norm).__name__
+        raise TypeError(f"total_norm must be a tensor with one element (e.g. from get_total_norm), got {got}")
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
@@ -221,6 +227,8 @@ def unitwise_norm(x: torch.Tensor) -> torch.Tensor:
         >>> unitwise_norm(torch.tensor([[3.0, 4.0], [0.0, 1.0]])).flatten()
         tensor([5., 1.])
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor, got {type(x).__name__}")
     if x.dim() <= 1:
         return torch.linalg.vector_norm(x)
     return torch.linalg.vector_norm(x, dim=tuple(range(1, x.dim())), keepdim=True)
@@ -277,3 +285,85 @@ def adaptive_clip_grad_(parameters, clipping: float = 0.01, eps: float = 1e-3) -
     if not units:
         return torch.tensor(0.0)
     return torch.stack(clipped).sum() / units
+
+
+def distributed_clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
+                                error_if_nonfinite: bool = False, process_group=None) -> torch.Tensor:
+    r"""Norm clipping when the parameters are sharded over the processes of a group.
+
+    Each process holds some of the parameters (its *shard*). Clipping each shard by its
+    own norm gives every process a different scale and changes the direction of the full
+    gradient. The global norm needs only one number from each process:
+
+    .. math::
+        \lVert g \rVert_p = \Big(\sum_{r} \sum_{k \in \text{shard}_r} \lVert g_k \rVert_p^p\Big)^{1/p},
+        \qquad \lVert g \rVert_\infty = \max_r \max_{k \in \text{shard}_r} \lVert g_k \rVert_\infty,
+
+    so each process all-reduces the sum of the :math:`p`-th powers of its norms (the max
+    for ``inf``), and every process then scales its gradients by the same
+    :math:`\min\big(1, c / (\lVert g \rVert_p + 10^{-6})\big)`. The result equals
+    :func:`clip_grad_norm_` on the unsharded model. The reduction is done in float64
+    (float32 on MPS) so that :math:`\lVert g_k \rVert^p` does not overflow early.
+
+    Every process of the group must call it (it is a collective), even one whose shard
+    has no gradient. Parameters replicated on several processes (not sharded) must be
+    passed by one of them only, or they are counted several times.
+
+    Args:
+        parameters: this process's shard: a tensor or an iterable of tensors (``None``
+            grads skipped).
+        max_norm: :math:`c \ge 0`.
+        norm_type: :math:`p > 0` or ``inf``.
+        error_if_nonfinite: raise ``RuntimeError`` (on every process) if the global norm is
+            NaN or infinite, before any gradient is touched.
+        process_group: the ``torch.distributed`` group to reduce over (default: the world).
+
+    Returns:
+        The global norm before clipping, the same value on every process (in the dtype of
+        the local gradients; the default dtype on a process whose shard has none).
+
+    Example:
+        >>> import torch.distributed as dist
+        >>> import tempfile, os
+        >>> store = os.path.join(tempfile.mkdtemp(), "store")
+        >>> dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
+        >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([30.0, 40.0])
+        >>> float(distributed_clip_grad_norm_([w], max_norm=5.0)), torch.allclose(w.grad, torch.tensor([3.0, 4.0]))
+        (50.0, True)
+        >>> dist.destroy_process_group()
+    """
+    import torch.distributed as dist
+
+    params = _as_list(parameters)
+    check_real("max_norm", max_norm, minimum=0.0)
+    p = _check_norm_type(norm_type)
+    if not (dist.is_available() and dist.is_initialized()):
+        raise RuntimeError("distributed_clip_grad_norm_ needs torch.distributed to be initialised "
+                           "(torch.distributed.init_process_group); in a single process use clip_grad_norm_")
+    grads = [q.grad for q in params if q.grad is not None]
+    device = grads[0].device if grads else _collective_device(process_group)
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    norms = [n.to(dtype) for n in grad_norms(grads, p)]
+    if math.isinf(p):
+        local = torch.stack(norms).max() if norms else torch.zeros((), dtype=dtype, device=device)
+        dist.all_reduce(local, op=dist.ReduceOp.MAX, group=process_group)
+        total = local
+    else:
+        local = torch.stack(norms).pow(p).sum() if norms else torch.zeros((), dtype=dtype, device=device)
+        dist.all_reduce(local, op=dist.ReduceOp.SUM, group=process_group)
+        total = local.pow(1.0 / p)
+    if error_if_nonfinite and not bool(torch.isfinite(total)):
+        raise RuntimeError(f"The global norm of order {p} of the gradients is non-finite ({float(total)}), "
+                           "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway.")
+    total = total.to(grads[0].dtype if grads else torch.get_default_dtype())
+    clip_grads_with_norm_(params, max_norm, total)
+    return total
+
+
+def _collective_device(process_group) -> torch.device:
+    import torch.distributed as dist
+
+    backend = dist.get_backend(process_group)
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

@@ -416,6 +416,21 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
     layers = {name: m for name, m in model.named_modules() if isinstance(m, INITIALISED_LAYERS)}
     if not layers:
         raise ValueError("model has no Linear/Conv layer to initialise")
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        model(x)  # a batch the model cannot take is the caller's mistake: say so before changing anything
+    except (RuntimeError, ValueError, TypeError) as error:
+        raise ValueError(f"x of shape {tuple(x.shape)} does not fit the model: {error}") from None
+    finally:
+        model.load_state_dict(kept)  # undo what the trial pass did to buffers (batch norm statistics)
+    try:
+        return _lsuv(model, x, layers, target_std, tol, max_iter, orthogonal, generator)
+    except BaseException:
+        model.load_state_dict(kept)  # a layer LSUV cannot rescale: leave the model as it was
+        raise
+
+
+def _lsuv(model, x, layers, target_std, tol, max_iter, orthogonal, generator) -> dict[str, int]:
     if orthogonal:
         for layer in layers.values():
             orthogonal_(layer.weight, generator=generator)

@@ -145,6 +145,10 @@ def cosine(t: float, total: float, eta_max: float, eta_min: float = 0.0) -> floa
         >>> cosine(0, 10, 1.0), cosine(5, 10, 1.0), cosine(10, 10, 1.0, 0.1)
         (1.0, 0.5, 0.1)
     """
+    t = check_real("t", t, minimum=0.0)
+    total = check_real("total", total, minimum=0.0, strict_minimum=True)
+    eta_max = check_real("eta_max", eta_max)
+    eta_min = check_real("eta_min", eta_min)
     t = min(t, total)
     return eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / total))
 
@@ -339,7 +343,7 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
         device: where to compute (default: where the model's parameters are).
 
     Example:
-        >>> _ = torch.manual_seed(0)
+        >>> _ = torch.manual_seed(0)  # the sweep below depends on the initial weights and the data
         >>> net = torch.nn.Linear(3, 1)
         >>> X = torch.randn(256, 3); y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
         >>> before = copy.deepcopy(net.state_dict())

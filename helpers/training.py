@@ -1,10 +1,17 @@
-"""A small training loop that records what the course needs and survives divergence."""
+"""A small training loop that records what the course needs and survives divergence,
+interruption (Ctrl-C / the notebook's stop button) and restarts (checkpoints)."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
+import os
+import signal
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -28,6 +35,11 @@ class History:
     ``diverged`` is True when a non-finite loss or gradient stopped training;
     ``diverged_at`` is then the index of that step and the model holds the weights of
     the last step whose loss was finite.
+
+    ``interrupted`` is True when a ``KeyboardInterrupt`` stopped training;
+    ``interrupted_at`` is then the number of completed steps. Every per-step list then has
+    exactly that many entries and the model holds the weights after the last of them; the
+    epoch in progress has no entry in the per-epoch lists.
     """
 
     loss: list[float] = field(default_factory=list)
@@ -41,6 +53,23 @@ class History:
     clipped_grad_norm: list[float] = field(default_factory=list)
     diverged: bool = False
     diverged_at: int | None = None
+    interrupted: bool = False
+    interrupted_at: int | None = None
+
+    def to_dict(self) -> dict:
+        """The recorded values as plain lists and numbers (what a checkpoint stores)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> History:
+        """The inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        if not isinstance(values, dict):
+            raise TypeError(f"values must be a dict, got {type(values).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"values has keys History does not know: {unknown}")
+        return cls(**{k: (list(v) if isinstance(v, list) else v) for k, v in values.items()})
 
     @property
     def steps(self) -> int:
@@ -126,8 +155,9 @@ def evaluate(model: nn.Module, data, loss_fn: Callable, batch_size: int = 512,
 def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Optimizer,
         loss_fn: Callable, scheduler=None, clip: Callable | None = None, monitor=None,
         val_data=None, device=None, progress: bool = True, batch_size: int = 64,
-        seed: int = 0) -> History:
-    r"""Train ``model`` and return a :class:`History`; stop cleanly if training diverges.
+        seed: int = 0, checkpoint_path: str | os.PathLike | None = None,
+        resume_from: str | os.PathLike | None = None) -> History:
+    r"""Train ``model`` and return a :class:`History`; stop cleanly if training diverges or is interrupted.
 
     One step: forward, ``loss_fn``, backward, record the global gradient norm
     :math:`\lVert g \rVert_2 = (\sum_p \lVert g_p \rVert_2^2)^{1/2}`, ``clip(parameters)``
@@ -139,12 +169,28 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     taken, the kept weights are restored, and ``History.diverged`` /
     ``History.diverged_at`` say where it happened.
 
+    Interruption: a ``KeyboardInterrupt`` (Ctrl-C, or the notebook's stop button) does
+    not escape: ``fit`` returns the :class:`History` so far with ``interrupted=True``.
+    A step is applied whole or not at all: an interrupt that arrives while the
+    optimizer, scheduler and monitor are stepping and the step is recorded is held back
+    until they are done (in the main thread, where Python delivers signals); one
+    that arrives earlier in the step (forward, backward, clipping) abandons that step
+    before it has changed any weight.
+
+    Checkpoints: with ``checkpoint_path``, a checkpoint (:func:`save_checkpoint`) is
+    written at the end of every epoch, replacing the previous one atomically. With
+    ``resume_from``, training continues from such a checkpoint: weights, optimizer and
+    scheduler states, the ``History``, the shuffling generator and the global torch
+    random state are restored, and training runs from the saved epoch up to ``epochs``.
+    With the same arguments the result equals an uninterrupted run's, bit for bit.
+
     Args:
         model: the network; moved to ``device``.
         train_data: ``(X, y)`` tensors, shuffled into mini-batches of ``batch_size`` by a
             private generator seeded with ``seed`` (the split is never redone), or any
             iterable of ``(x, y)`` batches such as a DataLoader.
-        epochs: number of passes over ``train_data``, >= 1.
+        epochs: number of passes over ``train_data``, >= 1 (in all, counting the epochs
+            of a checkpoint resumed from).
         optimizer: a :class:`torch.optim.Optimizer` over the model's parameters.
         loss_fn: maps (output, target) to a scalar loss.
         scheduler: an ``LRScheduler`` stepped once per optimisation step.
@@ -154,12 +200,15 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
             ignored; ``fit`` measures the global gradient norm again after it and records
             in ``History.clipped`` whether the norm went down (the clip fired) and in
             ``History.clipped_grad_norm`` the norm after clipping.
-        monitor: a :class:`helpers.diagnostics.GradientMonitor` (attached here if it is not).
+        monitor: a :class:`helpers.diagnostics.GradientMonitor` (attached here if it is not;
+            its records are not part of a checkpoint).
         val_data: evaluated at the end of every epoch, like ``train_data``.
         device: where to train; default: where the model's parameters are.
         progress: draw a progress bar over the steps (see :mod:`helpers.progress`).
         batch_size: mini-batch size for tensor data.
         seed: seed of the shuffling generator for tensor data.
+        checkpoint_path: file to write a checkpoint to at the end of every epoch.
+        resume_from: a checkpoint written by ``fit`` to continue from.
 
     Example:
         >>> from helpers.models import MLP
@@ -167,8 +216,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
         >>> net = MLP(4, 3, width=16, depth=2)
         >>> h = fit(net, (X, y), epochs=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
         ...         loss_fn=torch.nn.functional.cross_entropy, progress=False, batch_size=16)
-        >>> h.steps, h.epochs, h.diverged
-        (8, 2, False)
+        >>> h.steps, h.epochs, h.diverged, h.interrupted
+        (8, 2, False, False)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -187,20 +236,41 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
         raise TypeError(f"monitor must have a step() method, got {type(monitor).__name__}")
     _check_data("train_data", train_data, required=True)
     _check_data("val_data", val_data, required=False)
+    if checkpoint_path is not None:
+        checkpoint_path = _check_path("checkpoint_path", checkpoint_path)
+    resumed = None
+    if resume_from is not None:
+        resumed = _read_checkpoint(_check_path("resume_from", resume_from, must_exist=True))
 
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no parameter that requires a gradient")
+    tensors = isinstance(train_data, tuple | list)
+    generator = torch.Generator().manual_seed(seed)
+    history, start_epoch = History(), 0
+    if resumed is not None:
+        for name, value in (("seed", seed), ("batch_size", batch_size)):
+            if tensors and resumed[name] is not None and resumed[name] != value:
+                raise ValueError(f"resume_from was written by a run with {name}={resumed[name]}, "
+                                 f"but fit got {name}={value}; the batches would differ")
+        if resumed["epoch"] > epochs:
+            raise ValueError(f"epochs must be >= the {resumed['epoch']} epochs already done in resume_from, "
+                             f"got {epochs}")
     if device is not None:
         model.to(device)
+    if resumed is not None:
+        _apply_checkpoint(resumed, model, optimizer, scheduler, "resume_from")
+        history = History.from_dict(resumed["history"]) if resumed["history"] is not None else History()
+        history.interrupted, history.interrupted_at = False, None
+        start_epoch = resumed["epoch"]
+        if resumed["generator"] is not None:
+            generator.set_state(resumed["generator"])
     params = [p for p in model.parameters() if p.requires_grad]
     device = params[0].device
     if monitor is not None and hasattr(monitor, "attach"):
         monitor.attach()
 
-    tensors = isinstance(train_data, tuple | list)
-    generator = torch.Generator().manual_seed(seed)
     steps_per_epoch = math.ceil(len(train_data[0]) / batch_size) if tensors else _length(train_data)
-    total = steps_per_epoch * epochs if steps_per_epoch is not None else None
+    total = steps_per_epoch * (epochs - start_epoch) if steps_per_epoch is not None else None
     bar = None
     if progress_enabled(progress):
         from tqdm.auto import tqdm
@@ -211,65 +281,306 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     # such as running statistics (integer counters are not worth restoring)
     state = [t for t in model.state_dict().values() if t.is_floating_point() or t.is_complex()]
     kept = [t.detach().clone() for t in state]
-    history = History()
     model.train()
+    guard = _InterruptGuard()
+    done_steps, done_epochs, in_step = history.steps, history.epochs, False
     try:
-        for _epoch in range(epochs):
-            epoch_losses = []
-            batches = _batches(train_data, batch_size, generator) if tensors else train_data
-            for x, y in batches:
-                x, y = x.to(device), y.to(device)
-                optimizer.zero_grad(set_to_none=True)
-                output = model(x)
-                loss = loss_fn(output, y)
-                loss.backward()
-                grad_norm = _global_norm(params, device)
-                hits = _correct(output.detach(), y)
-                # one transfer to the host per step
-                numbers = torch.stack([loss.detach().float(), grad_norm.float(),
-                                       hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
-                loss_value, norm_value, hit_count = numbers
-                del output, loss  # free the graph's buffers now, so the allocator reuses them
-                if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
-                    _restore(state, kept)
-                    _mark_diverged(history)
-                    return history
-                if not math.isfinite(norm_value):      # finite loss, so these weights are the last good ones
-                    _mark_diverged(history)
-                    return history
-                with torch.no_grad():
-                    torch._foreach_copy_(kept, state)
-                lr = optimizer.param_groups[0]["lr"]
-                if clip is not None:
-                    clip(params)
-                    after = _global_norm(params, device)
-                    clipped_norm = float(after)  # a second transfer, only when clipping
-                    history.clipped.append(clipped_norm < norm_value)
-                    history.clipped_grad_norm.append(clipped_norm)
-                optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                if monitor is not None:
-                    monitor.step()
-                history.loss.append(loss_value)
-                history.lr.append(float(lr))
-                history.grad_norm.append(norm_value)
-                if hits is not None:
-                    history.accuracy.append(hit_count / len(y))
-                epoch_losses.append(loss_value)
+        with guard:
+            for _epoch in range(start_epoch, epochs):
+                epoch_losses = []
+                batches = _batches(train_data, batch_size, generator) if tensors else train_data
+                for x, y in batches:
+                    x, y = x.to(device), y.to(device)
+                    optimizer.zero_grad(set_to_none=True)
+                    output = model(x)
+                    loss = loss_fn(output, y)
+                    loss.backward()
+                    grad_norm = _global_norm(params, device)
+                    hits = _correct(output.detach(), y)
+                    # one transfer to the host per step
+                    numbers = torch.stack([loss.detach().float(), grad_norm.float(),
+                                           hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
+                    loss_value, norm_value, hit_count = numbers
+                    del output, loss  # free the graph's buffers now, so the allocator reuses them
+                    if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
+                        with guard.critical():
+                            _restore(state, kept)
+                            _mark_diverged(history)
+                        return history
+                    if not math.isfinite(norm_value):      # finite loss, so these weights are the last good ones
+                        _mark_diverged(history)
+                        return history
+                    with torch.no_grad():
+                        torch._foreach_copy_(kept, state)
+                    lr = optimizer.param_groups[0]["lr"]
+                    clipped = None
+                    if clip is not None:
+                        clip(params)
+                        clipped = float(_global_norm(params, device))  # a second transfer, only when clipping
+                    with guard.critical():
+                        in_step = True
+                        optimizer.step()
+                        if scheduler is not None:
+                            scheduler.step()
+                        if monitor is not None:
+                            monitor.step()
+                        history.loss.append(loss_value)
+                        history.lr.append(float(lr))
+                        history.grad_norm.append(norm_value)
+                        if hits is not None:
+                            history.accuracy.append(hit_count / len(y))
+                        if clipped is not None:
+                            history.clipped.append(clipped < norm_value)
+                            history.clipped_grad_norm.append(clipped)
+                        epoch_losses.append(loss_value)
+                        done_steps, in_step = history.steps, False
+                    if bar is not None:
+                        bar.update(1)
+                with guard.critical():
+                    history.epoch_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
+                    if val_data is not None:
+                        val_loss, val_acc = evaluate(model, val_data, loss_fn, device=device)
+                        history.val_loss.append(val_loss)
+                        history.val_accuracy.append(val_acc)
+                    if checkpoint_path is not None:
+                        save_checkpoint(checkpoint_path, model, optimizer, scheduler, history, epoch=history.epochs,
+                                        generator=generator if tensors else None, seed=seed, batch_size=batch_size)
+                    done_epochs = history.epochs
                 if bar is not None:
-                    bar.update(1)
-            history.epoch_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
-            if val_data is not None:
-                val_loss, val_acc = evaluate(model, val_data, loss_fn, device=device)
-                history.val_loss.append(val_loss)
-                history.val_accuracy.append(val_acc)
-            if bar is not None:
-                bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3g}")
+                    bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3g}")
+    except KeyboardInterrupt:
+        if in_step:  # raised from inside the step itself, not by a signal: undo the part applied
+            _restore(state, kept)
+        _truncate(history, done_steps, done_epochs)
+        optimizer.zero_grad(set_to_none=True)
+        history.interrupted, history.interrupted_at = True, history.steps
     finally:
         if bar is not None:
             bar.close()
     return history
+
+
+class _InterruptGuard:
+    """Holds SIGINT back while a step is applied, and delivers it when the step is complete.
+
+    Outside :meth:`critical` a SIGINT is handled as before (``KeyboardInterrupt``). The
+    handler is only installed from the main thread, the only one Python delivers signals to.
+    """
+
+    def __init__(self):
+        self.depth, self.pending, self.previous, self.installed = 0, None, None, False
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous) or previous == signal.SIG_DFL:
+                self.previous = previous
+                signal.signal(signal.SIGINT, self._handler)
+                self.installed = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+            self.installed = False
+        return False
+
+    def _deliver(self, signum, frame):
+        if callable(self.previous):
+            self.previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    def _handler(self, signum, frame):
+        if self.depth:
+            self.pending = (signum, frame)
+        else:
+            self._deliver(signum, frame)
+
+    @contextlib.contextmanager
+    def critical(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.pending is not None and not self.depth:
+            signum, frame = self.pending
+            self.pending = None
+            self._deliver(signum, frame)
+
+
+def _truncate(history: History, steps: int, epochs: int) -> None:
+    for f in dataclasses.fields(history):
+        values = getattr(history, f.name)
+        if isinstance(values, list):
+            del values[epochs if f.name in _PER_EPOCH else steps:]
+
+
+_PER_EPOCH = ("epoch_loss", "val_loss", "val_accuracy")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = {"format", "epoch", "model", "optimizer", "scheduler", "history", "generator",
+                    "torch_rng", "cuda_rng", "seed", "batch_size"}
+
+
+def _check_path(name: str, path, must_exist: bool = False) -> Path:
+    if isinstance(path, bool) or not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(path).__name__} ({path!r})")
+    path = Path(path)
+    if must_exist and not path.is_file():
+        raise ValueError(f"{name} must name an existing checkpoint file, got {str(path)!r}")
+    if not must_exist and not path.parent.is_dir():
+        raise ValueError(f"{name} must be in an existing directory, got {str(path)!r}")
+    return path
+
+
+def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler=None, history: History | None = None, epoch: int = 0, *,
+                    generator: torch.Generator | None = None, seed: int | None = None,
+                    batch_size: int | None = None) -> Path:
+    r"""Write everything needed to continue training to ``path`` (atomically) and return the path.
+
+    The file holds only tensors, numbers, strings, lists and dicts, so it can be read back
+    with ``torch.load(path, weights_only=True)``, which cannot run code hidden in a file:
+    the model's, optimizer's and scheduler's ``state_dict()``, the :class:`History` as a
+    dict, ``epoch`` (epochs completed), the state of the shuffling ``generator`` and of the
+    global torch random generators (CPU, and CUDA when it is in use). It is written to
+    ``path.tmp`` first and then renamed, so an interrupted save never leaves half a file.
+
+    Args:
+        path: the file to write; its directory must exist.
+        model: the network.
+        optimizer: its optimizer (momentum buffers, Adam's moments and step counts), or None.
+        scheduler: an ``LRScheduler`` (anything with ``state_dict()``), or None.
+        history: what :func:`fit` recorded so far, or None.
+        epoch: the number of completed epochs, >= 0.
+        generator: the generator that shuffles the batches, or None.
+        seed, batch_size: recorded so that resuming can check it uses the same batches.
+
+    Example:
+        >>> import tempfile, os
+        >>> net = torch.nn.Linear(2, 1)
+        >>> path = save_checkpoint(os.path.join(tempfile.mkdtemp(), "ckpt.pt"), net, epoch=3)
+        >>> sorted(torch.load(path, weights_only=True)["model"])
+        ['bias', 'weight']
+    """
+    path = _check_path("path", path)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    if scheduler is not None and not hasattr(scheduler, "state_dict"):
+        raise TypeError(f"scheduler must have a state_dict() method or be None, got {type(scheduler).__name__}")
+    if history is not None and not isinstance(history, History):
+        raise TypeError(f"history must be a History or None, got {type(history).__name__}")
+    check_int("epoch", epoch, minimum=0)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": int(epoch),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "history": history.to_dict() if history is not None else None,
+        "generator": generator.get_state() if generator is not None else None,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": cuda_rng,
+        "seed": seed,
+        "batch_size": batch_size,
+    }
+    partial = path.with_name(path.name + ".tmp")
+    torch.save(payload, partial)
+    os.replace(partial, path)
+    return path
+
+
+def _read_checkpoint(path: Path) -> dict:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a pickle with code in it, a truncated file, not a checkpoint at all
+        raise ValueError(f"{str(path)!r} is not a checkpoint that loads with weights_only=True: {error}") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or set(payload) != _CHECKPOINT_KEYS:
+        raise ValueError(f"{str(path)!r} is not a checkpoint written by save_checkpoint "
+                         f"(format {CHECKPOINT_FORMAT})")
+    return payload
+
+
+def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, name: str) -> None:
+    # check everything first, so that a mismatch leaves model, optimizer and scheduler untouched
+    own = model.state_dict()
+    saved = payload["model"]
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{name} does not fit the model: missing keys {missing}, unexpected keys {unexpected}")
+    shapes = [k for k in own if tuple(own[k].shape) != tuple(saved[k].shape)]
+    if shapes:
+        raise ValueError(f"{name} does not fit the model: shapes differ for {shapes}")
+    if optimizer is not None:
+        if payload["optimizer"] is None:
+            raise ValueError(f"{name} holds no optimizer state, but an optimizer was given")
+        groups = payload["optimizer"]["param_groups"]
+        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
+            raise ValueError(f"{name} holds an optimizer state for other parameter groups")
+    if scheduler is not None and payload["scheduler"] is None:
+        raise ValueError(f"{name} holds no scheduler state, but a scheduler was given")
+    model.load_state_dict(saved)
+    if optimizer is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(payload["scheduler"])
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+
+
+def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler=None) -> dict:
+    r"""Load a checkpoint written by :func:`save_checkpoint` into ``model`` (and optimizer, scheduler).
+
+    The file is read with ``torch.load(weights_only=True)`` (no code in the file can run)
+    and checked against the model (same keys and shapes) and the optimizer (same groups)
+    before anything is loaded, so a mismatch raises ``ValueError`` and modifies nothing.
+    The global torch random state is restored as well.
+
+    Args:
+        path: the checkpoint file.
+        model: a network of the same architecture; its weights and buffers are replaced.
+        optimizer: an optimizer over its parameters, of the same kind as the saved one, or None.
+        scheduler: a scheduler of the same kind as the saved one, or None.
+
+    Returns:
+        A dict with ``"epoch"`` (completed epochs), ``"history"`` (a :class:`History` or
+        None), ``"generator"`` (the shuffling generator's state or None), ``"seed"`` and
+        ``"batch_size"``.
+
+    Example:
+        >>> import tempfile, os
+        >>> net = torch.nn.Linear(2, 1)
+        >>> path = save_checkpoint(os.path.join(tempfile.mkdtemp(), "ckpt.pt"), net, history=History(loss=[1.0]),
+        ...                        epoch=1)
+        >>> other = torch.nn.Linear(2, 1)
+        >>> info = load_checkpoint(path, other)
+        >>> info["epoch"], info["history"].loss, torch.equal(other.weight, net.weight)
+        (1, [1.0], True)
+    """
+    path = _check_path("path", path, must_exist=True)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    if scheduler is not None and not hasattr(scheduler, "load_state_dict"):
+        raise TypeError(f"scheduler must have a load_state_dict() method or be None, got {type(scheduler).__name__}")
+    payload = _read_checkpoint(path)
+    _apply_checkpoint(payload, model, optimizer, scheduler, "path")
+    history = History.from_dict(payload["history"]) if payload["history"] is not None else None
+    return {"epoch": payload["epoch"], "history": history, "generator": payload["generator"],
+            "seed": payload["seed"], "batch_size": payload["batch_size"]}
 
 
 def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:
