@@ -114,17 +114,20 @@ class MLP(_ResidualSequential):
     all from the course's own modules (:mod:`helpers.normalization`,
     :mod:`helpers.regularization`). Layers keep PyTorch's default initialisation.
 
-    With ``residual=True`` every hidden layer becomes a residual block
+    With ``residual=True`` every hidden layer becomes a *pre-activation* residual
+    block (He et al. 2016b): the same layers, reordered so that the branch ends with
+    its Linear layer, plus a skip connection
 
     .. math::
         h_\ell = P_\ell h_{\ell-1} + \alpha_\ell\, F_\ell(h_{\ell-1}),
-        \qquad F_\ell = \text{drop} \circ \varphi \circ N \circ W_\ell,
+        \qquad F_\ell = W_\ell \circ \text{drop} \circ \varphi \circ N,
         \qquad \frac{\partial h_\ell}{\partial h_{\ell-1}}
         = P_\ell + \alpha_\ell \frac{\partial F_\ell}{\partial h_{\ell-1}}
 
-    where :math:`P_\ell` is the identity, or a bias-free Linear layer ``proj{i}`` when
-    the block changes the width (only block 1, when ``in_features != width``). The
-    branch scale :math:`\alpha` is the constant ``residual_scale``, or with
+    (children ``norm{i}``, ``act{i}``, ``drop{i}``, ``fc{i}``), where :math:`P_\ell` is
+    the identity, or a bias-free Linear layer ``proj{i}`` when the block changes the
+    width (only block 1, when ``in_features != width``). The branch scale
+    :math:`\alpha` is the constant ``residual_scale``, or with
     ``learn_residual_scale=True`` a learned scalar ``alpha{i}`` per block starting at
     ``residual_scale`` (``residual_scale=0.0``: ReZero, Bachlechner et al. 2020). The
     residual forward pass is not the plain Sequential one: call the model, do not
@@ -137,7 +140,7 @@ class MLP(_ResidualSequential):
         depth: number of hidden layers, >= 0.
         activation: a name accepted by :func:`make_activation`.
         norm: ``None``, ``"batch"`` (:class:`~helpers.normalization.BatchNorm1d`) or
-            ``"layer"`` (:class:`~helpers.normalization.LayerNorm`), before the activation.
+            ``"layer"`` (:class:`~helpers.normalization.LayerNorm`), just before the activation.
         residual: wrap each hidden layer in a skip connection.
         dropout: drop probability in [0, 1) after each activation (0: no dropout layer).
         residual_scale: :math:`\alpha`, the factor of every residual branch.
@@ -151,7 +154,7 @@ class MLP(_ResidualSequential):
         torch.Size([5, 10])
         >>> res = MLP(64, 10, width=32, depth=2, norm="batch", residual=True, dropout=0.1)
         >>> [name for name, _ in res.named_children()]
-        ['fc1', 'norm1', 'act1', 'drop1', 'proj1', 'fc2', 'norm2', 'act2', 'drop2', 'out']
+        ['norm1', 'act1', 'drop1', 'fc1', 'proj1', 'norm2', 'act2', 'drop2', 'fc2', 'out']
     """
 
     def __init__(self, in_features: int, out_features: int, width: int, depth: int,
@@ -175,21 +178,23 @@ class MLP(_ResidualSequential):
         plan: list = []
         fan_in = in_features
         for i in range(1, depth + 1):
-            branch = [f"fc{i}"]
-            layers[f"fc{i}"] = nn.Linear(fan_in, width)
+            # plain: fc -> norm -> act -> drop; residual (pre-activation): norm -> act -> drop -> fc,
+            # so that the branch ends with a Linear layer and adds a zero-mean update to the skip path
+            size = fan_in if residual else width
+            block = OrderedDict()
             if norm is not None:
-                layers[f"norm{i}"] = BatchNorm1d(width) if norm == "batch" else LayerNorm(width)
-                branch.append(f"norm{i}")
-            layers[f"act{i}"] = make_activation(activation)
-            branch.append(f"act{i}")
+                block[f"norm{i}"] = BatchNorm1d(size) if norm == "batch" else LayerNorm(size)
+            block[f"act{i}"] = make_activation(activation)
             if dropout > 0:
-                layers[f"drop{i}"] = Dropout(dropout)
-                branch.append(f"drop{i}")
+                block[f"drop{i}"] = Dropout(dropout)
+            fc = {f"fc{i}": nn.Linear(fan_in, width)}
+            block = OrderedDict({**block, **fc}) if residual else OrderedDict({**fc, **block})
+            layers.update(block)
             projection = None
             if residual and fan_in != width:
                 projection = f"proj{i}"
                 layers[projection] = nn.Linear(fan_in, width, bias=False)
-            plan.append((i, branch, projection))
+            plan.append((i, list(block), projection))
             fan_in = width
         layers["out"] = nn.Linear(fan_in, out_features)
         plan.append("out")
@@ -245,10 +250,12 @@ class ConvNet(_ResidualSequential):
     layer ``out`` classify. Flat inputs (N, 64) are reshaped to (N, 1, 8, 8) by the
     first module ``image``.
 
-    With ``residual=True`` each layer is a block :math:`h \leftarrow P h + \alpha F(h)`;
-    when the number of channels changes (e.g. 16 → 32, and always from the 1 input
-    channel) :math:`P` is a 1x1 convolution ``proj{i}``, otherwise the identity: the
-    skip can only be *added* when both tensors have the same shape.
+    With ``residual=True`` each layer is a pre-activation block
+    :math:`h \leftarrow P h + \alpha F(h)` with :math:`F` = ``norm{i}``, ``act{i}``,
+    ``conv{i}`` in this order; when the number of channels changes (e.g. 16 → 32, and
+    always from the 1 input channel) :math:`P` is a 1x1 convolution ``proj{i}``,
+    otherwise the identity: the skip can only be *added* when both tensors have the
+    same shape.
 
     Args:
         channels: output channels of each convolution, e.g. ``(16, 16, 32, 32)``.
@@ -262,7 +269,7 @@ class ConvNet(_ResidualSequential):
     Example:
         >>> net = ConvNet(channels=(8, 16), residual=True)
         >>> [name for name, _ in net.named_children()]
-        ['image', 'conv1', 'norm1', 'act1', 'proj1', 'conv2', 'norm2', 'act2', 'proj2', 'pool', 'out']
+        ['image', 'norm1', 'act1', 'conv1', 'proj1', 'norm2', 'act2', 'conv2', 'proj2', 'pool', 'out']
         >>> net(torch.zeros(4, 64)).shape
         torch.Size([4, 10])
     """
@@ -290,18 +297,19 @@ class ConvNet(_ResidualSequential):
         plan: list = ["image"]
         fan_in = 1
         for i, c in enumerate(channels, start=1):
-            layers[f"conv{i}"] = nn.Conv2d(fan_in, c, kernel_size=3, padding=1, bias=norm is None)
-            branch = [f"conv{i}"]
+            # plain: conv -> norm -> act; residual (pre-activation): norm -> act -> conv
+            block = OrderedDict()
             if norm == "batch":
-                layers[f"norm{i}"] = BatchNorm2d(c)
-                branch.append(f"norm{i}")
-            layers[f"act{i}"] = make_activation(activation)
-            branch.append(f"act{i}")
+                block[f"norm{i}"] = BatchNorm2d(fan_in if residual else c)
+            block[f"act{i}"] = make_activation(activation)
+            conv = {f"conv{i}": nn.Conv2d(fan_in, c, kernel_size=3, padding=1, bias=residual or norm is None)}
+            block = OrderedDict({**block, **conv}) if residual else OrderedDict({**conv, **block})
+            layers.update(block)
             projection = None
             if residual and fan_in != c:
                 projection = f"proj{i}"
                 layers[projection] = nn.Conv2d(fan_in, c, kernel_size=1, bias=False)
-            plan.append((i, branch, projection))
+            plan.append((i, list(block), projection))
             fan_in = c
         layers["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         layers["out"] = nn.Linear(fan_in, out_features)

@@ -74,8 +74,7 @@ class _BatchNorm(nn.Module):
             if count <= 1:
                 raise ValueError(f"batch norm needs more than 1 value per channel in training mode, "
                                  f"got input of shape {tuple(x.shape)}")
-            mean = x.mean(dim=dims)
-            var = (x - mean.reshape(shape)).square().mean(dim=dims)   # biased: normalises the batch
+            var, mean = torch.var_mean(x, dim=dims, correction=0)   # biased: normalises the batch
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
                 factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
@@ -85,10 +84,15 @@ class _BatchNorm(nn.Module):
                 self.running_var.lerp_(var.detach() * (count / (count - 1)), factor)
         else:
             mean, var = self.running_mean, self.running_var
-        x_hat = (x - mean.reshape(shape)) * torch.rsqrt(var.reshape(shape) + self.eps)
+        # y = (x - mean) / sqrt(var + eps) * weight + bias, folded into one scale and one shift per
+        # channel so that only one operation touches the whole input
+        scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            return x_hat * self.weight.reshape(shape) + self.bias.reshape(shape)
-        return x_hat
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
@@ -127,9 +131,9 @@ class BatchNorm1d(_BatchNorm):
     Example:
         >>> bn = BatchNorm1d(3)
         >>> y = bn(torch.tensor([[1.0, 2.0, 3.0], [3.0, 6.0, 9.0]]))
-        >>> y
+        >>> y.detach()
         tensor([[-1.0000, -1.0000, -1.0000],
-                [ 1.0000,  1.0000,  1.0000]], grad_fn=<AddBackward0>)
+                [ 1.0000,  1.0000,  1.0000]])
         >>> bn.running_mean
         tensor([0.2000, 0.4000, 0.6000])
     """
@@ -214,13 +218,12 @@ class LayerNorm(nn.Module):
             raise ValueError(f"LayerNorm{self.normalized_shape} expects an input ending in "
                              f"{self.normalized_shape}, got shape {tuple(x.shape)}")
         dims = tuple(range(-k, 0))
-        mean = x.mean(dim=dims, keepdim=True)
-        var = (x - mean).square().mean(dim=dims, keepdim=True)
+        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
         y = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None and self.bias is not None:
+            return torch.addcmul(self.bias, y, self.weight)
         if self.weight is not None:
-            y = y * self.weight
-        if self.bias is not None:
-            y = y + self.bias
+            return y * self.weight
         return y
 
     def extra_repr(self) -> str:

@@ -92,8 +92,8 @@ def test_residual_mlp_computes_skip_plus_branch():
     torch.manual_seed(0)
     net = MLP(4, 2, width=4, depth=2, activation="tanh", residual=True).double()
     x = torch.randn(3, 4, dtype=torch.float64)
-    h1 = x + torch.tanh(net.fc1(x))
-    h2 = h1 + torch.tanh(net.fc2(h1))
+    h1 = x + net.fc1(torch.tanh(x))               # pre-activation: the branch ends with its Linear layer
+    h2 = h1 + net.fc2(torch.tanh(h1))
     torch.testing.assert_close(net(x), net.out(h2))
     assert not hasattr(net, "proj1")                # same width: identity skip
 
@@ -101,11 +101,11 @@ def test_residual_mlp_computes_skip_plus_branch():
 def test_residual_mlp_projects_the_skip_when_the_width_changes():
     torch.manual_seed(0)
     net = MLP(5, 2, width=3, depth=2, activation="relu", residual=True, residual_scale=0.5).double()
-    assert [n for n, _ in net.named_children()] == ["fc1", "act1", "proj1", "fc2", "act2", "out"]
+    assert [n for n, _ in net.named_children()] == ["act1", "fc1", "proj1", "act2", "fc2", "out"]
     assert net.proj1.bias is None and net.proj1.weight.shape == (3, 5)
     x = torch.randn(4, 5, dtype=torch.float64)
-    h1 = net.proj1(x) + 0.5 * torch.relu(net.fc1(x))
-    h2 = h1 + 0.5 * torch.relu(net.fc2(h1))
+    h1 = net.proj1(x) + 0.5 * net.fc1(torch.relu(x))
+    h2 = h1 + 0.5 * net.fc2(torch.relu(h1))
     torch.testing.assert_close(net(x), net.out(h2))
     assert [type(m) for m in net.linear_layers()] == [nn.Linear] * 3     # projections left out
 
@@ -180,15 +180,17 @@ def test_convnet_shapes_and_gradients(residual, norm):
         expected = ["conv1", "proj1", "conv2", "proj2", "conv3", "out"]
     assert list(norms) == expected and all(v > 0 for v in norms.values())
     if norm == "batch":
-        assert isinstance(net.norm1, BatchNorm2d) and net.conv1.bias is None
+        assert isinstance(net.norm1, BatchNorm2d)
+        assert net.norm1.num_features == (1 if residual else 4)     # pre-activation: the block's input
+        assert (net.conv1.bias is None) == (not residual)
 
 
 def test_residual_convnet_adds_the_identity_when_channels_agree():
     torch.manual_seed(0)
     net = ConvNet(channels=(4, 4), norm=None, residual=True).double()
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
-    h1 = net.proj1(x) + torch.relu(net.conv1(x))
-    h2 = h1 + torch.relu(net.conv2(h1))
+    h1 = net.proj1(x) + net.conv1(torch.relu(x))
+    h2 = h1 + net.conv2(torch.relu(h1))
     torch.testing.assert_close(net(x), net.out(h2.mean(dim=(2, 3))))
     assert not hasattr(net, "proj2")
 
