@@ -394,3 +394,55 @@ def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Mo
             if module.bias is not None:
                 module.bias.fill_(bias)
     return model
+
+
+def with_torch_layers(model: nn.Module) -> nn.Module:
+    """Swap the course's normalization and dropout layers for PyTorch's own, in place, state included.
+
+    :class:`~helpers.normalization.BatchNorm1d`, :class:`~helpers.normalization.BatchNorm2d`,
+    :class:`~helpers.normalization.LayerNorm` and :class:`~helpers.regularization.Dropout`
+    compute what their ``torch.nn`` namesakes compute (the tests prove it) but in several
+    small operations; PyTorch's fused kernels are faster. Each layer is replaced by its
+    torch counterpart under the same name, its state_dict loaded strictly, on the same
+    device and dtype and in the same training mode, so the network computes the same
+    function (and, under the same seed, drops the same units). Use it for long training
+    runs once the from-scratch layers have been checked.
+
+    Args:
+        model: any module; returned for chaining.
+
+    Example:
+        >>> net = with_torch_layers(MLP(8, 2, width=4, depth=1, norm="batch", dropout=0.1))
+        >>> type(net.norm1), type(net.drop1)
+        (<class 'torch.nn.modules.batchnorm.BatchNorm1d'>, <class 'torch.nn.modules.dropout.Dropout'>)
+    """
+    from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+    from helpers.regularization import Dropout
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+    def counterpart(m: nn.Module) -> nn.Module | None:
+        if isinstance(m, BatchNorm1d | BatchNorm2d):
+            kind = nn.BatchNorm1d if isinstance(m, BatchNorm1d) else nn.BatchNorm2d
+            new = kind(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine)
+        elif isinstance(m, LayerNorm):
+            new = nn.LayerNorm(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
+                               bias=m.bias is not None)
+        elif isinstance(m, Dropout):
+            return nn.Dropout(m.p).train(m.training)
+        else:
+            return None
+        state = m.state_dict()
+        floats = [t for t in state.values() if t.is_floating_point()]
+        if floats:
+            new = new.to(device=floats[0].device, dtype=floats[0].dtype)
+        new.load_state_dict(state, strict=True)
+        return new.train(m.training)
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            new = counterpart(child)
+            if new is not None:
+                setattr(parent, name, new)
+    return model

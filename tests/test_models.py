@@ -1,3 +1,4 @@
+import copy
 import math
 from collections import OrderedDict
 
@@ -255,3 +256,36 @@ def test_gradient_monitor_on_residual_normalized_mlp():
         record = monitor.step()
     assert list(record.grad_norm) == ["fc1", "proj1", "fc2", "fc3", "out"]
     assert set(record.act_mean) == {"act1", "act2", "act3"}
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_with_torch_layers_computes_the_same_function(norm, residual):
+    from helpers.models import with_torch_layers
+
+    torch.manual_seed(0)
+    net = MLP(6, 3, width=8, depth=3, norm=norm, residual=residual, dropout=0.2).double()
+    x = torch.randn(16, 6, dtype=torch.float64)
+    net(x)                                                   # move the running statistics
+    reference = copy.deepcopy(net)
+    with_torch_layers(net)
+    assert isinstance(net.drop1, nn.Dropout) and isinstance(net.norm1, nn.BatchNorm1d | nn.LayerNorm)
+    assert net.norm1.weight.dtype == torch.float64
+    for mode in ("train", "eval"):
+        getattr(net, mode)()
+        getattr(reference, mode)()
+        torch.manual_seed(1)
+        expected = reference(x)
+        torch.manual_seed(1)
+        torch.testing.assert_close(net(x), expected, rtol=1e-10, atol=1e-12)
+    for key, value in reference.state_dict().items():
+        torch.testing.assert_close(net.state_dict()[key], value, rtol=1e-10, atol=1e-12)
+
+
+def test_with_torch_layers_on_convnet_and_bad_argument():
+    from helpers.models import with_torch_layers
+
+    net = with_torch_layers(ConvNet(channels=(4, 4), residual=True).eval())
+    assert isinstance(net.norm2, nn.BatchNorm2d) and not net.norm2.training
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        with_torch_layers("net")
