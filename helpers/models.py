@@ -246,9 +246,10 @@ class ConvNet(_ResidualSequential):
 
     Layer :math:`i` is a 3x3 convolution ``conv{i}`` (padding 1, so images stay
     8x8), then ``norm{i}`` (:class:`~helpers.normalization.BatchNorm2d`, if
-    ``norm="batch"``) and ``act{i}``; global average pooling ``pool`` and a Linear
-    layer ``out`` classify. Flat inputs (N, 64) are reshaped to (N, 1, 8, 8) by the
-    first module ``image``.
+    ``norm="batch"``) and ``act{i}``; ``flatten`` turns the last feature maps into one
+    vector per image (8x8 is too small to pool away) and a Linear layer ``out``
+    classifies. Flat inputs (N, 64) are reshaped to (N, 1, 8, 8) by the first module
+    ``image``.
 
     With ``residual=True`` each layer is a pre-activation block
     :math:`h \leftarrow P h + \alpha F(h)` with :math:`F` = ``norm{i}``, ``act{i}``,
@@ -269,7 +270,7 @@ class ConvNet(_ResidualSequential):
     Example:
         >>> net = ConvNet(channels=(8, 16), residual=True)
         >>> [name for name, _ in net.named_children()]
-        ['image', 'norm1', 'act1', 'conv1', 'proj1', 'norm2', 'act2', 'conv2', 'proj2', 'pool', 'out']
+        ['image', 'norm1', 'act1', 'conv1', 'proj1', 'norm2', 'act2', 'conv2', 'proj2', 'flatten', 'out']
         >>> net(torch.zeros(4, 64)).shape
         torch.Size([4, 10])
     """
@@ -311,9 +312,9 @@ class ConvNet(_ResidualSequential):
                 layers[projection] = nn.Conv2d(fan_in, c, kernel_size=1, bias=False)
             plan.append((i, list(block), projection))
             fan_in = c
-        layers["pool"] = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        layers["out"] = nn.Linear(fan_in, out_features)
-        plan += ["pool", "out"]
+        layers["flatten"] = nn.Flatten()
+        layers["out"] = nn.Linear(fan_in * image_size * image_size, out_features)
+        plan += ["flatten", "out"]
         super().__init__(layers)
         self._setup_residual(plan, residual, residual_scale, learn_residual_scale)
         self.channels, self.norm, self.activation = channels, norm, activation
