@@ -235,3 +235,18 @@ def test_weight_norm_linear_bad_arguments(kwargs, error, text):
     args = {"in_features": 3, "out_features": 2, **kwargs}
     with pytest.raises(error, match=text):
         WeightNormLinear(**args)
+
+
+def test_batch_norm_non_finite_input_poisons_like_torch():
+    ours, ref = BatchNorm1d(3), nn.BatchNorm1d(3)
+    x = torch.randn(8, 3)
+    x[2, 1] = float("nan")
+    a, b = ours(x), ref(x)
+    assert torch.equal(torch.isnan(a), torch.isnan(b))
+    assert torch.equal(torch.isnan(ours.running_var), torch.isnan(ref.running_var))
+    assert not ours.running_mean.requires_grad and ours.running_mean.grad_fn is None
+
+
+def test_empty_batch_raises_in_training():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        BatchNorm2d(2)(torch.randn(0, 2, 3, 3))
