@@ -8,13 +8,23 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
 
 WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 ACTIVATION_LAYERS = (
+    activations.Activation,
     nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Softplus, nn.Hardtanh, nn.PReLU,
 )
+# the activations with a saturation (sigmoid, tanh) or dead-unit (relu) measure
+_KINDS = {nn.Sigmoid: "sigmoid", activations.Sigmoid: "sigmoid", nn.Tanh: "tanh", activations.Tanh: "tanh",
+          nn.ReLU: "relu", activations.ReLU: "relu"}
+
+
+def _kind(module: nn.Module) -> str | type:
+    """'sigmoid', 'tanh' or 'relu' for PyTorch's and the course's versions alike, else the class."""
+    return _KINDS.get(type(module), type(module))
 
 
 def _check_module(name: str, value) -> nn.Module:
@@ -321,7 +331,7 @@ class GradientMonitor:
         """
         groups: dict[tuple, list[str]] = {}
         for name, out in self._outputs.items():
-            groups.setdefault((type(self.activations[name]), tuple(out.shape)), []).append(name)
+            groups.setdefault((_kind(self.activations[name]), tuple(out.shape)), []).append(name)
         stats: dict[str, torch.Tensor] = {}
         for key, names in groups.items():
             first = self._outputs[names[0]]
@@ -338,11 +348,11 @@ class GradientMonitor:
             # unbiased std; torch.std_mean over a dim is ~20x slower than this on the CPU
             std = torch.linalg.vector_norm(centred, dim=1) / max(flat.shape[1] - 1, 1) ** 0.5
             columns = [mean, std]
-            if kind is nn.Sigmoid:      # sigma' = y (1 - y) below level * 1/4
+            if kind == "sigmoid":       # sigma' = y (1 - y) below level * 1/4
                 columns.append((y * (1 - y) < self.saturation_level / 4).float().mean(dim=(1, 2)))
-            elif kind is nn.Tanh:       # tanh' = 1 - y^2 below level * 1
+            elif kind == "tanh":        # tanh' = 1 - y^2 below level * 1
                 columns.append((1 - y.square() < self.saturation_level).float().mean(dim=(1, 2)))
-            elif kind is nn.ReLU:       # a unit is dead if it is 0 for every example of the batch
+            elif kind == "relu":        # a unit is dead if it is 0 for every example of the batch
                 columns.append((y.amax(dim=1) <= 0).float().mean(dim=1))
             else:                       # no saturation measure for this activation
                 columns.append(torch.full_like(mean, float("nan")))
@@ -382,15 +392,15 @@ class GradientMonitor:
             ratios, values = values[:len(names)], values[len(names):]
             grads, values = values[:len(grad_names)], values[len(grad_names):]
             rows = {n: values[3 * i:3 * i + 3] for i, n in enumerate(act_names)}
-            kinds = {n: type(self.activations[n]) for n in act_names}
+            kinds = {n: _kind(self.activations[n]) for n in act_names}
             record = MonitorRecord(
                 step=self._step,
                 grad_norm=dict(zip(grad_names, grads)),
                 update_ratio=dict(zip(names, ratios)),
                 act_mean={n: r[0] for n, r in rows.items()},
                 act_std={n: r[1] for n, r in rows.items()},
-                saturation={n: r[2] for n, r in rows.items() if kinds[n] in (nn.Sigmoid, nn.Tanh)},
-                dead={n: r[2] for n, r in rows.items() if kinds[n] is nn.ReLU},
+                saturation={n: r[2] for n, r in rows.items() if kinds[n] in ("sigmoid", "tanh")},
+                dead={n: r[2] for n, r in rows.items() if kinds[n] == "relu"},
             )
             self.records.append(record)
             self._grad_norms.clear()

@@ -7,11 +7,13 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
 
-# Activations by name. The course's own from-scratch versions replace these in the
-# notebook on activation functions; the names stay.
-_ACTIVATIONS = {
+# PyTorch's fused modules under the course's names. tests/test_activations.py proves each
+# equal (outputs and gradients) to the course's from-scratch module of the same name,
+# which costs several elementwise kernels instead of one: 2-3x slower small nets on a CPU.
+_FUSED = {
     "identity": nn.Identity,
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
@@ -22,23 +24,30 @@ _ACTIVATIONS = {
     "swish": nn.SiLU,
     "mish": nn.Mish,
 }
-ACTIVATION_NAMES = tuple(_ACTIVATIONS)
+ACTIVATION_NAMES = activations.ACTIVATION_NAMES
+assert set(_FUSED) == set(ACTIVATION_NAMES)
 
 
-def make_activation(name: str, **kwargs) -> nn.Module:
-    """Return a new activation module by name (one of :data:`ACTIVATION_NAMES`).
+def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Module:
+    """Return a new activation module by name.
 
     Args:
-        name: ``"identity"``, ``"sigmoid"``, ``"tanh"``, ``"relu"``, ``"leaky_relu"``,
-            ``"elu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
-        **kwargs: passed to the module, e.g. ``negative_slope=0.1`` for leaky ReLU.
+        name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
+            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
+        from_scratch: ``True`` for the course's own module from :mod:`helpers.activations`;
+            ``False`` (default) for PyTorch's fused one, which computes the same numbers faster.
+        **kwargs: passed to the module, e.g. ``negative_slope=0.2`` for leaky ReLU.
 
     Example:
         >>> make_activation("leaky_relu", negative_slope=0.2)
         LeakyReLU(negative_slope=0.2)
+        >>> type(make_activation("mish", from_scratch=True))
+        <class 'helpers.activations.Mish'>
     """
     check_choice("activation", name, ACTIVATION_NAMES)
-    return _ACTIVATIONS[name](**kwargs)
+    if from_scratch:
+        return activations.get_activation(name, **kwargs)
+    return _FUSED[name](**kwargs)
 
 
 NORM_NAMES = (None, "batch", "layer")
@@ -145,6 +154,9 @@ class MLP(_ResidualSequential):
         dropout: drop probability in [0, 1) after each activation (0: no dropout layer).
         residual_scale: :math:`\alpha`, the factor of every residual branch.
         learn_residual_scale: learn :math:`\alpha` per block (ReZero-style).
+        from_scratch: use the course's own activation modules (:mod:`helpers.activations`)
+            instead of PyTorch's fused ones; same numbers, slower. (Normalization and dropout
+            layers are always the course's own; see :func:`with_torch_layers`.)
 
     Example:
         >>> net = MLP(64, 10, width=32, depth=3, activation="tanh")
@@ -159,8 +171,8 @@ class MLP(_ResidualSequential):
 
     def __init__(self, in_features: int, out_features: int, width: int, depth: int,
                  activation: str = "relu", norm: str | None = None, residual: bool = False,
-                 dropout: float = 0.0, residual_scale: float = 1.0,
-                 learn_residual_scale: bool = False):
+                 dropout: float = 0.0, *, residual_scale: float = 1.0,
+                 learn_residual_scale: bool = False, from_scratch: bool = False):
         from helpers.normalization import BatchNorm1d, LayerNorm
         from helpers.regularization import Dropout
 
@@ -174,6 +186,7 @@ class MLP(_ResidualSequential):
         dropout = check_real("dropout", dropout, minimum=0.0, maximum=1.0, strict_maximum=True)
         residual_scale = check_real("residual_scale", residual_scale)
         _check_bool("learn_residual_scale", learn_residual_scale)
+        _check_bool("from_scratch", from_scratch)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         plan: list = []
         fan_in = in_features
@@ -184,7 +197,7 @@ class MLP(_ResidualSequential):
             block = OrderedDict()
             if norm is not None:
                 block[f"norm{i}"] = BatchNorm1d(size) if norm == "batch" else LayerNorm(size)
-            block[f"act{i}"] = make_activation(activation)
+            block[f"act{i}"] = make_activation(activation, from_scratch=from_scratch)
             if dropout > 0:
                 block[f"drop{i}"] = Dropout(dropout)
             fc = {f"fc{i}": nn.Linear(fan_in, width)}
@@ -264,7 +277,7 @@ class ConvNet(_ResidualSequential):
         activation: a name accepted by :func:`make_activation`.
         norm: ``None`` or ``"batch"``.
         residual: wrap each convolution in a skip connection.
-        residual_scale, learn_residual_scale: as in :class:`MLP`.
+        residual_scale, learn_residual_scale, from_scratch: as in :class:`MLP`.
         image_size: side of the square input images.
 
     Example:
@@ -276,8 +289,8 @@ class ConvNet(_ResidualSequential):
     """
 
     def __init__(self, channels=(16, 16, 16, 16), out_features: int = 10, activation: str = "relu",
-                 norm: str | None = "batch", residual: bool = False, residual_scale: float = 1.0,
-                 learn_residual_scale: bool = False, image_size: int = 8):
+                 norm: str | None = "batch", residual: bool = False, *, residual_scale: float = 1.0,
+                 learn_residual_scale: bool = False, image_size: int = 8, from_scratch: bool = False):
         from helpers.normalization import BatchNorm2d
 
         if isinstance(channels, int | str) or not hasattr(channels, "__iter__"):
@@ -293,6 +306,7 @@ class ConvNet(_ResidualSequential):
         _check_bool("residual", residual)
         residual_scale = check_real("residual_scale", residual_scale)
         _check_bool("learn_residual_scale", learn_residual_scale)
+        _check_bool("from_scratch", from_scratch)
         check_int("image_size", image_size, minimum=1)
         layers: OrderedDict[str, nn.Module] = OrderedDict(image=_AsImage(image_size))
         plan: list = ["image"]
@@ -302,7 +316,7 @@ class ConvNet(_ResidualSequential):
             block = OrderedDict()
             if norm == "batch":
                 block[f"norm{i}"] = BatchNorm2d(fan_in if residual else c)
-            block[f"act{i}"] = make_activation(activation)
+            block[f"act{i}"] = make_activation(activation, from_scratch=from_scratch)
             conv = {f"conv{i}": nn.Conv2d(fan_in, c, kernel_size=3, padding=1, bias=residual or norm is None)}
             block = OrderedDict({**block, **conv}) if residual else OrderedDict({**conv, **block})
             layers.update(block)
@@ -339,6 +353,7 @@ class DenseBlock(nn.Module):
         growth: features each layer adds.
         layers: number of layers ``fc1 … fc{layers}``.
         activation: a name accepted by :func:`make_activation`.
+        from_scratch: as in :class:`MLP`.
 
     Example:
         >>> block = DenseBlock(64, growth=8, layers=3)
@@ -346,7 +361,8 @@ class DenseBlock(nn.Module):
         (88, torch.Size([2, 88]))
     """
 
-    def __init__(self, in_features: int, growth: int, layers: int, activation: str = "relu"):
+    def __init__(self, in_features: int, growth: int, layers: int, activation: str = "relu", *,
+                 from_scratch: bool = False):
         check_int("in_features", in_features, minimum=1)
         check_int("growth", growth, minimum=1)
         check_int("layers", layers, minimum=1)
@@ -356,7 +372,7 @@ class DenseBlock(nn.Module):
         self.out_features = in_features + layers * growth
         for i in range(1, layers + 1):
             self.add_module(f"fc{i}", nn.Linear(in_features + (i - 1) * growth, growth))
-            self.add_module(f"act{i}", make_activation(activation))
+            self.add_module(f"act{i}", make_activation(activation, from_scratch=from_scratch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import activations
 from helpers.models import ACTIVATION_NAMES, MLP, make_activation, scale_init_
 
 
@@ -28,6 +29,17 @@ def test_every_activation_by_name(name):
     net = MLP(3, 2, width=4, depth=2, activation=name)
     out = net(torch.randn(6, 3))
     assert out.shape == (6, 2) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_from_scratch_activations_compute_the_same_net(name):
+    torch.manual_seed(0)
+    fused = MLP(3, 2, width=4, depth=3, activation=name).double()
+    scratch = MLP(3, 2, width=4, depth=3, activation=name, from_scratch=True).double()
+    scratch.load_state_dict(fused.state_dict())
+    assert all(isinstance(getattr(scratch, f"act{i}"), activations.Activation) for i in (1, 2, 3))
+    x = torch.randn(6, 3, dtype=torch.float64)
+    torch.testing.assert_close(scratch(x), fused(x), rtol=1e-12, atol=1e-12)
 
 
 def test_make_activation_passes_arguments():

@@ -102,6 +102,14 @@ class TestNotebook:
         for heading in headings:
             assert heading in markdown, f"missing section {heading!r}"
 
+    def test_markdown_is_not_left_commented_out(self, path):
+        # a script-to-notebook converter that keeps the "# " of py:percent cells turns every
+        # line into a heading; "# ## 1 · Theory" or a lone "#" is the sign of it
+        for cell in load(path)["cells"]:
+            if cell["cell_type"] == "markdown":
+                for line in source(cell).splitlines():
+                    assert not re.match(r"#( #|$)", line), f"commented-out markdown: {line!r}"
+
     def test_no_trailing_semicolon_to_hide_a_result(self, path):
         # nbval's kernel keeps no input history, so IPython cannot see the ';' and shows the result
         for cell in load(path)["cells"]:

@@ -1,0 +1,351 @@
+r"""Activation functions written from scratch, each with its derivative by hand.
+
+Every activation :math:`\varphi` is an :class:`Activation` module with two methods:
+:meth:`~Activation.function` (:math:`\varphi(x)`) and :meth:`~Activation.derivative`
+(:math:`\varphi'(x)`). Autograd is told to use the hand-written derivative,
+
+.. math:: \frac{\partial L}{\partial x} = \frac{\partial L}{\partial y} \odot \varphi'(x),
+
+so the number that decides whether gradients vanish -- the slope of each unit -- is
+in plain sight. The formulas are arranged to stay finite wherever PyTorch's built-in
+versions do (no :math:`e^{x}` of a large :math:`x`), and the tests check outputs and
+gradients against ``torch.nn`` on random and extreme inputs.
+
+Example:
+    >>> x = torch.tensor([-2.0, 0.0, 3.0])
+    >>> LeakyReLU(0.1)(x)
+    tensor([-0.2000,  0.0000,  3.0000])
+    >>> Sigmoid().derivative(torch.tensor(0.0))   # the largest slope of the sigmoid
+    tensor(0.2500)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from helpers._checks import check_choice, check_real
+
+_SQRT_2 = math.sqrt(2.0)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+class _HandDerivative(torch.autograd.Function):
+    """y = module.function(x); backward multiplies by module.derivative(x)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, module: Activation) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.module = module
+        return module.function(x)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        return grad_output * ctx.module.derivative(x), None
+
+
+class Activation(nn.Module):
+    r"""Base class: an elementwise :math:`\varphi` whose backward pass uses :meth:`derivative`.
+
+    Subclasses implement :meth:`function` and :meth:`derivative` with plain tensor
+    arithmetic and set ``name`` (the key :func:`get_activation` knows them by).
+    """
+
+    name = "activation"
+
+    def function(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{type(self).__name__} expects a tensor, got {type(x).__name__}")
+        return _HandDerivative.apply(x, self)
+
+
+def _sigmoid(x: torch.Tensor) -> torch.Tensor:
+    # e^{-|x|} <= 1 never overflows; the two branches are the same function
+    e = torch.exp(-x.abs())
+    return torch.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    # tanh|x| = (1 - e^{-2|x|}) / (1 + e^{-2|x|}); expm1 keeps small |x| accurate
+    m = torch.expm1(-2 * x.abs())
+    return torch.sign(x) * (-m / (2 + m))
+
+
+def _softplus(x: torch.Tensor) -> torch.Tensor:
+    # log(1 + e^x) = max(x, 0) + log(1 + e^{-|x|})
+    return torch.where(x > 0, x, torch.zeros_like(x)) + torch.log1p(torch.exp(-x.abs()))
+
+
+class Sigmoid(Activation):
+    r"""The logistic function.
+
+    .. math::
+        \sigma(x) = \frac{1}{1 + e^{-x}}, \qquad \sigma'(x) = \sigma(x)\,(1 - \sigma(x)) \le \tfrac14
+
+    Example:
+        >>> Sigmoid()(torch.tensor([0.0]))
+        tensor([0.5000])
+    """
+
+    name = "sigmoid"
+
+    def function(self, x):
+        return _sigmoid(x)
+
+    def derivative(self, x):
+        s = _sigmoid(x)
+        return s * (1 - s)
+
+
+class Tanh(Activation):
+    r"""The hyperbolic tangent.
+
+    .. math::
+        \tanh x = \frac{e^{x} - e^{-x}}{e^{x} + e^{-x}}, \qquad \tanh'(x) = 1 - \tanh^2 x \le 1
+
+    Example:
+        >>> Tanh().derivative(torch.tensor([0.0]))
+        tensor([1.])
+    """
+
+    name = "tanh"
+
+    def function(self, x):
+        return _tanh(x)
+
+    def derivative(self, x):
+        return 1 - _tanh(x).square()
+
+
+class ReLU(Activation):
+    r"""The rectified linear unit.
+
+    .. math::
+        \mathrm{ReLU}(x) = \max(x, 0), \qquad \mathrm{ReLU}'(x) = [x > 0]
+
+    The slope is exactly 1 or 0: no shrinking on the active side, but a unit that is
+    negative for every input passes no gradient at all (a *dead* unit). At 0 the
+    slope is taken to be 0, as in PyTorch.
+
+    Example:
+        >>> ReLU()(torch.tensor([-1.0, 2.0]))
+        tensor([0., 2.])
+    """
+
+    name = "relu"
+
+    def function(self, x):
+        return torch.where(x <= 0, torch.zeros_like(x), x)  # NaN stays NaN
+
+    def derivative(self, x):
+        return (~(x <= 0)).to(x.dtype)  # as PyTorch: slope 1 for NaN, 0 at 0
+
+
+class LeakyReLU(Activation):
+    r"""ReLU with a small slope for negative inputs, so no unit can die.
+
+    .. math::
+        \mathrm{LeakyReLU}(x) = \begin{cases} x & x > 0 \\ a\,x & x \le 0 \end{cases},
+        \qquad \mathrm{LeakyReLU}'(x) = \begin{cases} 1 & x > 0 \\ a & x \le 0 \end{cases}
+
+    Only the negative branch is scaled by :math:`a` (seed 004 writes :math:`a x` on
+    both branches, which is just a linear map).
+
+    Args:
+        negative_slope: :math:`a`, a real number (default 0.01, as in PyTorch).
+
+    Example:
+        >>> LeakyReLU(0.2)(torch.tensor([-1.0, 1.0]))
+        tensor([-0.2000,  1.0000])
+    """
+
+    name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = check_real("negative_slope", negative_slope)
+
+    def function(self, x):
+        return torch.where(x > 0, x, self.negative_slope * x)
+
+    def derivative(self, x):
+        return torch.where(x > 0, torch.ones_like(x), torch.full_like(x, self.negative_slope))
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+
+class ELU(Activation):
+    r"""The exponential linear unit of Clevert et al. (2016).
+
+    .. math::
+        \mathrm{ELU}(x) = \begin{cases} x & x > 0 \\ \alpha\,(e^{x} - 1) & x \le 0 \end{cases},
+        \qquad \mathrm{ELU}'(x) = \begin{cases} 1 & x > 0 \\ \alpha\,e^{x} & x \le 0 \end{cases}
+
+    Negative inputs keep a (shrinking) slope, and the mean output is pushed toward 0.
+
+    Args:
+        alpha: :math:`\alpha`, the value approached as :math:`x \to -\infty` is :math:`-\alpha`.
+
+    Example:
+        >>> ELU()(torch.tensor([0.0, 1.0]))
+        tensor([0., 1.])
+    """
+
+    name = "elu"
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = check_real("alpha", alpha)
+
+    def function(self, x):
+        negative = self.alpha * torch.expm1(torch.clamp(x, max=0))  # e^x only where x <= 0
+        return torch.where(x <= 0, negative, x)
+
+    def derivative(self, x):
+        return torch.where(x <= 0, self.alpha * torch.exp(torch.clamp(x, max=0)), torch.ones_like(x))
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class GELU(Activation):
+    r"""The Gaussian error linear unit of Hendrycks & Gimpel (2016).
+
+    .. math::
+        \mathrm{GELU}(x) = x\,\Phi(x), \qquad \mathrm{GELU}'(x) = \Phi(x) + x\,\phi(x),
+
+    with :math:`\Phi` the standard normal CDF, :math:`\Phi(x) = \tfrac12(1 + \mathrm{erf}(x/\sqrt2))`,
+    and :math:`\phi` its density. ``approximate="tanh"`` uses
+    :math:`\Phi(x) \approx \tfrac12(1 + \tanh(\sqrt{2/\pi}(x + 0.044715x^3)))`.
+
+    Args:
+        approximate: ``"none"`` (exact, default) or ``"tanh"``.
+
+    Example:
+        >>> GELU()(torch.tensor([0.0]))
+        tensor([0.])
+    """
+
+    name = "gelu"
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = check_choice("approximate", approximate, ("none", "tanh"))
+
+    def function(self, x):
+        if self.approximate == "tanh":
+            return 0.5 * x * (1 + _tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
+        return 0.5 * x * (1 + torch.erf(x / _SQRT_2))
+
+    def derivative(self, x):
+        if self.approximate == "tanh":
+            t = _tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
+            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        cdf = 0.5 * (1 + torch.erf(x / _SQRT_2))
+        density = _INV_SQRT_2PI * torch.exp(-0.5 * x * x)
+        return cdf + x * density
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Swish(Activation):
+    r"""Swish (Ramachandran et al. 2017); with :math:`\beta = 1` it is SiLU.
+
+    .. math::
+        \mathrm{Swish}(x) = x\,\sigma(\beta x), \qquad
+        \mathrm{Swish}'(x) = \sigma(\beta x) + \beta x\,\sigma(\beta x)(1 - \sigma(\beta x))
+
+    Args:
+        beta: :math:`\beta`, a real number (default 1).
+
+    Example:
+        >>> Swish()(torch.tensor([0.0]))
+        tensor([0.])
+    """
+
+    name = "swish"
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = check_real("beta", beta)
+
+    def function(self, x):
+        return x * _sigmoid(self.beta * x)
+
+    def derivative(self, x):
+        s = _sigmoid(self.beta * x)
+        return s + self.beta * x * s * (1 - s)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
+
+
+class Mish(Activation):
+    r"""Mish (Misra 2019).
+
+    .. math::
+        \mathrm{Mish}(x) = x \tanh(\mathrm{softplus}(x)),\quad \mathrm{softplus}(x) = \log(1 + e^x),
+
+    .. math::
+        \mathrm{Mish}'(x) = \tanh(\mathrm{softplus}(x)) + x\,\big(1 - \tanh^2(\mathrm{softplus}(x))\big)\,\sigma(x)
+
+    Example:
+        >>> Mish()(torch.tensor([0.0]))
+        tensor([0.])
+    """
+
+    name = "mish"
+
+    def function(self, x):
+        return x * _tanh(_softplus(x))
+
+    def derivative(self, x):
+        t = _tanh(_softplus(x))
+        return t + x * (1 - t * t) * _sigmoid(x)
+
+
+class Identity(Activation):
+    r"""No activation: :math:`\varphi(x) = x`, :math:`\varphi'(x) = 1` (a deep *linear* net)."""
+
+    name = "identity"
+
+    def function(self, x):
+        return x.clone()
+
+    def derivative(self, x):
+        return torch.ones_like(x)
+
+
+_CLASSES = {cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, Swish, Mish)}
+ACTIVATION_NAMES = tuple(_CLASSES)
+
+
+def get_activation(name: str, **kwargs) -> Activation:
+    """A new from-scratch activation module by name.
+
+    Args:
+        name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
+            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"gelu"``, ``"swish"``, ``"mish"``.
+        **kwargs: the module's arguments, e.g. ``negative_slope=0.2`` for leaky ReLU.
+
+    Example:
+        >>> get_activation("leaky_relu", negative_slope=0.2)
+        LeakyReLU(negative_slope=0.2)
+    """
+    check_choice("activation", name, ACTIVATION_NAMES)
+    try:
+        return _CLASSES[name](**kwargs)
+    except TypeError as error:
+        raise TypeError(f"bad arguments {kwargs} for activation {name!r}: {error}") from None

@@ -1,0 +1,130 @@
+"""helpers.activations: same outputs and gradients as torch.nn, also at extreme inputs."""
+
+import pytest
+import torch
+from torch import nn
+
+from helpers import activations as act
+
+PAIRS = {
+    "sigmoid": (act.Sigmoid(), nn.Sigmoid()),
+    "tanh": (act.Tanh(), nn.Tanh()),
+    "relu": (act.ReLU(), nn.ReLU()),
+    "leaky_relu": (act.LeakyReLU(), nn.LeakyReLU()),
+    "leaky_relu_0.2": (act.LeakyReLU(0.2), nn.LeakyReLU(0.2)),
+    "elu": (act.ELU(), nn.ELU()),
+    "elu_0.5": (act.ELU(alpha=0.5), nn.ELU(alpha=0.5)),
+    "gelu": (act.GELU(), nn.GELU()),
+    "gelu_tanh": (act.GELU("tanh"), nn.GELU("tanh")),
+    "swish": (act.Swish(), nn.SiLU()),
+    "mish": (act.Mish(), nn.Mish()),
+    "identity": (act.Identity(), nn.Identity()),
+}
+EXTREMES = [float("-inf"), -1e30, -1e4, -100.0, -88.0, -30.0, -20.0, -1.0, -1e-7, 0.0,
+            1e-7, 1.0, 20.0, 30.0, 88.0, 100.0, 1e4, 1e30, float("inf")]
+
+
+def _forward_backward(module, x):
+    x = x.detach().requires_grad_()
+    y = module(x)
+    (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    return y.detach(), grad
+
+
+@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("scale", [1.0, 10.0, 100.0])
+def test_outputs_and_gradients_equal_torch_float64(name, scale):
+    ours, theirs = PAIRS[name]
+    x = scale * torch.randn(4, 3, 50, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for a, b in zip(_forward_backward(ours, x), _forward_backward(theirs, x)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_extreme_inputs_finite_wherever_torch_is(name, dtype):
+    ours, theirs = PAIRS[name]
+    x = torch.tensor(EXTREMES, dtype=dtype)
+    for a, b in zip(_forward_backward(ours, x), _forward_backward(theirs, x)):
+        finite = torch.isfinite(b)
+        bad = x[finite][~torch.isfinite(a[finite])]
+        assert bad.numel() == 0, f"{name}: non-finite where torch is finite, at x = {bad.tolist()}"
+        torch.testing.assert_close(a[finite], b[finite], rtol=1e-5, atol=1e-30)
+        # infinite outputs (ReLU(inf) = inf) are infinite in both
+        assert torch.equal(torch.isinf(a), torch.isinf(b))
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "sigmoid", "tanh"])
+def test_nan_propagates_like_torch(name):
+    ours, theirs = PAIRS[name]
+    x = torch.tensor([float("nan"), 1.0, -1.0])
+    for a, b in zip(_forward_backward(ours, x), _forward_backward(theirs, x)):
+        torch.testing.assert_close(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_hand_written_derivative_passes_gradcheck(name):
+    ours, _ = PAIRS[name]
+    # avoid the kinks of ReLU-like functions, where finite differences are meaningless
+    x = torch.linspace(-4, 4, 40, dtype=torch.float64) + 0.013
+    assert torch.autograd.gradcheck(ours, (x.requires_grad_(),))
+
+
+def test_swish_beta_equals_its_formula():
+    x = torch.randn(100, dtype=torch.float64, requires_grad=True)
+    y = act.Swish(beta=1.7)(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    x2 = x.detach().clone().requires_grad_()
+    y2 = x2 * torch.sigmoid(1.7 * x2)
+    (g2,) = torch.autograd.grad(y2.sum(), x2)
+    torch.testing.assert_close((y, g), (y2, g2))
+
+
+def test_largest_slopes():
+    x = torch.linspace(-10, 10, 200_001, dtype=torch.float64)
+    assert act.Sigmoid().derivative(x).max().item() == pytest.approx(0.25)
+    assert act.Tanh().derivative(x).max().item() == pytest.approx(1.0)
+    assert act.GELU().derivative(x).max().item() == pytest.approx(1.1289, abs=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (0, 5), ()])
+def test_shapes_and_dtypes_are_kept(shape):
+    x = torch.randn(shape, dtype=torch.float64)
+    for ours, _ in PAIRS.values():
+        y = ours(x)
+        assert y.shape == x.shape and y.dtype == x.dtype
+
+
+def test_module_works_inside_a_network_and_on_a_second_backward():
+    net = nn.Sequential(nn.Linear(3, 4), act.Tanh(), nn.Linear(4, 1))
+    x = torch.randn(5, 3, requires_grad=True)
+    (g,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+    g.sum().backward()   # double backward through the hand-written derivative
+    assert net[0].weight.grad is not None
+
+
+def test_get_activation():
+    assert isinstance(act.get_activation("mish"), act.Mish)
+    assert act.get_activation("leaky_relu", negative_slope=0.3).negative_slope == 0.3
+    assert act.get_activation("gelu", approximate="tanh").approximate == "tanh"
+    assert set(act.ACTIVATION_NAMES) >= {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "swish", "mish"}
+
+
+@pytest.mark.parametrize("name, kwargs, error", [("softmax", {}, ValueError), (nn.ReLU, {}, TypeError),
+                                                 ("relu", {"inplace": True}, TypeError),
+                                                 ("leaky_relu", {"negative_slope": "0.1"}, TypeError),
+                                                 ("elu", {"alpha": float("nan")}, ValueError),
+                                                 ("gelu", {"approximate": "erf"}, ValueError)])
+def test_get_activation_bad_arguments(name, kwargs, error):
+    with pytest.raises(error):
+        act.get_activation(name, **kwargs)
+
+
+def test_forward_rejects_non_tensors():
+    with pytest.raises(TypeError, match="tensor"):
+        act.ReLU()([1.0, -1.0])
+
+
+def test_repr_shows_arguments():
+    assert repr(act.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
+    assert repr(act.ELU(0.5)) == "ELU(alpha=0.5)"
