@@ -301,3 +301,19 @@ def test_with_torch_layers_on_convnet_and_bad_argument():
     assert isinstance(net.norm2, nn.BatchNorm2d) and not net.norm2.training
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         with_torch_layers("net")
+
+
+def test_from_scratch_activations_in_residual_conv_and_dense_models():
+    from helpers import activations
+
+    torch.manual_seed(0)
+    fused = MLP(6, 3, width=6, depth=2, activation="tanh", norm="layer", residual=True).double()
+    scratch = MLP(6, 3, width=6, depth=2, activation="tanh", norm="layer", residual=True, from_scratch=True).double()
+    scratch.load_state_dict(fused.state_dict(), strict=True)
+    assert isinstance(scratch.act1, activations.Tanh)
+    x = torch.randn(4, 6, dtype=torch.float64)
+    torch.testing.assert_close(scratch(x), fused(x))
+    assert isinstance(ConvNet(channels=(2,), from_scratch=True).act1, activations.ReLU)
+    assert isinstance(DenseBlock(4, 2, 1, from_scratch=True).act1, activations.ReLU)
+    with pytest.raises(TypeError, match="from_scratch must be a bool"):
+        MLP(4, 2, width=4, depth=1, from_scratch=1)
