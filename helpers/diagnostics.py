@@ -33,14 +33,38 @@ def _check_module(name: str, value) -> nn.Module:
     return value
 
 
+def _weight_normed():
+    from helpers.normalization import WeightNormLinear  # here, not at the top: diagnostics stays importable alone
+
+    return WeightNormLinear
+
+
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every Linear/Conv layer of ``model`` by qualified name, from input to output.
 
     "From input to output" is the order in which the layers were registered, which is
     the order of the forward pass for the sequential models of the course.
+    :class:`helpers.normalization.WeightNormLinear` layers count too (see :func:`trained_weight`).
     """
     _check_module("model", model)
-    return {name: m for name, m in model.named_modules() if isinstance(m, WEIGHTED_LAYERS)}
+    kinds = (*WEIGHTED_LAYERS, _weight_normed())
+    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
+
+
+def trained_weight(layer: nn.Module) -> torch.Tensor:
+    r"""The weight parameter of a layer that the diagnostics report: ``layer.weight``.
+
+    A :class:`helpers.normalization.WeightNormLinear` layer has no ``weight``
+    parameter: its weight :math:`g\,v/\lVert v \rVert` is computed from a gain ``g``
+    and a direction ``v``. The diagnostics report its direction ``v``, the matrix the
+    optimizer updates (``g`` holds one number per unit).
+
+    Example:
+        >>> from helpers.normalization import WeightNormLinear
+        >>> trained_weight(WeightNormLinear(3, 2)).shape
+        torch.Size([2, 3])
+    """
+    return layer.v if isinstance(layer, _weight_normed()) else layer.weight
 
 
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
@@ -64,7 +88,7 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     layers = weighted_layers(model)
     if not layers:
         return {}
-    grads = [m.weight.grad for m in layers.values()]
+    grads = [trained_weight(m).grad for m in layers.values()]
     present = [g for g in grads if g is not None]
     norms = iter(torch.stack([torch.linalg.vector_norm(g) for g in present]).tolist()
                  if present else [])
@@ -234,6 +258,7 @@ class GradientMonitor:
                    strict_minimum=True, strict_maximum=True)
         self.model, self.every, self.saturation_level = model, every, saturation_level
         self.layers = weighted_layers(model)
+        self._weights = {name: trained_weight(layer) for name, layer in self.layers.items()}
         self.activations = {n: m for n, m in model.named_modules()
                             if isinstance(m, ACTIVATION_LAYERS)}
         self.records: list[MonitorRecord] = []
@@ -261,9 +286,9 @@ class GradientMonitor:
         """Register the hooks (idempotent)."""
         if self._handles:
             return self
-        for name, layer in self.layers.items():
-            if layer.weight.requires_grad:
-                self._handles.append(layer.weight.register_post_accumulate_grad_hook(
+        for name, weight in self._weights.items():
+            if weight.requires_grad:
+                self._handles.append(weight.register_post_accumulate_grad_hook(
                     lambda p, name=name: self._on_grad(name, p)))
         for name, module in self.activations.items():
             self._handles.append(module.register_forward_hook(
@@ -285,7 +310,7 @@ class GradientMonitor:
 
     @torch.no_grad()
     def _snapshot(self) -> None:
-        weights = [layer.weight.detach() for layer in self.layers.values()]
+        weights = [w.detach() for w in self._weights.values()]
         if len(self._previous) != len(weights):
             self._previous = [w.clone() for w in weights]
         elif weights:
@@ -347,7 +372,7 @@ class GradientMonitor:
         record = None
         if self._recording():
             names = list(self.layers)
-            weights = [self.layers[n].weight.detach() for n in names]
+            weights = [self._weights[n].detach() for n in names]
             grad_names = [n for n in names if n in self._grad_norms]
             pieces = []
             if names:

@@ -707,3 +707,172 @@ def check_half_life_gamma(fn: Callable) -> None:
         if not math.isclose(gamma ** k, 0.5, rel_tol=1e-9):
             return _report("10.2", False, "After k steps the rate is multiplied by γᵏ; solve γᵏ = ½.")
     return _report("10.2", True)
+
+
+# --- notebooks 05 (normalization), 06 (residual connections), 08 (regularization) ---------
+
+_TITLES.update({
+    "5.1": "batch norm, training mode",
+    "5.2": "running variance",
+    "5.3": "weight normalization",
+    "6.1": "a residual block",
+    "6.2": "the Jacobian of a residual stack",
+    "8.1": "the gradient of the L1 penalty",
+    "8.2": "inverted dropout",
+    "8.3": "an SGD step with weight decay",
+})
+
+
+def check_batch_norm_forward(fn: Callable) -> None:
+    r"""Exercise 5.1: ``fn(x, gamma, beta, eps)`` normalises a batch (N, C) in training mode.
+
+    .. math:: y = \gamma \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta
+
+    with :math:`\mu` and the biased :math:`\sigma^2` taken per column.
+    """
+    g = torch.Generator().manual_seed(51)
+    for n, c in ((16, 3), (5, 7)):
+        x = 3 * torch.randn(n, c, generator=g, dtype=torch.float64) + 2
+        x[:, 0] = 1.5                     # a constant column: its variance is 0
+        gamma = torch.rand(c, generator=g, dtype=torch.float64) + 0.5
+        beta = torch.randn(c, generator=g, dtype=torch.float64)
+        eps = 0.1
+        expected = nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
+        attempted, answer = _attempt("5.1", fn, x.clone(), gamma.clone(), beta.clone(), eps)
+        if not attempted:
+            return _report("5.1", None)
+        if not _close(answer, expected, 1e-8):
+            return _report("5.1", False, "Average over the batch (dim 0), one mean and one biased variance "
+                           "per column, and divide by √(σ² + ε), not σ + ε.")
+    return _report("5.1", True)
+
+
+def check_running_variance(fn: Callable) -> None:
+    r"""Exercise 5.2: ``fn(running_var, batch, momentum)`` returns the updated running variance.
+
+    .. math:: \hat\sigma^2 \leftarrow (1 - \alpha)\,\hat\sigma^2 + \alpha\, \tfrac{m}{m-1}\sigma^2_{batch}
+    """
+    g = torch.Generator().manual_seed(52)
+    for m, momentum in ((4, 0.1), (10, 0.3)):
+        running = torch.rand(3, generator=g, dtype=torch.float64) + 0.5
+        batch = 2 * torch.randn(m, 3, generator=g, dtype=torch.float64)
+        layer = nn.BatchNorm1d(3, momentum=momentum).double()
+        layer.running_var.copy_(running)
+        layer(batch)
+        attempted, answer = _attempt("5.2", fn, running.clone(), batch.clone(), momentum)
+        if not attempted:
+            return _report("5.2", None)
+        if not _close(answer, layer.running_var, 1e-10):
+            return _report("5.2", False, "momentum is the weight of the *new* batch, and the running "
+                           "estimate uses the unbiased variance of the batch (divide by m − 1).")
+    return _report("5.2", True)
+
+
+def check_weight_norm(fn: Callable) -> None:
+    r"""Exercise 5.3: ``fn(g, v)`` returns the weight :math:`w_i = g_i v_i / \lVert v_i \rVert` (rows i)."""
+    gen = torch.Generator().manual_seed(53)
+    g = torch.rand(4, 1, generator=gen, dtype=torch.float64) * 3 + 0.5
+    v = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    expected = g * v / v.norm(dim=1, keepdim=True)
+    attempted, answer = _attempt("5.3", fn, g.clone(), v.clone())
+    if not attempted:
+        return _report("5.3", None)
+    if not _close(answer, expected, 1e-10):
+        return _report("5.3", False, "Normalise each row of v (one output unit each) to length 1, then "
+                       "multiply by its learned gain g: without g every row would have length 1.")
+    return _report("5.3", True)
+
+
+def check_residual_block(fn: Callable) -> None:
+    r"""Exercise 6.1: ``fn(x, branch, projection)`` returns :math:`P x + F(x)`.
+
+    :math:`P` is ``projection``, or the identity when it is None.
+    """
+    with torch.random.fork_rng(devices=[]):        # leave the learner's random state alone
+        torch.manual_seed(61)
+        cases = [(nn.Sequential(nn.Tanh(), nn.Linear(5, 5)), None, 5),
+                 (nn.Sequential(nn.Tanh(), nn.Linear(5, 3)), nn.Linear(5, 3, bias=False), 5)]
+        inputs = [torch.randn(4, width, dtype=torch.float64) for *_, width in cases]
+    for (branch, projection, _), x in zip(cases, inputs):
+        branch.double()
+        if projection is not None:
+            projection.double()
+        with torch.no_grad():
+            expected = (x if projection is None else projection(x)) + branch(x)
+            attempted, answer = _attempt("6.1", fn, x.clone(), branch, projection)
+        if not attempted:
+            return _report("6.1", None)
+        if not _close(answer, expected, 1e-10):
+            return _report("6.1", False, "Apply F once, to x, and add the skip: x itself, or projection(x) "
+                           "when the branch changes the width.")
+    return _report("6.1", True)
+
+
+def check_residual_jacobian(fn: Callable) -> None:
+    r"""Exercise 6.2: ``fn(jacobians)`` returns :math:`\partial h_L / \partial h_0 = (I + J_L) \cdots (I + J_1)`.
+
+    ``jacobians[l]`` is the Jacobian of the branch of block :math:`l + 1` (applied first for ``l = 0``).
+    """
+    g = torch.Generator().manual_seed(62)
+    matrices = [0.3 * torch.randn(4, 4, generator=g, dtype=torch.float64) for _ in range(3)]
+    expected = torch.autograd.functional.jacobian(
+        lambda h: _linear_residual_stack(matrices, h), torch.randn(4, dtype=torch.float64))
+    attempted, answer = _attempt("6.2", fn, [m.clone() for m in matrices])
+    if not attempted:
+        return _report("6.2", None)
+    if not _close(answer, expected, 1e-10):
+        return _report("6.2", False, "Each block contributes I + J (the skip gives I), and the chain rule "
+                       "puts the last block on the left: (I + J_3)(I + J_2)(I + J_1).")
+    return _report("6.2", True)
+
+
+def _linear_residual_stack(matrices, h):
+    for m in matrices:
+        h = h + m @ h
+    return h
+
+
+def check_l1_gradient(fn: Callable) -> None:
+    r"""Exercise 8.1: ``fn(w, coefficient)`` returns the gradient of :math:`\lambda \sum_i |w_i|` (0 where w = 0)."""
+    g = torch.Generator().manual_seed(81)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    w[0, 0] = 0.0
+    attempted, answer = _attempt("8.1", fn, w.clone(), 0.3)
+    if not attempted:
+        return _report("8.1", None)
+    if not _close(answer, 0.3 * torch.sign(w), 1e-12):
+        return _report("8.1", False, "|w| has slope +1 for w > 0 and −1 for w < 0, whatever the size of w "
+                       "(λ·w would be the gradient of the L2 penalty).")
+    return _report("8.1", True)
+
+
+def check_inverted_dropout(fn: Callable) -> None:
+    r"""Exercise 8.2: ``fn(x, mask, p)`` applies inverted dropout with the given 0/1 ``mask``."""
+    g = torch.Generator().manual_seed(82)
+    x = torch.randn(6, 4, generator=g, dtype=torch.float64)
+    for p in (0.25, 0.6):
+        mask = (torch.rand(6, 4, generator=g, dtype=torch.float64) >= p).double()
+        attempted, answer = _attempt("8.2", fn, x.clone(), mask.clone(), p)
+        if not attempted:
+            return _report("8.2", None)
+        if not _close(answer, x * mask / (1 - p), 1e-12):
+            return _report("8.2", False, "Keep the masked units and divide them by the keep probability "
+                           "1 − p, so the expected value of every unit stays x.")
+    return _report("8.2", True)
+
+
+def check_weight_decay_step(fn: Callable) -> None:
+    r"""Exercise 8.3: ``fn(w, grad, lr, weight_decay)`` returns the weights after one step of ``torch.optim.SGD``."""
+    g = torch.Generator().manual_seed(83)
+    w = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    grad = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    param = nn.Parameter(w.clone())
+    param.grad = grad.clone()
+    torch.optim.SGD([param], lr=0.1, weight_decay=0.01).step()
+    attempted, answer = _attempt("8.3", fn, w.clone(), grad.clone(), 0.1, 0.01)
+    if not attempted:
+        return _report("8.3", None)
+    if not _close(answer, param.detach(), 1e-12):
+        return _report("8.3", False, "Weight decay adds weight_decay · w to the gradient before the step: "
+                       "w − lr · (grad + weight_decay · w).")
+    return _report("8.3", True)

@@ -1,0 +1,287 @@
+"""Normalization layers from scratch: batch norm, layer norm, weight normalization.
+
+Each layer keeps PyTorch's parameter and buffer names, so a state_dict of
+:class:`torch.nn.BatchNorm1d`, :class:`torch.nn.BatchNorm2d` or
+:class:`torch.nn.LayerNorm` loads strictly into the course's layer and back. The
+tests prove outputs, gradients and running statistics equal PyTorch's.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+from torch import nn
+
+from helpers._checks import check_int, check_real
+
+
+def _check_momentum(momentum) -> float | None:
+    if momentum is None:
+        return None
+    return check_real("momentum", momentum, minimum=0.0, maximum=1.0)
+
+
+class _BatchNorm(nn.Module):
+    r"""Shared code of :class:`BatchNorm1d` and :class:`BatchNorm2d`.
+
+    Subclasses set ``_input_dims``, the accepted numbers of input dimensions.
+    """
+
+    _input_dims: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True):
+        check_int("num_features", num_features, minimum=1)
+        check_real("eps", eps, minimum=0.0, strict_minimum=True)
+        momentum = _check_momentum(momentum)
+        if not isinstance(affine, bool):
+            raise TypeError(f"affine must be a bool, got {type(affine).__name__} ({affine!r})")
+        super().__init__()
+        self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
+        if affine:
+            self.weight = nn.Parameter(torch.ones(num_features))
+            self.bias = nn.Parameter(torch.zeros(num_features))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def reset_running_stats(self) -> None:
+        """Running mean 0, running variance 1, counter 0 (as a freshly built layer)."""
+        self.running_mean.zero_()
+        self.running_var.fill_(1.0)
+        self.num_batches_tracked.zero_()
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a tensor, got {type(x).__name__}")
+        if x.dim() not in self._input_dims:
+            raise ValueError(f"{type(self).__name__} expects a {' or '.join(map(str, self._input_dims))}-D "
+                             f"input, got shape {tuple(x.shape)}")
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{type(self).__name__}({self.num_features}) expects {self.num_features} "
+                             f"channels in dimension 1, got shape {tuple(x.shape)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        dims = [0, *range(2, x.dim())]                  # every dimension except the channels
+        shape = [1, self.num_features] + [1] * (x.dim() - 2)
+        if self.training:
+            count = x.numel() // self.num_features
+            if count <= 1:
+                raise ValueError(f"batch norm needs more than 1 value per channel in training mode, "
+                                 f"got input of shape {tuple(x.shape)}")
+            var, mean = torch.var_mean(x, dim=dims, correction=0)   # biased: normalises the batch
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                          else self.momentum)
+                # the running variance is the unbiased estimate, as in torch
+                self.running_mean.lerp_(mean.detach(), factor)
+                self.running_var.lerp_(var.detach() * (count / (count - 1)), factor)
+        else:
+            mean, var = self.running_mean, self.running_var
+        # y = (x - mean) / sqrt(var + eps) * weight + bias, folded into one scale and one shift per
+        # channel so that only one operation touches the whole input
+        scale = torch.rsqrt(var + self.eps)
+        if self.affine:
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
+        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
+
+
+class BatchNorm1d(_BatchNorm):
+    r"""Batch normalization over a mini-batch of vectors (N, C) or sequences (N, C, L).
+
+    In training mode each channel :math:`c` is normalised with the mean and the
+    *biased* variance of the batch (over N, and L if present):
+
+    .. math::
+        \mu_c = \frac1m \sum_i x_{ic}, \quad \sigma_c^2 = \frac1m \sum_i (x_{ic} - \mu_c)^2, \quad
+        y_{ic} = \gamma_c \frac{x_{ic} - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}} + \beta_c
+
+    and the running estimates move towards the batch's, with the *unbiased* variance:
+
+    .. math::
+        \hat\mu \leftarrow (1-\alpha)\,\hat\mu + \alpha\,\mu, \quad
+        \hat\sigma^2 \leftarrow (1-\alpha)\,\hat\sigma^2 + \alpha\,\tfrac{m}{m-1}\sigma^2
+
+    where :math:`\alpha` is ``momentum`` (``None``: :math:`\alpha = 1/t` at the
+    :math:`t`-th batch, a cumulative average). In evaluation mode the running
+    estimates replace the batch statistics, so the output of an example no longer
+    depends on the rest of its batch. Note :math:`\sqrt{\sigma^2 + \epsilon}`, not
+    :math:`\sigma + \epsilon`.
+
+    Args:
+        num_features: number of channels C.
+        eps: added to the variance, > 0.
+        momentum: :math:`\alpha` in [0, 1], or ``None`` for a cumulative average.
+        affine: learn :math:`\gamma` (``weight``, init 1) and :math:`\beta` (``bias``, init 0).
+
+    Buffers: ``running_mean``, ``running_var``, ``num_batches_tracked`` (as in torch).
+
+    Example:
+        >>> bn = BatchNorm1d(3)
+        >>> y = bn(torch.tensor([[1.0, 2.0, 3.0], [3.0, 6.0, 9.0]]))
+        >>> y.detach()
+        tensor([[-1.0000, -1.0000, -1.0000],
+                [ 1.0000,  1.0000,  1.0000]])
+        >>> bn.running_mean
+        tensor([0.2000, 0.4000, 0.6000])
+    """
+
+    _input_dims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    r"""Batch normalization of images (N, C, H, W), one mean and variance per channel.
+
+    The statistics of channel :math:`c` are taken over the batch *and* the positions,
+    :math:`m = N H W` values, otherwise as :class:`BatchNorm1d`:
+
+    .. math::
+        y_{nchw} = \gamma_c \frac{x_{nchw} - \mu_c}{\sqrt{\sigma_c^2 + \epsilon}} + \beta_c
+
+    Args:
+        num_features: number of channels C.
+        eps: added to the variance, > 0.
+        momentum: running-average factor in [0, 1], or ``None`` for a cumulative average.
+        affine: learn a per-channel scale ``weight`` and shift ``bias``.
+
+    Example:
+        >>> bn = BatchNorm2d(4)
+        >>> y = bn(torch.randn(8, 4, 5, 5))
+        >>> bool(y.mean(dim=(0, 2, 3)).abs().max() < 1e-5)
+        True
+    """
+
+    _input_dims = (4,)
+
+
+class LayerNorm(nn.Module):
+    r"""Layer normalization: every example normalised over its own last dimensions.
+
+    With :math:`H` the number of elements of ``normalized_shape``, for each example
+    (and each position of the leading dimensions):
+
+    .. math::
+        \mu = \frac1H \sum_j x_j, \quad \sigma^2 = \frac1H \sum_j (x_j - \mu)^2, \quad
+        y_j = \gamma_j \frac{x_j - \mu}{\sqrt{\sigma^2 + \epsilon}} + \beta_j
+
+    Nothing is averaged over the batch, so training and evaluation compute the same
+    thing and a batch of one is fine.
+
+    Args:
+        normalized_shape: an int or a tuple, the trailing shape to normalise over.
+        eps: added to the variance, > 0.
+        elementwise_affine: learn :math:`\gamma` (``weight``, init 1) and :math:`\beta`.
+        bias: with ``elementwise_affine``, also learn :math:`\beta` (``bias``, init 0).
+
+    Example:
+        >>> ln = LayerNorm(4)
+        >>> ln(torch.tensor([[1.0, 2.0, 3.0, 4.0]])).sum().abs() < 1e-6
+        tensor(True)
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True):
+        if isinstance(normalized_shape, Integral) and not isinstance(normalized_shape, bool):
+            normalized_shape = (int(normalized_shape),)
+        if not isinstance(normalized_shape, tuple | list | torch.Size) or not normalized_shape:
+            raise TypeError(f"normalized_shape must be an int or a non-empty tuple of ints, "
+                            f"got {normalized_shape!r}")
+        for size in normalized_shape:
+            check_int("normalized_shape entries", size, minimum=1)
+        check_real("eps", eps, minimum=0.0, strict_minimum=True)
+        for name, flag in (("elementwise_affine", elementwise_affine), ("bias", bias)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} ({flag!r})")
+        super().__init__()
+        self.normalized_shape = tuple(int(s) for s in normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        self.weight = nn.Parameter(torch.ones(self.normalized_shape)) if elementwise_affine else None
+        self.bias = nn.Parameter(torch.zeros(self.normalized_shape)) if elementwise_affine and bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a tensor, got {type(x).__name__}")
+        k = len(self.normalized_shape)
+        if tuple(x.shape[x.dim() - k:]) != self.normalized_shape or x.dim() < k:
+            raise ValueError(f"LayerNorm{self.normalized_shape} expects an input ending in "
+                             f"{self.normalized_shape}, got shape {tuple(x.shape)}")
+        dims = tuple(range(-k, 0))
+        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+        y = (x - mean) * torch.rsqrt(var + self.eps)
+        if self.weight is not None and self.bias is not None:
+            return torch.addcmul(self.bias, y, self.weight)
+        if self.weight is not None:
+            return y * self.weight
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class WeightNormLinear(nn.Module):
+    r"""A linear layer whose weight is split into a length ``g`` and a direction ``v``.
+
+    Each output unit :math:`i` (a row of the weight) is
+
+    .. math::
+        w_i = g_i \frac{v_i}{\lVert v_i \rVert_2}, \qquad y = x W^\top + b
+
+    so :math:`\lVert w_i \rVert = |g_i|` whatever :math:`v_i`: the learned gain
+    :math:`g` sets the scale, :math:`v` only the direction (Salimans & Kingma 2016).
+    The gradient with respect to :math:`v` is orthogonal to :math:`v`:
+
+    .. math::
+        \nabla_{v_i} L = \frac{g_i}{\lVert v_i \rVert}
+        \Big(I - \frac{v_i v_i^\top}{\lVert v_i \rVert^2}\Big) \nabla_{w_i} L
+
+    :math:`v` starts as :class:`torch.nn.Linear` initialises its weight and
+    :math:`g = \lVert v_i \rVert`, so the layer starts equal to a plain Linear layer.
+    Equal to ``torch.nn.utils.parametrizations.weight_norm(nn.Linear(...), dim=0)``
+    with ``original0 = g`` and ``original1 = v``.
+
+    Args:
+        in_features, out_features: sizes of each input and output sample.
+        bias: learn an additive bias.
+
+    Example:
+        >>> layer = WeightNormLinear(3, 2)
+        >>> layer.g.shape, layer.v.shape
+        (torch.Size([2, 1]), torch.Size([2, 3]))
+        >>> torch.allclose(layer.weight.norm(dim=1, keepdim=True), layer.g.abs())
+        True
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True):
+        check_int("in_features", in_features, minimum=1)
+        check_int("out_features", out_features, minimum=1)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be a bool, got {type(bias).__name__} ({bias!r})")
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        template = nn.Linear(in_features, out_features, bias=bias)
+        self.v = nn.Parameter(template.weight.detach().clone())
+        self.g = nn.Parameter(torch.linalg.vector_norm(self.v.detach(), dim=1, keepdim=True))
+        self.bias = nn.Parameter(template.bias.detach().clone()) if bias else None
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective weight :math:`g \\cdot v / \\lVert v \\rVert`, computed from ``g`` and ``v``."""
+        return self.g * self.v / torch.linalg.vector_norm(self.v, dim=1, keepdim=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
