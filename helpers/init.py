@@ -125,6 +125,17 @@ def _fan(tensor: torch.Tensor, mode: str) -> int:
     return fan_in if mode.lower() == "fan_in" else fan_out
 
 
+def _xavier_std(tensor, gain, generator) -> float | None:
+    """Validate; ``gain * sqrt(2 / (fan_in + fan_out))``, or None for a zero-element tensor (a no-op)."""
+    _check_tensor(tensor)
+    check_real("gain", gain)
+    _check_generator(generator)
+    fan_in, fan_out = fans(tensor)
+    if tensor.numel() == 0:
+        return None
+    return gain * math.sqrt(2.0 / float(fan_in + fan_out))
+
+
 def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     r"""Fill ``tensor`` from :math:`\mathcal U(-a, a)` (Glorot & Bengio 2010).
@@ -142,13 +153,9 @@ def xavier_uniform_(tensor: torch.Tensor, gain: float = 1.0,
         >>> bool(w.abs().max() <= (6 / 8) ** 0.5)
         True
     """
-    _check_tensor(tensor)
-    check_real("gain", gain)
-    _check_generator(generator)
-    fan_in, fan_out = fans(tensor)
-    if tensor.numel() == 0:
+    std = _xavier_std(tensor, gain, generator)
+    if std is None:
         return tensor
-    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
     bound = math.sqrt(3.0) * std  # a uniform on (-b, b) has variance b^2 / 3
     with torch.no_grad():
         return tensor.uniform_(-bound, bound, generator=generator)
@@ -173,13 +180,9 @@ def xavier_normal_(tensor: torch.Tensor, gain: float = 1.0,
         >>> round(w.std().item() ** 2 * 200, 1)
         1.0
     """
-    _check_tensor(tensor)
-    check_real("gain", gain)
-    _check_generator(generator)
-    fan_in, fan_out = fans(tensor)
-    if tensor.numel() == 0:
+    std = _xavier_std(tensor, gain, generator)
+    if std is None:
         return tensor
-    std = gain * math.sqrt(2.0 / float(fan_in + fan_out))
     with torch.no_grad():
         return tensor.normal_(0.0, std, generator=generator)
 

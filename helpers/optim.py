@@ -29,7 +29,54 @@ def _grad(p: torch.Tensor, maximize: bool) -> torch.Tensor:
     return -p.grad if maximize else p.grad
 
 
-class SGD(torch.optim.Optimizer):
+def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False):
+    r"""Weight decay, then the moment estimates shared by Adam, AdamW and RAdam; returns ``(t, m, v)``.
+
+    .. math:: m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
+
+    Decoupled decay shrinks the weights, :math:`p \leftarrow (1 - \eta\lambda) p`; otherwise
+    :math:`\lambda p` is added to the gradient (L2), which the moments then rescale.
+    """
+    lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
+    if not state:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(p)
+        state["exp_avg_sq"] = torch.zeros_like(p)
+        if amsgrad:
+            state["max_exp_avg_sq"] = torch.zeros_like(p)
+    state["step"] += 1
+    if wd != 0:
+        if decoupled:
+            p.mul_(1 - lr * wd)
+        else:
+            g = g + wd * p
+    m, v = state["exp_avg"], state["exp_avg_sq"]
+    m.mul_(beta1).add_(g, alpha=1 - beta1)
+    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    return state["step"], m, v
+
+
+class _PerParameter(torch.optim.Optimizer):
+    """Runs the closure, then ``self._update(p, g, group, state)`` for every parameter with a gradient."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        """Take one step; ``closure`` re-evaluates the model and returns the loss (optional)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self._update(p, _grad(p, group["maximize"]), group, self.state[p])
+        return loss
+
+    def _update(self, p: torch.Tensor, g: torch.Tensor, group: dict, state: dict) -> None:
+        raise NotImplementedError
+
+
+class SGD(_PerParameter):
     r"""Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
 
     With gradient :math:`g_t`, weight decay :math:`\lambda`, momentum :math:`\mu`,
@@ -75,34 +122,21 @@ class SGD(torch.optim.Optimizer):
                     "nesterov": bool(nesterov), "maximize": bool(maximize)}
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Take one step; ``closure`` re-evaluates the model and returns the loss (optional)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                d = _grad(p, group["maximize"])
-                if wd != 0:
-                    d = d + wd * p
-                if mu != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = state["momentum_buffer"] = d.detach().clone()
-                    else:
-                        buf.mul_(mu).add_(d, alpha=1 - tau)
-                    d = d + mu * buf if group["nesterov"] else buf
-                p.add_(d, alpha=-lr)
-        return loss
+    def _update(self, p, d, group, state):
+        lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
+        if wd != 0:
+            d = d + wd * p
+        if mu != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d.detach().clone()
+            else:
+                buf.mul_(mu).add_(d, alpha=1 - tau)
+            d = d + mu * buf if group["nesterov"] else buf
+        p.add_(d, alpha=-lr)
 
 
-class Adam(torch.optim.Optimizer):
+class Adam(_PerParameter):
     r"""Adam (Kingma & Ba 2015), with L2 weight decay added to the gradient.
 
     .. math::
@@ -144,43 +178,15 @@ class Adam(torch.optim.Optimizer):
                     "amsgrad": bool(amsgrad), "maximize": bool(maximize)}
         super().__init__(params, defaults)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Take one step; ``closure`` re-evaluates the model and returns the loss (optional)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = _grad(p, group["maximize"])
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                    if group["amsgrad"]:
-                        state["max_exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                if wd != 0:
-                    if self._decoupled:
-                        p.mul_(1 - lr * wd)
-                    else:
-                        g = g + wd * p
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                if group["amsgrad"]:
-                    torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-                    v = state["max_exp_avg_sq"]
-                bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
-                denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
-                p.addcdiv_(m, denom, value=-lr / bias1)
-        return loss
+    def _update(self, p, g, group, state):
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        t, m, v = _adam_moments(p, g, group, state, decoupled=self._decoupled, amsgrad=group["amsgrad"])
+        if group["amsgrad"]:
+            torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+            v = state["max_exp_avg_sq"]
+        bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
+        denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
+        p.addcdiv_(m, denom, value=-lr / bias1)
 
 
 class AdamW(Adam):
@@ -214,7 +220,7 @@ class AdamW(Adam):
                          maximize=maximize)
 
 
-class RAdam(torch.optim.Optimizer):
+class RAdam(_PerParameter):
     r"""Rectified Adam (Liu et al. 2020): no adaptive step until the variance estimate is reliable.
 
     With :math:`\rho_\infty = \frac{2}{1-\beta_2} - 1` and
@@ -268,39 +274,13 @@ class RAdam(torch.optim.Optimizer):
             return None
         return math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        """Take one step; ``closure`` re-evaluates the model and returns the loss (optional)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = _grad(p, group["maximize"])
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_avg_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                t = state["step"]
-                if wd != 0:
-                    if group["decoupled_weight_decay"]:
-                        p.mul_(1 - lr * wd)
-                    else:
-                        g = g + wd * p
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(g, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                m_hat = m / (1 - beta1 ** t)
-                r = self.rectification(t, beta2)
-                if r is None:
-                    p.add_(m_hat, alpha=-lr)
-                else:
-                    adaptive = math.sqrt(1 - beta2 ** t) / (v.sqrt() + eps)
-                    p.add_(m_hat * adaptive, alpha=-lr * r)
-        return loss
+    def _update(self, p, g, group, state):
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        t, m, v = _adam_moments(p, g, group, state, decoupled=group["decoupled_weight_decay"])
+        m_hat = m / (1 - beta1 ** t)
+        r = self.rectification(t, beta2)
+        if r is None:
+            p.add_(m_hat, alpha=-lr)
+        else:
+            adaptive = math.sqrt(1 - beta2 ** t) / (v.sqrt() + eps)
+            p.add_(m_hat * adaptive, alpha=-lr * r)

@@ -438,6 +438,16 @@ def _check_path(name: str, path, must_exist: bool = False) -> Path:
     return path
 
 
+def _check_checkpoint_objects(model, optimizer, scheduler, scheduler_method: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    if scheduler is not None and not hasattr(scheduler, scheduler_method):
+        raise TypeError(f"scheduler must have a {scheduler_method}() method or be None, "
+                        f"got {type(scheduler).__name__}")
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
                     scheduler=None, history: History | None = None, epoch: int = 0, *,
                     generator: torch.Generator | None = None, seed: int | None = None,
@@ -469,12 +479,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         ['bias', 'weight']
     """
     path = _check_path("path", path)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
-    if scheduler is not None and not hasattr(scheduler, "state_dict"):
-        raise TypeError(f"scheduler must have a state_dict() method or be None, got {type(scheduler).__name__}")
+    _check_checkpoint_objects(model, optimizer, scheduler, "state_dict")
     if history is not None and not isinstance(history, History):
         raise TypeError(f"history must be a History or None, got {type(history).__name__}")
     check_int("epoch", epoch, minimum=0)
@@ -570,12 +575,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         (1, [1.0], True)
     """
     path = _check_path("path", path, must_exist=True)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
-    if scheduler is not None and not hasattr(scheduler, "load_state_dict"):
-        raise TypeError(f"scheduler must have a load_state_dict() method or be None, got {type(scheduler).__name__}")
+    _check_checkpoint_objects(model, optimizer, scheduler, "load_state_dict")
     payload = _read_checkpoint(path)
     _apply_checkpoint(payload, model, optimizer, scheduler, "path")
     history = History.from_dict(payload["history"]) if payload["history"] is not None else None
