@@ -506,3 +506,77 @@ def test_wrong_solutions_are_rejected_05_08(checker, wrong, capsys):
     checker(wrong)
     out = capsys.readouterr().out
     assert ": not yet." in out and "correct." not in out
+
+
+# --------------------------------------------------------------------------- notebook 13
+def _update_ratios(before, after):
+    return [float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)) for b, a in zip(before, after)]
+
+
+def _verdict(norms):
+    values = list(norms.values())
+    if not all(math.isfinite(v) for v in values):
+        return "exploding"
+    ratio = values[0] / values[-1]
+    return "exploding" if ratio > 1e3 else "vanishing" if ratio < 1e-3 else "healthy"
+
+
+def _verdict_swapped(norms):
+    values = list(norms.values())
+    ratio = values[-1] / values[0]
+    return "exploding" if ratio > 1e3 else "vanishing" if ratio < 1e-3 else "healthy"
+
+
+def _verdict_min_max(norms):
+    values = list(norms.values())
+    if not all(math.isfinite(v) for v in values):
+        return "exploding"
+    ratio = min(values) / max(values)
+    return "vanishing" if ratio < 1e-3 else "healthy"
+
+
+def _verdict_ignores_nan(norms):
+    values = [v for v in norms.values() if math.isfinite(v)]
+    ratio = values[0] / values[-1]
+    return "exploding" if ratio > 1e3 else "vanishing" if ratio < 1e-3 else "healthy"
+
+
+def _verdict_sorted_names(norms):
+    return _verdict(dict(sorted(norms.items())))
+
+
+CASES_13 = {
+    ex.check_update_ratios: (_update_ratios, [
+        lambda b, a: [float(torch.linalg.vector_norm(y - x) / torch.linalg.vector_norm(y)) for x, y in zip(b, a)],
+        lambda b, a: [float(abs(torch.linalg.vector_norm(y) - torch.linalg.vector_norm(x))
+                            / torch.linalg.vector_norm(x)) for x, y in zip(b, a)],
+        lambda b, a: [float((y - x).abs().mean() / x.abs().mean()) for x, y in zip(b, a)],
+        lambda b, a: [float(torch.linalg.vector_norm(y - x)) for x, y in zip(b, a)],
+        lambda b, a: _update_ratios(b, a)[:2],
+    ]),
+    ex.check_gradient_verdict: (_verdict, [
+        _verdict_swapped, _verdict_min_max, _verdict_ignores_nan, _verdict_sorted_names,
+        lambda norms: "healthy",
+    ]),
+}
+
+
+@pytest.mark.parametrize("checker", list(CASES_13), ids=lambda c: c.__name__)
+def test_reference_solution_is_accepted_13(checker, capsys):
+    assert checker(CASES_13[checker][0]) is None
+    assert capsys.readouterr().out.strip().endswith(": correct.")
+
+
+@pytest.mark.parametrize("checker", list(CASES_13), ids=lambda c: c.__name__)
+def test_not_attempted_prints_a_stable_line_13(checker, capsys):
+    checker(not_attempted)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_13.items() for w in ws],
+                         ids=lambda v: getattr(v, "__name__", "wrong"))
+def test_wrong_solutions_are_rejected_13(checker, wrong, capsys):
+    checker(wrong)
+    out = capsys.readouterr().out
+    assert ": not yet." in out and "correct." not in out

@@ -1,0 +1,219 @@
+"""A gradient-flow check-up: read a :class:`~helpers.diagnostics.GradientMonitor`, name the problem, suggest the fix.
+
+The course's "diagnose, then fix" checklist as code. Train a few dozen steps with a
+monitor attached, then call :func:`checkup`; every check compares one measured health
+metric with a threshold and, when it fails, says which remedy (and which notebook)
+addresses it.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from helpers._checks import check_real
+from helpers.diagnostics import GradientMonitor
+from helpers.training import History
+
+CHECKS = ("non-finite", "vanishing", "exploding", "frozen layers", "large updates", "saturation", "dead units")
+
+REMEDIES = {
+    "non-finite": "clip the gradient norm (07), lower the learning rate (10), use loss scaling in fp16 (12)",
+    "vanishing": "variance-preserving init (03), a non-saturating activation (04), "
+                 "normalization (05), residual connections (06)",
+    "exploding": "variance-preserving init (03), normalization (05), gradient clipping (07)",
+    "frozen layers": "if gradients vanish, see 'vanishing'; otherwise raise the learning rate (10)",
+    "large updates": "lower the learning rate, or warm it up (10); clip the gradient norm (07)",
+    "saturation": "scale the init down (03), normalize before the activation (05), or use ReLU-like units (04)",
+    "dead units": "lower the learning rate (10), He init (03), leaky ReLU or ELU (04)",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The outcome of one check: its name, whether it passed, what was measured, what to try.
+
+    ``value`` is the number the check compared with its threshold (NaN when there was
+    nothing to measure): the number of non-finite layers, the first-to-last gradient ratio,
+    the smallest or largest median update ratio, or the worst saturated/dead fraction.
+    """
+
+    check: str
+    ok: bool
+    detail: str
+    remedy: str
+    value: float = math.nan
+
+    def __str__(self) -> str:
+        line = f"{'✓' if self.ok else '✗'} {self.check}: {self.detail}"
+        return line if self.ok else f"{line}\n    try: {self.remedy}"
+
+
+@dataclass(frozen=True)
+class CheckupReport:
+    """Every :class:`Finding` of one :func:`checkup`, in the order of :data:`CHECKS`."""
+
+    findings: tuple[Finding, ...]
+
+    @property
+    def problems(self) -> list[str]:
+        """The names of the checks that failed."""
+        return [f.check for f in self.findings if not f.ok]
+
+    @property
+    def healthy(self) -> bool:
+        """True when every check passed."""
+        return not self.problems
+
+    def __getitem__(self, check: str) -> Finding:
+        for finding in self.findings:
+            if finding.check == check:
+                return finding
+        raise KeyError(f"no check named {check!r}; the checks are {list(CHECKS)}")
+
+    def __str__(self) -> str:
+        return "\n".join(str(f) for f in self.findings)
+
+
+def _median_by_layer(series: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in series.items() if values}
+
+
+def _names(layers: list[str], limit: int = 4) -> str:
+    shown = ", ".join(layers[:limit])
+    return shown + (f" and {len(layers) - limit} more" if len(layers) > limit else "")
+
+
+def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishing: float = 1e-3,
+            exploding: float = 1e3, update_low: float = 1e-5, update_high: float = 1e-1,
+            saturated: float = 0.2, dead: float = 0.2, spike: float = 100.0) -> CheckupReport:
+    r"""Run the course's gradient-flow checklist on what ``monitor`` recorded.
+
+    With :math:`r = \lVert \partial L/\partial W_1 \rVert / \lVert \partial L/\partial W_L \rVert`
+    (first over last weighted layer, in the monitor's order, median over the recorded
+    steps) and :math:`u_\ell = \lVert \Delta W_\ell \rVert / \lVert W_\ell \rVert` (median per
+    layer), the checks fail when
+
+    * **non-finite**: a recorded gradient norm is NaN/inf, or ``history.diverged``;
+    * **vanishing**: :math:`r <` ``vanishing``;
+    * **exploding**: :math:`r >` ``exploding``, or with a ``history`` the largest global
+      gradient norm exceeds ``spike`` times the median one;
+    * **frozen layers**: some :math:`u_\ell <` ``update_low`` (healthy training sits near
+      :math:`10^{-3}`);
+    * **large updates**: some :math:`u_\ell >` ``update_high``;
+    * **saturation**: the median saturated fraction of a sigmoid/tanh layer exceeds ``saturated``;
+    * **dead units**: the median dead fraction of a ReLU layer exceeds ``dead``.
+
+    Checks with nothing to measure (no sigmoid/tanh layer, a single weighted layer) pass
+    and say so.
+
+    Args:
+        monitor: a :class:`~helpers.diagnostics.GradientMonitor` with at least one record.
+        history: the :class:`~helpers.training.History` of the same run (optional).
+        vanishing, exploding: bounds on the first-to-last gradient ratio :math:`r`.
+        update_low, update_high: bounds on every layer's update ratio :math:`u_\ell`.
+        saturated, dead: largest acceptable fraction of saturated / dead units, in (0, 1].
+        spike: largest acceptable ratio of the largest to the median global gradient norm.
+
+    Returns:
+        a :class:`CheckupReport`; ``print`` it for the checklist, read ``.problems`` in code.
+
+    Example:
+        >>> import torch
+        >>> from helpers.models import MLP
+        >>> _ = torch.manual_seed(0)
+        >>> net = MLP(8, 2, width=16, depth=12, activation="sigmoid")
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> with GradientMonitor(net) as monitor:
+        ...     for _ in range(3):
+        ...         opt.zero_grad()
+        ...         net(torch.randn(32, 8)).square().mean().backward()
+        ...         opt.step()
+        ...         _ = monitor.step()
+        >>> checkup(monitor).problems
+        ['vanishing', 'frozen layers']
+    """
+    if not isinstance(monitor, GradientMonitor):
+        raise TypeError(f"monitor must be a helpers.diagnostics.GradientMonitor, got {type(monitor).__name__}")
+    if history is not None and not isinstance(history, History):
+        raise TypeError(f"history must be a helpers.training.History or None, got {type(history).__name__}")
+    for name, value in (("vanishing", vanishing), ("exploding", exploding), ("update_low", update_low),
+                        ("update_high", update_high), ("spike", spike)):
+        check_real(name, value, minimum=0.0, strict_minimum=True)
+    for name, value in (("saturated", saturated), ("dead", dead)):
+        check_real(name, value, minimum=0.0, maximum=1.0, strict_minimum=True)
+    if vanishing >= exploding:
+        raise ValueError(f"vanishing must be < exploding, got vanishing={vanishing!r}, exploding={exploding!r}")
+    if update_low >= update_high:
+        raise ValueError(f"update_low must be < update_high, got update_low={update_low!r}, "
+                         f"update_high={update_high!r}")
+    if not monitor.records:
+        raise ValueError("monitor has no records: train with it attached and call monitor.step() "
+                         "after each optimizer step first")
+
+    grads = monitor.history("grad_norm")
+    findings = []
+
+    def add(check: str, ok: bool, detail: str, value: float = math.nan) -> None:
+        findings.append(Finding(check, ok, detail, REMEDIES[check], float(value)))
+
+    bad = [n for n, values in grads.items() if not all(math.isfinite(v) for v in values)]
+    diverged = history is not None and history.diverged
+    if bad or diverged:
+        where = f"in {_names(bad)}" if bad else f"the loss at step {history.diverged_at}"
+        add("non-finite", False, f"NaN or inf {where}", len(bad))
+    else:
+        add("non-finite", True, "every recorded gradient is finite", 0)
+
+    layers = [n for n in monitor.layers if n in grads]
+    ratio = math.nan
+    if len(layers) >= 2:
+        pairs = [(f, last) for f, last in zip(grads[layers[0]], grads[layers[-1]])
+                 if math.isfinite(f) and math.isfinite(last)]
+        if pairs:
+            ratio = statistics.median(f / last if last > 0 else math.inf for f, last in pairs)
+    ratio_text = f"{layers[0]} gets {ratio:.1e} × the gradient of {layers[-1]}" if len(layers) >= 2 else ""
+    if math.isnan(ratio):
+        add("vanishing", True, "fewer than two layers with finite gradients: nothing to compare")
+    else:
+        add("vanishing", ratio >= vanishing, f"{ratio_text} (fails below {vanishing:.0e})", ratio)
+
+    spike_text = ""
+    spiked = False
+    if history is not None:
+        norms = [v for v in history.grad_norm if math.isfinite(v)]
+        if norms and statistics.median(norms) > 0:
+            peak = max(norms) / statistics.median(norms)
+            spiked = peak > spike
+            spike_text = f"; largest global norm {peak:.1f} × the median (fails above {spike:g})"
+    if math.isnan(ratio) and not spike_text:
+        add("exploding", True, "nothing to compare")
+    else:
+        grew = not math.isnan(ratio) and ratio > exploding
+        detail = (f"{ratio_text} (fails above {exploding:.0e})" if not math.isnan(ratio) else "") + spike_text
+        add("exploding", not (grew or spiked), detail.lstrip("; "), ratio)
+
+    updates = _median_by_layer(monitor.history("update_ratio"))
+    frozen = [n for n, u in updates.items() if u < update_low]
+    large = [n for n, u in updates.items() if u > update_high]
+    span = (f"median update ratios {min(updates.values()):.1e} to {max(updates.values()):.1e}"
+            if updates else "no weighted layer")
+    add("frozen layers", not frozen,
+        f"{_names(frozen)} below {update_low:.0e}; {span}" if frozen else f"{span} (fail below {update_low:.0e})",
+        min(updates.values(), default=math.nan))
+    add("large updates", not large,
+        f"{_names(large)} above {update_high:.0e}; {span}" if large else f"{span} (fail above {update_high:.0e})",
+        max(updates.values(), default=math.nan))
+
+    for check, quantity, limit, what in (("saturation", "saturation", saturated, "saturated (sigmoid/tanh)"),
+                                         ("dead units", "dead", dead, "dead (ReLU)")):
+        fractions = _median_by_layer(monitor.history(quantity))
+        if not fractions:
+            add(check, True, f"no layer to measure {what} units in")
+            continue
+        worst = max(fractions, key=fractions.get)
+        over = [n for n, v in fractions.items() if v > limit]
+        add(check, not over, f"{fractions[worst]:.0%} {what} in {worst}"
+            + (f"; over {limit:.0%} in {_names(over)}" if over else f" (fails above {limit:.0%})"), fractions[worst])
+    return CheckupReport(tuple(findings))
