@@ -580,3 +580,74 @@ def test_wrong_solutions_are_rejected_13(checker, wrong, capsys):
     checker(wrong)
     out = capsys.readouterr().out
     assert ": not yet." in out and "correct." not in out
+
+
+# --- notebook 14 ------------------------------------------------------------------------------
+
+def _split_once(n, test_fraction, seed):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = round(n * test_fraction)
+    return order[k:], order[:k]
+
+
+def _separable_conv(c_in, c_out, k):
+    return nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
+                         nn.Conv2d(c_in, c_out, 1, bias=False))
+
+
+CASES_14 = {
+    ex.check_split_once: (_split_once, [
+        lambda n, f, seed: (torch.randperm(n)[round(n * f):], torch.randperm(n)[:round(n * f)]),   # overlap
+        lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)),   # seed 001
+        lambda n, f, seed: (torch.arange(round(n * f), n), torch.arange(round(n * f))),           # no shuffle
+        lambda n, f, seed: (lambda o: (o, o[:round(n * f)]))(
+            torch.randperm(n, generator=torch.Generator().manual_seed(seed))),                     # train = all
+        lambda n, f, seed: (lambda o: (o[int(n * f) + 1:], o[:int(n * f) + 1]))(
+            torch.randperm(n, generator=torch.Generator().manual_seed(seed))),                     # wrong size
+        lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(
+            torch.randperm(n, generator=torch.Generator().manual_seed(0))),                       # ignores seed
+        lambda n, f, seed: (lambda o: (o[round(n * f):].float(), o[:round(n * f)].float()))(
+            torch.randperm(n, generator=torch.Generator().manual_seed(seed))),                     # not indices
+    ]),
+    ex.check_separable_conv: (_separable_conv, [
+        lambda c_in, c_out, k: nn.Conv2d(c_in, c_out, k, padding=k // 2, bias=False),            # full conv
+        lambda c_in, c_out, k: nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),  # no pointwise
+        lambda c_in, c_out, k: nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False),                # wrong order
+                                             nn.Conv2d(c_out, c_out, k, padding=k // 2, groups=c_out, bias=False)),
+        lambda c_in, c_out, k: nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in),  # biases
+                                             nn.Conv2d(c_in, c_out, 1)),
+        lambda c_in, c_out, k: nn.Sequential(nn.Conv2d(c_in, c_in, k, groups=c_in, bias=False),     # no padding
+                                             nn.Conv2d(c_in, c_out, 1, bias=False)),
+        lambda c_in, c_out, k: nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
+                                             nn.ReLU(), nn.Conv2d(c_in, c_out, 1, bias=False)),     # extra ReLU
+        lambda c_in, c_out, k: nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=k // 2, bias=False),   # groups=1
+                                             nn.Conv2d(c_in, c_out, 1, bias=False)),
+        lambda c_in, c_out, k: "conv",
+    ]),
+}
+
+
+@pytest.mark.parametrize("checker", list(CASES_14), ids=lambda c: c.__name__)
+def test_reference_solution_is_accepted_14(checker, capsys):
+    assert checker(CASES_14[checker][0]) is None
+    assert capsys.readouterr().out.strip().endswith(": correct.")
+
+
+@pytest.mark.parametrize("checker", list(CASES_14), ids=lambda c: c.__name__)
+def test_not_attempted_prints_a_stable_line_14(checker, capsys):
+    checker(not_attempted)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_14.items() for w in ws],
+                         ids=lambda v: getattr(v, "__name__", "wrong"))
+def test_wrong_solutions_are_rejected_14(checker, wrong, capsys):
+    checker(wrong)
+    out = capsys.readouterr().out
+    assert ": not yet." in out and "correct." not in out
+
+
+def test_split_once_hint_names_the_seed_001_mistake(capsys):
+    ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
+    assert "seed 001" in capsys.readouterr().out

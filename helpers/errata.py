@@ -1,0 +1,154 @@
+"""The seeds' mistakes and FAQ questions, as data: where each is said, and where the course shows it.
+
+Notebook 14 demonstrates every :data:`ERRATA` entry and answers every :data:`FAQ`
+question; ``tests/test_errata.py`` checks that each pointer names a notebook heading
+that exists, so the references cannot rot when a notebook is edited.
+
+Example:
+    >>> len(ERRATA), ERRATA[0].key, ERRATA[0].seed
+    (19, 'E1', '000')
+    >>> ERRATA[0].where
+    "notebook 03, '5 · Build it: He (Kaiming) initialisation, and two wrong formulas measured'"
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Erratum(NamedTuple):
+    """One mistake of a seed: what it says, what is right, and the notebook section that measures it."""
+
+    key: str
+    seed: str
+    section: str
+    says: str
+    right: str
+    notebook: str
+    heading: str
+
+    @property
+    def where(self) -> str:
+        return f"notebook {self.notebook}, {self.heading!r}"
+
+
+class Question(NamedTuple):
+    """One question of a seed's FAQ, and the notebook section that answers it by measurement."""
+
+    key: str
+    seed: str
+    section: str
+    zh: str
+    en: str
+    notebook: str
+    heading: str
+
+    @property
+    def where(self) -> str:
+        return f"notebook {self.notebook}, {self.heading!r}"
+
+
+ERRATA: tuple[Erratum, ...] = (
+    Erratum("E1", "000", "3.1.1.2 He初始化", "He's uniform bound is √(2/(n_in+n_out))",
+            "bound √(6/n_in), std √(2/n_in)",
+            "03", "5 · Build it: He (Kaiming) initialisation, and two wrong formulas measured"),
+    Erratum("E2", "000", "4.1, 4.2 (code)", "ReLU is `torch.max(0, x)`",
+            "`torch.max(0, x)` raises TypeError; ReLU is `x.clamp(min=0)`",
+            "04", "The seeds' activation code, run"),
+    Erratum("E3", "000", "4.1 (code)", "`xavier_uniform_` on every parameter, biases included",
+            "a bias has no fans (ValueError); initialise weights, zero the biases",
+            "03", "The seed's code: Xavier on every parameter"),
+    Erratum("E4", "000", "4.2 (code)", "`model.conv1.activation = ReLU()` adds an activation",
+            "`forward` decides what runs; the attribute changes nothing",
+            "04", "The seeds' activation code, run"),
+    Erratum("E5", "000", "3.2.2 Clip梯度", "clip = min(max(g, v), v)",
+            "min(max(g, −v), v); the seed's formula always returns v",
+            "07", "3 · Two mistakes in the seeds, run"),
+    Erratum("E6", "000", "3.2.1 权重归一化", "weight normalization is w/‖w‖",
+            "w = g·v/‖v‖ with a learned gain g",
+            "05", "Seed 000's formula has no gain"),
+    Erratum("E7", "000", "3.1.4 Dropout; FAQ 6", "dropout reduces vanishing gradients",
+            "dropout regularises; the gradient still vanishes",
+            "08", "5 · Dropout does not cure vanishing gradients"),
+    Erratum("E8", "001", "3.5 学习率衰减", "learning-rate decay helps against vanishing gradients",
+            "η scales every layer alike; the first/last ratio is unchanged",
+            "10", "Seed 000/001's claim: \"learning-rate decay helps against vanishing gradients\""),
+    Erratum("E9", "001", "3.5 学习率衰减", "cosine annealing η_t = η(1 + cos(πt/T))",
+            "η_min + ½(η − η_min)(1 + cos(πt/T)); without ½ it starts at 2η",
+            "10", "1 · Theory: the schedules as formulas"),
+    Erratum("E10", "001", "4 (batch_normalization)", "mean and std over `axis=(0, 1)`",
+            "one mean and variance per feature: `axis=0`",
+            "05", "8 · The seeds' batch-norm code, run"),
+    Erratum("E11", "001", "4 (batch_normalization)", "divide by σ + ε",
+            "divide by √(σ² + ε), as its own section 3.4 writes",
+            "05", "8 · The seeds' batch-norm code, run"),
+    Erratum("E12", "001", "4 (residual_connection)", "`H = F(x); return F(H + x)`",
+            "x + F(x): the skip must bypass F",
+            "06", "Seed 001's residual connection applies F twice"),
+    Erratum("E13", "001", "4 (gradient_descent)", "`train_test_split` inside the epoch loop",
+            "split once, before training; shuffle only the training set",
+            "01", "Mini-batch SGD"),
+    Erratum("E14", "002", "3.2 权重初始化", "Xavier's std is √(d_in/d_out)",
+            "√(2/(d_in+d_out))",
+            "03", "5 · Build it: He (Kaiming) initialisation, and two wrong formulas measured"),
+    Erratum("E15", "002", "4.1 梯度剪切示例", "`x_new = x_value + clipped_grad`",
+            "x − η·clip(g): descent subtracts the gradient",
+            "07", "3 · Two mistakes in the seeds, run"),
+    Erratum("E16", "002", "6 FAQ 5", "批量正则化 (batch regularization)",
+            "批量归一化, batch normalization",
+            "05", "8 · The seeds' batch-norm code, run"),
+    Erratum("E17", "003", "5.3 残差连接", "ResidualBlock(64) then ResidualBlock(128), skip `x + inputs`",
+            "a 1×1 projection on the skip when the channels change",
+            "06", "Seed 003 adds tensors of different widths"),
+    Erratum("E18", "004", "1.3 (2) LeakyReLU", "f(x) = ax for x < 0 and ax for x ≥ 0",
+            "x for x ≥ 0, ax for x < 0",
+            "04", "The seeds' activation code, run"),
+    Erratum("E19", "004", "1.2.2.2", "ReLU makes the whole network's gradient 0",
+            "ReLU nets at He init pass gradients; dead units come from bad steps (dying ReLU)",
+            "04", "4 · See it: dying ReLU"),
+)
+
+FAQ: tuple[Question, ...] = (
+    Question("000-Q1", "000", "6 Q1", "为什么梯度消失问题会导致训练过慢或停止？",
+             "Why does the vanishing gradient make training slow, or stop it?",
+             "02", "3 · See it: the deep network does not learn"),
+    Question("000-Q2", "000", "6 Q2", "为什么梯度爆炸问题会导致训练过程失控？",
+             "Why does the exploding gradient make training run out of control?",
+             "02", "4 · See it: exploding gradients"),
+    Question("000-Q3", "000", "6 Q3", "为什么权重初始化可以解决梯度消失问题？",
+             "Why can weight initialization solve the vanishing gradient?",
+             "03", "7 · Fix it: He et al. (2015), a 30-layer ReLU net on the digits"),
+    Question("000-Q4", "000", "6 Q4", "为什么激活函数选择可以解决梯度消失问题？",
+             "Why can the choice of activation function solve the vanishing gradient?",
+             "04", "5 · Fix it: each activation at its matching gain, 20 layers deep"),
+    Question("000-Q5", "000", "6 Q5", "为什么批量归一化可以解决梯度消失问题？",
+             "Why can batch normalization solve the vanishing gradient?",
+             "05", "4 · Fix it: batch norm trains the deep sigmoid net"),
+    Question("000-Q6", "000", "6 Q6", "为什么Dropout可以解决梯度消失问题？",
+             "Why can dropout solve the vanishing gradient?",
+             "08", "5 · Dropout does not cure vanishing gradients"),
+    Question("002-Q1", "002", "6 Q1", "为什么梯度爆炸和梯度消失会导致训练不稳定？",
+             "Why do exploding and vanishing gradients make training unstable?",
+             "01", "6 · Fix it: choose the learning rate from the curvature"),
+    Question("002-Q2", "002", "6 Q2", "为什么梯度剪切可以防止梯度爆炸？",
+             "Why does gradient clipping prevent exploding gradients?",
+             "07", "5 · Fix it: clipping rescues the blown-up run"),
+    Question("002-Q3", "002", "6 Q3", "权重初始化和正则化有什么区别？",
+             "What is the difference between weight initialization and regularization?",
+             "08", "1 · Theory: a penalty on the weights"),
+    Question("002-Q4", "002", "6 Q4", "如何选择合适的学习率？",
+             "How do I choose a suitable learning rate?",
+             "10", "6 · The LR range test"),
+    Question("002-Q5", "002", "6 Q5", "为什么批量正则化可以防止梯度消失？",
+             "Why does batch 'regularization' (normalization) prevent vanishing gradients?",
+             "05", "2 · See it: the 20-layer sigmoid net, with and without normalization"),
+    Question("003-9.1", "003", "9.1", "梯度裁剪的阈值如何选择？",
+             "How do I choose the gradient-clipping threshold?",
+             "07", "6 · Choosing the threshold"),
+    Question("003-9.2", "003", "9.2", "权值正则化的系数如何选择？",
+             "How do I choose the weight-regularization coefficient?",
+             "08", "How to choose the coefficient"),
+    Question("003-9.3", "003", "9.3", "残差连接的层数如何确定？",
+             "How many residual blocks (layers) should I use?",
+             "06", "8 · How many residual blocks?"),
+)
