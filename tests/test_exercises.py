@@ -651,3 +651,34 @@ def test_wrong_solutions_are_rejected_14(checker, wrong, capsys):
 def test_split_once_hint_names_the_seed_001_mistake(capsys):
     ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
     assert "seed 001" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- coverage
+def test_every_checker_has_a_reference_solution_and_wrong_ones_here():
+    """A new checker must come with its accept and reject cases in this file."""
+    import inspect
+    import re
+
+    checkers = {name for name, fn in inspect.getmembers(ex, inspect.isfunction)
+                if name.startswith("check_") and fn.__module__ == ex.__name__}
+    tables = [CASES, CASES_11_12, CASES_5, CASES_05_08, CASES_13, CASES_14]
+    tested = {fn.__name__ for table in tables for fn, (_, wrongs) in table.items() if wrongs}
+    text = open(__file__, encoding="utf-8").read()
+    start = text.index("def test_checkers_03_04_reject_plausible_mistakes")
+    listed_03_04 = set(re.findall(r"\(ex\.(check_\w+), lambda", text[:start]))
+    assert checkers - tested - listed_03_04 == set()
+
+
+def test_every_notebook_after_the_welcome_has_two_checked_exercises():
+    import json
+    import pathlib
+    import re
+
+    for path in sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb")):
+        if path.name.startswith("00"):
+            continue
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        checked = {name for cell in cells if cell["cell_type"] == "code"
+                   for name in re.findall(r"^(check_\w+)\(", "".join(cell["source"]), flags=re.M)}
+        assert len(checked) >= 2, f"{path.name}: {sorted(checked)}"
+        assert all(hasattr(ex, name) for name in checked), path.name
