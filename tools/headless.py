@@ -210,12 +210,12 @@ class Browser:
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
         return page
 
-    def close(self):
-        """Ask the browser to quit, then make sure it has; remove its throw-away profile."""
+    def close(self, grace: float = 5.0):
+        """Ask the browser to quit, kill it after ``grace`` seconds; remove its throw-away profile."""
         if self.process.poll() is None:
             try:
                 self.send("Browser.close")
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=grace)
             except (BrowserError, subprocess.TimeoutExpired):
                 self.process.kill()
                 self.process.wait(timeout=5)
