@@ -52,8 +52,10 @@ lint: install
 unit: install
 	$(BIN)/python -m pytest -q tests helpers
 
+# NB= narrows it to some notebooks, e.g. make nbval NB=notebooks/02_vanishing_exploding.ipynb
+NB ?= notebooks
 nbval: install
-	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile notebooks
+	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile $(NB)
 
 # `make test` needs headless Chromium for the site's browser test (tests/test_site.py): as root
 # with apt-get this installs Debian's chromium, otherwise it says how. COURSE_SKIP_BROWSER=1

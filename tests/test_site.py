@@ -59,7 +59,7 @@ def page():
     if executable is None:
         if os.environ.get("COURSE_SKIP_BROWSER") == "1":
             pytest.skip("COURSE_SKIP_BROWSER=1: the browser test is skipped on request")
-        pytest.fail("Chromium was not found (looked for $COURSE_CHROMIUM, then "
+        pytest.fail("Chromium was not found ($COURSE_CHROMIUM if set, else "
                     f"{', '.join(headless.CANDIDATES)} on PATH). Install it with "
                     "`sudo tools/install_browser.sh` (make test does this as root), point "
                     "COURSE_CHROMIUM at one, or set COURSE_SKIP_BROWSER=1 to skip this test.",

@@ -267,6 +267,8 @@ class Page:
     def navigate(self, url: str, timeout: float | None = None) -> None:
         """Open ``url`` and wait for its load event (BrowserError after ``timeout`` s)."""
         limit = self.browser.timeout if timeout is None else timeout
+        while self.browser.next_event(0) is not None:  # drop late events of the previous page
+            pass
         self.events = []
         result = self.call("Page.navigate", {"url": url}, timeout=limit)
         if result.get("errorText"):

@@ -2,7 +2,7 @@
 # Make sure headless Chromium is installed for the site's browser test (tests/test_site.py).
 # `make test` runs this; `make install` and `make lab` do not (learners never need Chromium).
 #
-# - Chromium already there (COURSE_CHROMIUM, or chromium / chromium-browser on PATH): nothing to do.
+# - Chromium already there (COURSE_CHROMIUM, or chromium, chromium-browser, google-chrome on PATH): nothing to do.
 # - COURSE_SKIP_BROWSER=1: nothing to do (the browser test is then skipped, by explicit choice).
 # - root with apt-get (CI, containers): installs Debian's `chromium` package.
 # - otherwise: says how to install it and fails, so `make test` cannot pass without the test.
@@ -17,7 +17,11 @@ found() {
     if [[ -n "${COURSE_CHROMIUM:-}" ]]; then
         [[ -x "$COURSE_CHROMIUM" ]]
     else
-        command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+        local name
+        for name in chromium chromium-browser google-chrome google-chrome-stable; do
+            command -v "$name" >/dev/null 2>&1 && return 0
+        done
+        return 1
     fi
 }
 
