@@ -64,8 +64,10 @@ def test_estimate_scales_with_the_step_time():
 
 def test_a_training_step_is_timed_and_finite():
     import torch
+    threads = torch.get_num_threads()
     seconds = check_machine.time_training_step(torch.device("cpu"), depth=3, steps=2, repeats=2)
     assert 0 < seconds < 5
+    assert torch.get_num_threads() == threads, "the thread count must be restored"
 
 
 def test_main_reports_a_ready_machine(capsys):
