@@ -34,6 +34,7 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
+    "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
 )
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -121,7 +122,7 @@ class Browser:
         browser = cls([executable, *CHROMIUM_FLAGS, *extra_flags, "--remote-debugging-pipe", "about:blank"],
                       timeout=timeout)
         try:
-            browser.call("Browser.getVersion")
+            browser.call("Browser.getVersion", timeout=max(timeout, 30))  # a first start builds caches
         except BaseException:
             browser.close()
             raise
