@@ -19,11 +19,13 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install lab test lint unit nbval notebooks benchmarks determinism test-gpu clean
+.PHONY: help install lab test lint unit nbval notebooks html browser check-machine benchmarks determinism test-gpu clean
 
 help:
 	@echo "make lab        set up .venv (first time) and open the course in JupyterLab"
 	@echo "make test       set up, then ruff + unit tests + notebook hygiene + nbval on every notebook"
+	@echo "make html       render the executed course to an offline site: site/index.html"
+	@echo "make check-machine  check this machine for the course (workshop attendees: run it before the day)"
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
 	@echo "make benchmarks measure every budget of DESIGN.md into benchmarks/RESULTS.md (quiet machine)"
 	@echo "make determinism execute every notebook twice in a scratch copy; fail on any byte of difference"
@@ -50,13 +52,29 @@ lint: install
 unit: install
 	$(BIN)/python -m pytest -q tests helpers
 
+# NB= narrows it to some notebooks, e.g. make nbval NB=notebooks/02_vanishing_exploding.ipynb
+NB ?= notebooks
 nbval: install
-	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile notebooks
+	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile $(NB)
 
-test: install
+# `make test` needs headless Chromium for the site's browser test (tests/test_site.py): as root
+# with apt-get this installs Debian's chromium, otherwise it says how. COURSE_SKIP_BROWSER=1
+# skips the browser test instead. Learners never need it (`make lab` does not depend on it).
+browser:
+	@bash tools/install_browser.sh
+
+test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests helpers
 	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile notebooks
+
+# The executed notebooks as committed (nothing is run), to a static site that works offline.
+html: install
+	$(BIN)/python tools/build_site.py --out site notebooks/*.ipynb
+
+# For workshop attendees: Python, pinned packages, device, disk, and a timed training step.
+check-machine: install
+	$(BIN)/python tools/check_machine.py
 
 notebooks: install
 	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python tools/run_notebooks.py notebooks/*.ipynb
