@@ -77,25 +77,6 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("checker", list(CASES), ids=lambda c: c.__name__)
-def test_reference_solution_is_accepted(checker, capsys):
-    assert checker(CASES[checker][0]) is None  # prints, returns nothing a notebook would echo
-    assert capsys.readouterr().out.strip().endswith(": correct.")
-
-
-@pytest.mark.parametrize("checker", list(CASES), ids=lambda c: c.__name__)
-def test_not_attempted_prints_a_stable_line(checker, capsys):
-    checker(not_attempted)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES.items() for w in ws],
-                         ids=lambda v: getattr(v, "__name__", "wrong"))
-def test_wrong_solutions_are_rejected(checker, wrong, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert ": not yet." in out and "correct." not in out
 
 
 def test_a_solution_must_be_a_function():
@@ -292,25 +273,6 @@ CASES_11_12 = {
 }
 
 
-@pytest.mark.parametrize("checker", list(CASES_11_12), ids=lambda c: c.__name__)
-def test_reference_solution_is_accepted_11_12(checker, capsys):
-    assert checker(CASES_11_12[checker][0]) is None
-    assert capsys.readouterr().out.strip().endswith(": correct.")
-
-
-@pytest.mark.parametrize("checker", list(CASES_11_12), ids=lambda c: c.__name__)
-def test_not_attempted_prints_a_stable_line_11_12(checker, capsys):
-    checker(not_attempted)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_11_12.items() for w in ws],
-                         ids=lambda v: getattr(v, "__name__", "wrong"))
-def test_wrong_solutions_are_rejected_11_12(checker, wrong, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert ": not yet." in out and "correct." not in out
 
 
 # ----------------------------------------------------------------- notebooks 07, 09, 10
@@ -405,25 +367,6 @@ CASES_5 = {
 }
 
 
-@pytest.mark.parametrize("checker", list(CASES_5), ids=lambda c: c.__name__)
-def test_reference_solution_is_accepted_5(checker, capsys):
-    assert checker(CASES_5[checker][0]) is None
-    assert capsys.readouterr().out.strip().endswith(": correct.")
-
-
-@pytest.mark.parametrize("checker", list(CASES_5), ids=lambda c: c.__name__)
-def test_not_attempted_prints_a_stable_line_5(checker, capsys):
-    checker(not_attempted)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_5.items() for w in ws],
-                         ids=lambda v: getattr(v, "__name__", "wrong"))
-def test_wrong_solutions_are_rejected_5(checker, wrong, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert ": not yet." in out and "correct." not in out
 
 
 # --- notebooks 05, 06, 08 -------------------------------------------------------------------
@@ -487,25 +430,6 @@ CASES_05_08 = {
 }
 
 
-@pytest.mark.parametrize("checker", list(CASES_05_08), ids=lambda c: c.__name__)
-def test_reference_solution_is_accepted_05_08(checker, capsys):
-    assert checker(CASES_05_08[checker][0]) is None
-    assert capsys.readouterr().out.strip().endswith(": correct.")
-
-
-@pytest.mark.parametrize("checker", list(CASES_05_08), ids=lambda c: c.__name__)
-def test_not_attempted_prints_a_stable_line_05_08(checker, capsys):
-    checker(not_attempted)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_05_08.items() for w in ws],
-                         ids=lambda v: getattr(v, "__name__", "wrong"))
-def test_wrong_solutions_are_rejected_05_08(checker, wrong, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert ": not yet." in out and "correct." not in out
 
 
 # --------------------------------------------------------------------------- notebook 13
@@ -561,25 +485,6 @@ CASES_13 = {
 }
 
 
-@pytest.mark.parametrize("checker", list(CASES_13), ids=lambda c: c.__name__)
-def test_reference_solution_is_accepted_13(checker, capsys):
-    assert checker(CASES_13[checker][0]) is None
-    assert capsys.readouterr().out.strip().endswith(": correct.")
-
-
-@pytest.mark.parametrize("checker", list(CASES_13), ids=lambda c: c.__name__)
-def test_not_attempted_prints_a_stable_line_13(checker, capsys):
-    checker(not_attempted)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_13.items() for w in ws],
-                         ids=lambda v: getattr(v, "__name__", "wrong"))
-def test_wrong_solutions_are_rejected_13(checker, wrong, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert ": not yet." in out and "correct." not in out
 
 
 # --- notebook 14 ------------------------------------------------------------------------------
@@ -627,25 +532,6 @@ CASES_14 = {
 }
 
 
-@pytest.mark.parametrize("checker", list(CASES_14), ids=lambda c: c.__name__)
-def test_reference_solution_is_accepted_14(checker, capsys):
-    assert checker(CASES_14[checker][0]) is None
-    assert capsys.readouterr().out.strip().endswith(": correct.")
-
-
-@pytest.mark.parametrize("checker", list(CASES_14), ids=lambda c: c.__name__)
-def test_not_attempted_prints_a_stable_line_14(checker, capsys):
-    checker(not_attempted)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and "not attempted yet" in out
-
-
-@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in CASES_14.items() for w in ws],
-                         ids=lambda v: getattr(v, "__name__", "wrong"))
-def test_wrong_solutions_are_rejected_14(checker, wrong, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert ": not yet." in out and "correct." not in out
 
 
 def test_split_once_hint_names_the_seed_001_mistake(capsys):
@@ -661,8 +547,7 @@ def test_every_checker_has_a_reference_solution_and_wrong_ones_here():
 
     checkers = {name for name, fn in inspect.getmembers(ex, inspect.isfunction)
                 if name.startswith("check_") and fn.__module__ == ex.__name__}
-    tables = [CASES, CASES_11_12, CASES_5, CASES_05_08, CASES_13, CASES_14]
-    tested = {fn.__name__ for table in tables for fn, (_, wrongs) in table.items() if wrongs}
+    tested = {fn.__name__ for fn, (_, wrongs) in ALL_CASES.items() if wrongs}
     text = open(__file__, encoding="utf-8").read()
     start = text.index("def test_checkers_03_04_reject_plausible_mistakes")
     listed_03_04 = set(re.findall(r"\(ex\.(check_\w+), lambda", text[:start]))
@@ -682,3 +567,28 @@ def test_every_notebook_after_the_welcome_has_two_checked_exercises():
                    for name in re.findall(r"^(check_\w+)\(", "".join(cell["source"]), flags=re.M)}
         assert len(checked) >= 2, f"{path.name}: {sorted(checked)}"
         assert all(hasattr(ex, name) for name in checked), path.name
+
+
+# --------------------------------------------------------------------------- every table
+ALL_CASES = {**CASES, **CASES_11_12, **CASES_5, **CASES_05_08, **CASES_13, **CASES_14}
+
+
+@pytest.mark.parametrize("checker", list(ALL_CASES), ids=lambda c: c.__name__)
+def test_reference_solution_is_accepted(checker, capsys):
+    assert checker(ALL_CASES[checker][0]) is None
+    assert capsys.readouterr().out.strip().endswith(": correct.")
+
+
+@pytest.mark.parametrize("checker", list(ALL_CASES), ids=lambda c: c.__name__)
+def test_not_attempted_prints_a_stable_line(checker, capsys):
+    checker(not_attempted)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "not attempted yet" in out
+
+
+@pytest.mark.parametrize("checker, wrong", [(c, w) for c, (_, ws) in ALL_CASES.items() for w in ws],
+                         ids=lambda v: getattr(v, "__name__", "wrong"))
+def test_wrong_solutions_are_rejected(checker, wrong, capsys):
+    checker(wrong)
+    out = capsys.readouterr().out
+    assert ": not yet." in out and "correct." not in out
