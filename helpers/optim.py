@@ -29,6 +29,16 @@ def _grad(p: torch.Tensor, maximize: bool) -> torch.Tensor:
     return -p.grad if maximize else p.grad
 
 
+def _adam_defaults(lr, betas, eps, weight_decay, **flags) -> dict:
+    """Validated hyper-parameters of the Adam family, as a param-group defaults dict."""
+    check_real("lr", lr, minimum=0.0)
+    betas = _check_betas(betas)
+    check_real("eps", eps, minimum=0.0)
+    check_real("weight_decay", weight_decay, minimum=0.0)
+    return {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+            **{name: bool(value) for name, value in flags.items()}}
+
+
 def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False):
     r"""Weight decay, then the moment estimates shared by Adam, AdamW and RAdam; returns ``(t, m, v)``.
 
@@ -170,13 +180,7 @@ class Adam(_PerParameter):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
-        check_real("lr", lr, minimum=0.0)
-        betas = _check_betas(betas)
-        check_real("eps", eps, minimum=0.0)
-        check_real("weight_decay", weight_decay, minimum=0.0)
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-                    "amsgrad": bool(amsgrad), "maximize": bool(maximize)}
-        super().__init__(params, defaults)
+        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize))
 
     def _update(self, p, g, group, state):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
@@ -252,13 +256,8 @@ class RAdam(_PerParameter):
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *, maximize: bool = False):
-        check_real("lr", lr, minimum=0.0)
-        betas = _check_betas(betas)
-        check_real("eps", eps, minimum=0.0)
-        check_real("weight_decay", weight_decay, minimum=0.0)
-        defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-                    "decoupled_weight_decay": bool(decoupled_weight_decay), "maximize": bool(maximize)}
-        super().__init__(params, defaults)
+        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay,
+                                                decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
     @staticmethod
     def rectification(step: int, beta2: float) -> float | None:
