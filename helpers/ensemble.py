@@ -1,0 +1,737 @@
+r"""Train many independent copies of one network at once: the course's engine for seeds.
+
+On a small CPU a single small network is overhead-bound: a 20-layer, width-64 MLP at
+batch 64 spends most of each step launching tiny kernels. Stacking :math:`N` copies
+on a leading *model axis* turns :math:`N` small matrix products into one batched
+product (``torch.baddbmm``), so five seeds × four learning rates cost little more than
+one run. Each member stays an independent network:
+
+.. math::
+    \theta^{(i)}_{t+1} = \theta^{(i)}_t - \eta^{(i)}_t\, u\big(g^{(i)}_t\big),\qquad
+    g^{(i)}_t = \nabla_{\theta^{(i)}} L^{(i)}\big(\theta^{(i)}_t\big),\quad i = 1..N
+
+with its own initial weights (built by the caller, any seed or scheme), learning rate
+:math:`\eta^{(i)}`, optimizer state, clipping threshold and divergence flag. The sum
+:math:`\sum_i L^{(i)}` is differentiated once; since no parameter is shared, its
+gradient with respect to member :math:`i` is member :math:`i`'s own gradient.
+
+Two forward paths compute the same function:
+
+* ``"stacked"`` for :class:`~helpers.models.MLP` and any ``nn.Sequential`` of Linear,
+  batch/layer norm and parameter-free layers: batched matrix products, per-member
+  batch statistics;
+* ``"vmap"`` for every other module (conv nets, recurrent nets, Transformers):
+  :func:`torch.func.vmap` over :func:`torch.func.functional_call`.
+
+The tests prove that each member equals the same model trained alone by
+:func:`helpers.training.fit` (same initial weights, same batches): SGD, momentum,
+Adam, AdamW, batch and layer norm, residual blocks, clipping, per-member learning rates.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers._checks import check_choice, check_int, check_real
+from helpers.normalization import BatchNorm1d, LayerNorm
+from helpers.progress import progress
+
+__all__ = ["Ensemble", "EnsembleHistory", "fit_ensemble", "from_seeds"]
+
+_LINEAR = (nn.Linear,)
+_BATCH_NORM = (BatchNorm1d, nn.BatchNorm1d)
+_LAYER_NORM = (LayerNorm, nn.LayerNorm)
+
+
+def from_seeds(build: Callable[[], nn.Module], seeds: Sequence[int]) -> Ensemble:
+    """Build one model per seed (``torch.manual_seed(seed)`` then ``build()``) and stack them.
+
+    Args:
+        build: called with no argument; returns a fresh model (initialise it inside).
+        seeds: one int >= 0 per member.
+
+    Example:
+        >>> from helpers.models import MLP
+        >>> ens = from_seeds(lambda: MLP(64, 10, width=16, depth=2), seeds=range(5))
+        >>> ens.n, ens.backend
+        (5, 'stacked')
+    """
+    if not callable(build):
+        raise TypeError(f"build must be callable, got {type(build).__name__}")
+    seeds = list(seeds)
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, got an empty sequence")
+    for s in seeds:
+        check_int("seeds entries", s, minimum=0)
+    with torch.random.fork_rng(devices=[]):
+        models = []
+        for s in seeds:
+            torch.manual_seed(s)
+            models.append(build())
+    return Ensemble(models)
+
+
+class Ensemble:
+    r"""``N`` models of one architecture, their parameters stacked on a leading model axis.
+
+    ``params[name]`` has shape ``(N, *shape)`` where ``shape`` is the shape of
+    ``name`` in one model's ``state_dict`` (on the stacked path a Linear weight is kept
+    transposed, (N, in, out)); so do ``buffers`` (running statistics). :meth:`member`
+    returns one member as an ordinary module.
+    Calling the ensemble on a batch ``x`` of shape (B, …), which every member sees, or
+    (N, B, …), one batch per member, returns the outputs (N, B, …).
+
+    Args:
+        models: a non-empty sequence of models of the same class with the same
+            parameter and buffer names, shapes, dtype and device. They are copied;
+            the originals are not modified.
+        backend: ``"auto"`` (``"stacked"`` where every layer is supported, else
+            ``"vmap"``), ``"stacked"`` or ``"vmap"``.
+
+    Raises:
+        TypeError: ``models`` is not a sequence of modules.
+        ValueError: the models differ in architecture, or ``backend="stacked"`` for a
+            layer it does not support.
+
+    Example:
+        >>> from helpers.models import MLP
+        >>> ens = Ensemble([MLP(8, 3, width=4, depth=2) for _ in range(4)])
+        >>> ens(torch.zeros(5, 8)).shape
+        torch.Size([4, 5, 3])
+    """
+
+    def __init__(self, models: Sequence[nn.Module], backend: str = "auto"):
+        models = _check_models(models)
+        check_choice("backend", backend, ("auto", "stacked", "vmap"))
+        unsupported = _unsupported_layer(models[0])
+        if backend == "stacked" and unsupported is not None:
+            raise ValueError(f"backend='stacked' does not support layer {unsupported}; use backend='vmap'")
+        self.backend = backend if backend != "auto" else ("stacked" if unsupported is None else "vmap")
+        self.n = len(models)
+        self.base = copy.deepcopy(models[0])
+        states = [m.state_dict(keep_vars=False) for m in models]
+        trainable = {name for name, p in models[0].named_parameters() if p.requires_grad}
+        # the stacked path keeps Linear weights as (N, in, out), so that x @ W needs no transpose
+        # in the forward or the backward pass; member() transposes them back
+        self._transposed = {f"{name}.weight" for name, m in self.base.named_children()
+                            if isinstance(m, _LINEAR)} if self.backend == "stacked" else set()
+        self.params = {name: self._stack([s[name] for s in states], name).requires_grad_(True)
+                       for name in trainable}
+        self.buffers = {name: torch.stack([s[name] for s in states]).detach().clone()
+                        for name in states[0] if name not in self.params}
+        self.training = True
+        weights = [name for name, p in self.params.items() if name.endswith("weight") and p.dim() >= 3]
+        self.first_weight = weights[0] if weights else None
+        self.last_weight = weights[-1] if weights else None
+
+    def _stack(self, tensors, name):
+        stacked = torch.stack(tensors).detach()
+        return stacked.transpose(1, 2).contiguous() if name in self._transposed else stacked.clone()
+
+    def train(self, mode: bool = True) -> Ensemble:
+        """Training mode (batch statistics, dropout on) or evaluation mode; returns ``self``."""
+        if not isinstance(mode, bool):
+            raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
+        self.training = mode
+        self.base.train(mode)
+        return self
+
+    def eval(self) -> Ensemble:
+        """Evaluation mode: running statistics, no dropout."""
+        return self.train(False)
+
+    def parameters(self) -> list[torch.Tensor]:
+        """The stacked trainable tensors, each (N, …)."""
+        return list(self.params.values())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a tensor, got {type(x).__name__}")
+        if self.backend == "stacked":
+            return _stacked_forward(self, x)
+        return _vmap_forward(self, x)
+
+    def member(self, i: int) -> nn.Module:
+        """A standalone copy of member ``i`` with its current weights and buffers."""
+        check_int("i", i, minimum=0)
+        if i >= self.n:
+            raise ValueError(f"i must be < n = {self.n}, got {i}")
+        model = copy.deepcopy(self.base)
+        state = {name: (t[i].t() if name in self._transposed else t[i]).detach().clone()
+                 for name, t in {**self.params, **self.buffers}.items()}
+        model.load_state_dict(state, strict=True)
+        return model.train(self.training)
+
+    @torch.no_grad()
+    def evaluate(self, data, loss: str | Callable = "cross_entropy", batch_size: int = 512):
+        """Per-member mean loss and accuracy (NaN unless a classification) on ``(X, y)``, in eval mode.
+
+        Returns:
+            ``(loss, accuracy)``, two float64 numpy arrays of shape (N,).
+        """
+        X, y = _check_xy("data", data)
+        loss_fn = _loss_function(loss)
+        was_training = self.training
+        self.eval()
+        total, hits, count = 0.0, 0.0, 0
+        try:
+            for start in range(0, len(X), batch_size):
+                xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+                out = self(xb)
+                total = total + loss_fn(out, yb).double() * len(xb)
+                correct = _hits(out, yb)
+                hits = hits + (correct.double() if correct is not None else math.nan)
+                count += len(xb)
+        finally:
+            self.train(was_training)
+        return (total / count).cpu().numpy(), np.asarray((hits / count).cpu() if torch.is_tensor(hits) else
+                                                         np.full(self.n, math.nan))
+
+
+# ---------------------------------------------------------------------------- validation
+
+def _check_models(models) -> list[nn.Module]:
+    if isinstance(models, nn.Module) or not isinstance(models, Sequence):
+        raise TypeError(f"models must be a sequence of torch.nn.Module, got {type(models).__name__}")
+    models = list(models)
+    if not models:
+        raise ValueError("models must hold at least one model, got an empty sequence")
+    for i, m in enumerate(models):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(m).__name__}")
+    first = models[0]
+    shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in first.state_dict().items()}
+    if not any(p.requires_grad for p in first.parameters()):
+        raise ValueError("models[0] has no parameter that requires a gradient")
+    for i, m in enumerate(models[1:], start=1):
+        if type(m) is not type(first):
+            raise ValueError(f"models[{i}] is a {type(m).__name__}, models[0] a {type(first).__name__}; "
+                             "an ensemble holds copies of one architecture")
+        other = {k: (tuple(v.shape), v.dtype, v.device) for k, v in m.state_dict().items()}
+        if other != shapes:
+            diff = sorted(set(other.items()) ^ set(shapes.items()))[:3]
+            raise ValueError(f"models[{i}] differs from models[0] in parameters or buffers: {diff}")
+        if m.training != first.training:
+            raise ValueError(f"models[{i}] is in {'training' if m.training else 'eval'} mode, models[0] is not")
+    return models
+
+
+def _check_xy(name: str, data):
+    if not isinstance(data, tuple | list) or len(data) != 2 or not all(torch.is_tensor(t) for t in data):
+        raise TypeError(f"{name} must be a (X, y) tuple of two tensors, got {type(data).__name__}")
+    X, y = data
+    if len(X) != len(y):
+        raise ValueError(f"{name}: X and y must have the same length, got {len(X)} and {len(y)}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty")
+    return X, y
+
+
+def _unsupported_layer(model: nn.Module) -> str | None:
+    """Name and type of the first layer the stacked path cannot run, or None."""
+    if not isinstance(model, nn.Sequential):
+        return f"{type(model).__name__} (not an nn.Sequential)"
+    for name, module in model.named_children():
+        if isinstance(module, _LINEAR + _BATCH_NORM):
+            continue
+        if isinstance(module, _LAYER_NORM) and len(module.normalized_shape) == 1:
+            continue
+        if list(module.parameters(recurse=True)) or list(module.buffers()) or list(module.children()):
+            return f"{name} ({type(module).__name__})"
+    return None
+
+
+# ---------------------------------------------------------------------------- forward paths
+
+def _stacked_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
+    base, n = ens.base, ens.n
+    if x.dim() < 2 or (x.dim() == 3 and x.shape[0] != n) or x.dim() > 3:
+        raise ValueError(f"x must be (B, features) or (N={n}, B, features), got shape {tuple(x.shape)}")
+    h = x.expand(n, *x.shape) if x.dim() == 2 else x
+    if getattr(base, "residual", False):
+        return _walk_plan(ens, h)
+    for name, module in base.named_children():
+        h = _layer(ens, name, module, h)
+    return h
+
+
+def _walk_plan(ens: Ensemble, h: torch.Tensor) -> torch.Tensor:
+    modules = ens.base._modules
+    for step in ens.base._plan:
+        if isinstance(step, str):
+            h = _layer(ens, step, modules[step], h)
+            continue
+        index, branch_names, projection = step
+        branch = h
+        for name in branch_names:
+            branch = _layer(ens, name, modules[name], branch)
+        skip = h if projection is None else _layer(ens, projection, modules[projection], h)
+        if ens.base.learn_residual_scale:
+            h = skip + ens.params[f"alpha{index}"].view(-1, 1, 1) * branch
+        elif ens.base.residual_scale == 1.0:
+            h = skip + branch
+        else:
+            h = skip + ens.base.residual_scale * branch
+    return h
+
+
+def _layer(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    p = ens.params
+    if isinstance(module, _LINEAR):
+        weight = p[f"{name}.weight"]
+        bias = p.get(f"{name}.bias")
+        return torch.bmm(h, weight) if bias is None else torch.baddbmm(bias.unsqueeze(1), h, weight)
+    if isinstance(module, _BATCH_NORM):
+        return _batch_norm(ens, name, module, h)
+    if isinstance(module, _LAYER_NORM):
+        y = F.layer_norm(h, module.normalized_shape, eps=module.eps)
+        weight, bias = p.get(f"{name}.weight"), p.get(f"{name}.bias")
+        if weight is not None and bias is not None:
+            return torch.addcmul(bias.unsqueeze(1), y, weight.unsqueeze(1))
+        return y if weight is None else y * weight.unsqueeze(1)
+    return module(h)  # parameter-free and elementwise: activations, dropout, identity
+
+
+def _batch_norm(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    if h.dim() != 3:
+        raise ValueError(f"{name}: the stacked path normalises (N, B, features) only, got {tuple(h.shape)}")
+    buffers = ens.buffers
+    mean_buf, var_buf = buffers.get(f"{name}.running_mean"), buffers.get(f"{name}.running_var")
+    if ens.training or mean_buf is None:
+        count = h.shape[1]
+        if count <= 1:
+            raise ValueError(f"batch norm needs more than 1 value per channel in training mode, got {tuple(h.shape)}")
+        var, mean = torch.var_mean(h, dim=1, correction=0, keepdim=True)
+        if ens.training and mean_buf is not None:
+            with torch.no_grad():
+                tracked = buffers[f"{name}.num_batches_tracked"]
+                tracked.add_(1)
+                factor = (module.momentum if module.momentum is not None
+                          else (1.0 / tracked.to(mean_buf.dtype)).view(-1, 1))
+                mean_buf.lerp_(mean.squeeze(1), factor)
+                var_buf.lerp_(var.squeeze(1) * (count / (count - 1)), factor)
+    else:
+        mean, var = mean_buf.unsqueeze(1), var_buf.unsqueeze(1)
+    scale = torch.rsqrt(var + module.eps)
+    weight, bias = ens.params.get(f"{name}.weight"), ens.params.get(f"{name}.bias")
+    if weight is not None:
+        scale = scale * weight.unsqueeze(1)
+    shift = -mean * scale
+    if bias is not None:
+        shift = shift + bias.unsqueeze(1)
+    return torch.addcmul(shift, h, scale)
+
+
+def _vmap_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
+    from torch.func import functional_call, vmap
+
+    base = ens.base
+
+    def one(params, buffers, xb):
+        return functional_call(base, (params, buffers), (xb,))
+
+    x_dim = 0 if (x.dim() >= 2 and x.shape[0] == ens.n and getattr(ens, "_per_member_input", False)) else None
+    with warnings.catch_warnings():
+        # functorch has no batching rule for some in-place updates (lerp_ of running statistics)
+        # and falls back to a loop over members, saying so each time: correct, only slower
+        warnings.filterwarnings("ignore", message="There is a performance drop")
+        return vmap(one, in_dims=(0, 0, x_dim), randomness="different")(ens.params, ens.buffers, x)
+
+
+# ---------------------------------------------------------------------------- losses
+
+def _loss_function(loss) -> Callable:
+    """A function (output (N, B, …), target (B, …) or (N, B, …)) -> per-member mean loss (N,)."""
+    if callable(loss):
+        return loss
+    check_choice("loss", loss, ("cross_entropy", "mse"))
+    return _cross_entropy if loss == "cross_entropy" else _mse
+
+
+def _cross_entropy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    n, b = out.shape[:2]
+    target = target.expand(n, *target.shape) if target.dim() == 1 else target
+    losses = F.cross_entropy(out.reshape(n * b, -1), target.reshape(n * b), reduction="none")
+    return losses.view(n, b).mean(dim=1)
+
+
+def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (out - target).square().flatten(1).mean(dim=1)
+
+
+def _hits(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
+    if out.dim() != 3 or out.shape[-1] < 2 or target.is_floating_point() or target.dim() not in (1, 2):
+        return None
+    return (out.argmax(dim=-1) == target).sum(dim=1)
+
+
+# ---------------------------------------------------------------------------- training
+
+@dataclass
+class EnsembleHistory:
+    """What :func:`fit_ensemble` recorded, one column per member.
+
+    Per step, arrays of shape (steps, N): ``loss``, ``accuracy`` (classification only),
+    ``lr`` (before the step), ``grad_norm`` (global 2-norm before clipping),
+    ``grad_ratio`` (norm of the first weight's gradient over the last weight's: < 1 when
+    the gradient shrinks toward the input) and ``clipped`` (whether clipping fired).
+    Per epoch, (epochs, N): ``epoch_loss`` and, with ``val_data``, ``val_loss`` and
+    ``val_accuracy``. A member that diverged has NaN from ``diverged_at[i]`` on, as
+    :func:`~helpers.training.fit` stops there; ``diverged[i]`` says whether it did.
+    """
+
+    loss: np.ndarray
+    accuracy: np.ndarray
+    lr: np.ndarray
+    grad_norm: np.ndarray
+    grad_ratio: np.ndarray
+    clipped: np.ndarray
+    epoch_loss: np.ndarray
+    val_loss: np.ndarray
+    val_accuracy: np.ndarray
+    diverged: np.ndarray
+    diverged_at: list = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        """Number of members."""
+        return self.diverged.shape[0]
+
+    def final(self, metric: str = "loss", last: int = 1) -> np.ndarray:
+        """Per-member mean of the last ``last`` finite values of ``metric`` (N,); NaN where none."""
+        values = getattr(self, metric, None)
+        if not isinstance(values, np.ndarray) or values.ndim != 2:
+            raise ValueError(f"metric must name a per-step or per-epoch array, got {metric!r}")
+        check_int("last", last, minimum=1)
+        out = np.full(values.shape[1], math.nan)
+        for i in range(values.shape[1]):
+            column = values[:, i][np.isfinite(values[:, i])]
+            if column.size:
+                out[i] = column[-last:].mean()
+        return out
+
+    def member(self, i: int):
+        """Member ``i``'s record as a :class:`helpers.training.History`, as ``fit`` would return it."""
+        from helpers.training import History
+
+        check_int("i", i, minimum=0)
+        if i >= self.n:
+            raise ValueError(f"i must be < n = {self.n}, got {i}")
+        stop = self.diverged_at[i] if self.diverged[i] else self.loss.shape[0]
+        epochs = int(np.isfinite(self.epoch_loss[:, i]).sum())
+
+        def col(a, k=stop):
+            return [float(v) for v in a[:k, i]] if a.size else []
+
+        return History(loss=col(self.loss), accuracy=col(self.accuracy) if np.isfinite(self.accuracy).any() else [],
+                       lr=col(self.lr), grad_norm=col(self.grad_norm), epoch_loss=col(self.epoch_loss, epochs),
+                       val_loss=col(self.val_loss, epochs), val_accuracy=col(self.val_accuracy, epochs),
+                       diverged=bool(self.diverged[i]),
+                       diverged_at=self.diverged_at[i] if self.diverged[i] else None)
+
+
+def _per_member(name: str, value, n: int, *, minimum: float, strict: bool = False,
+                allow_inf: bool = False) -> torch.Tensor:
+    """A float64 tensor (n,) from a number or a sequence of n numbers."""
+    values = value.tolist() if torch.is_tensor(value) or isinstance(value, np.ndarray) else value
+    values = [values] * n if not isinstance(values, Sequence) else list(values)
+    if len(values) != n:
+        raise ValueError(f"{name} must be one number or {n} numbers (one per member), got {len(values)}")
+    out = []
+    for v in values:
+        if allow_inf and isinstance(v, int | float) and not isinstance(v, bool) and v == math.inf:
+            out.append(math.inf)
+        else:
+            out.append(check_real(f"{name} entries", v, minimum=minimum, strict_minimum=strict))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | None:
+    if lr_factors is None or callable(lr_factors):
+        return lr_factors
+    factors = torch.as_tensor(np.asarray(lr_factors, dtype=np.float64))
+    if factors.dim() == 1:
+        factors = factors.unsqueeze(1).expand(-1, n)
+    if factors.dim() != 2 or factors.shape[1] != n or factors.shape[0] < steps:
+        raise ValueError(f"lr_factors must be a callable or an array of shape (steps >= {steps},) or "
+                         f"({steps}, {n}), got shape {tuple(factors.shape)}")
+    if not torch.isfinite(factors).all() or (factors < 0).any():
+        raise ValueError("lr_factors must be finite and >= 0")
+    return factors
+
+
+class _Optimizer:
+    """SGD (momentum, Nesterov, weight decay) or Adam/AdamW, each member with its own rate.
+
+    The update rules and their order of operations are torch.optim's single-tensor ones.
+    """
+
+    def __init__(self, kind, params, momentum, nesterov, betas, eps, weight_decay):
+        self.kind, self.params = kind, params
+        self.momentum, self.nesterov, self.betas, self.eps, self.wd = momentum, nesterov, betas, eps, weight_decay
+        self.state = [None] * len(params)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grads, lr: torch.Tensor):
+        self.t += 1
+        for k, (p, g) in enumerate(zip(self.params, grads)):
+            rate = lr.view(-1, *[1] * (p.dim() - 1))
+            if self.kind == "sgd":
+                self._sgd(k, p, g, rate)
+            else:
+                self._adam(k, p, g, rate)
+
+    def _sgd(self, k, p, g, rate):
+        if self.wd:
+            g = g.add(p, alpha=self.wd)
+        if self.momentum:
+            buf = self.state[k]
+            if buf is None:
+                buf = self.state[k] = g.detach().clone()
+            else:
+                buf.mul_(self.momentum).add_(g)
+            g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
+        p.addcmul_(g, rate, value=-1.0)
+
+    def _adam(self, k, p, g, rate):
+        if self.state[k] is None:
+            self.state[k] = (torch.zeros_like(p), torch.zeros_like(p))
+        m, v = self.state[k]
+        beta1, beta2 = self.betas
+        if self.wd and self.kind == "adamw":
+            p.mul_(1 - rate * self.wd)
+        elif self.wd:
+            g = g.add(p, alpha=self.wd)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        step_size = rate / (1 - beta1 ** self.t)
+        denom = (v.sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
+        p.addcmul_(m / denom, step_size, value=-1.0)
+
+
+def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
+    """Index batches: (B,) shared by all members, or (N, B) with one shuffle per member."""
+    orders = [torch.randperm(n_items, generator=g) for g in generators]
+    order = orders[0] if len(orders) == 1 else torch.stack(orders)
+    for start in range(0, n_items, batch_size):
+        yield order[..., start:start + batch_size]
+
+
+def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: str = "sgd",
+                 momentum: float = 0.0, nesterov: bool = False, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, clip=None, lr_factors=None, loss="cross_entropy",
+                 batch_size: int = 64, seed=0, val_data=None, progress_bar: bool = True,
+                 desc: str = "ensemble") -> EnsembleHistory:
+    r"""Train every member of ``ensemble`` at once, as :func:`helpers.training.fit` would train each alone.
+
+    One step, for every member :math:`i` at once: forward, loss :math:`L^{(i)}`, backward,
+    record the global gradient norm :math:`\lVert g^{(i)}\rVert_2`, clip it to
+    ``clip[i]`` (:math:`g \leftarrow g\min(1, c/(\lVert g\rVert + 10^{-6}))`, as
+    ``torch.nn.utils.clip_grad_norm_``), update with rate
+    :math:`\eta^{(i)}_t = \text{lr}[i]\cdot\text{lr\_factors}(t)[i]`.
+
+    A member whose loss or gradient norm is not finite is *frozen*: its weights go back
+    to the last ones with a finite loss (as ``fit``'s divergence guard does), it takes
+    no further step, and ``diverged[i]`` / ``diverged_at[i]`` record it; the others go on.
+
+    Args:
+        ensemble: the :class:`Ensemble` to train (in place).
+        train_data: ``(X, y)`` tensors, X (n, …), y (n,) class labels or (n, k) targets.
+        epochs: passes over the data, >= 1.
+        lr: learning rate, one number or one per member (N,), >= 0.
+        optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``
+            (``betas``, ``eps``), each with ``weight_decay`` as in ``torch.optim``.
+        clip: ``None``, or a global-norm threshold > 0 per member (one number or (N,);
+            ``math.inf`` leaves that member unclipped).
+        lr_factors: ``None``, a callable ``step -> factor`` (a float or (N,)), or an
+            array (steps,) or (steps, N) of factors: a schedule, e.g. read off
+            a ``helpers.schedulers`` scheduler.
+        loss: ``"cross_entropy"``, ``"mse"`` or a callable (output (N, B, …), target) -> (N,).
+        batch_size: mini-batch size.
+        seed: an int — every member sees the same batches, shuffled as ``fit(seed=seed)``
+            does — or one int per member, each member shuffled as ``fit(seed=seed[i])``.
+        val_data: ``(X, y)`` evaluated at the end of every epoch, per member.
+        progress_bar: draw a progress bar over the steps (see :mod:`helpers.progress`).
+        desc: the progress bar's label.
+
+    Returns:
+        :class:`EnsembleHistory`.
+
+    Raises:
+        TypeError, ValueError: on a bad argument, before anything is modified.
+
+    Example:
+        >>> from helpers.models import MLP
+        >>> X, y = torch.randn(96, 4), torch.randint(0, 3, (96,))
+        >>> ens = from_seeds(lambda: MLP(4, 3, width=8, depth=2), seeds=range(3))
+        >>> h = fit_ensemble(ens, (X, y), epochs=2, lr=[0.01, 0.1, 1.0], progress_bar=False)
+        >>> h.loss.shape, h.epoch_loss.shape
+        ((4, 3), (2, 3))
+    """
+    if not isinstance(ensemble, Ensemble):
+        raise TypeError(f"ensemble must be an Ensemble, got {type(ensemble).__name__}")
+    n = ensemble.n
+    X, y = _check_xy("train_data", train_data)
+    if val_data is not None:
+        _check_xy("val_data", val_data)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_choice("optimizer", optimizer, ("sgd", "adam", "adamw"))
+    momentum = check_real("momentum", momentum, minimum=0.0)
+    if not isinstance(nesterov, bool):
+        raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")
+    if nesterov and (optimizer != "sgd" or momentum == 0):
+        raise ValueError("nesterov=True needs optimizer='sgd' with momentum > 0")
+    if not isinstance(betas, tuple | list) or len(betas) != 2:
+        raise TypeError(f"betas must be a pair of floats, got {betas!r}")
+    betas = tuple(check_real("betas entries", b, minimum=0.0, maximum=1.0, strict_maximum=True) for b in betas)
+    eps = check_real("eps", eps, minimum=0.0)
+    weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
+    rates = _per_member("lr", lr, n, minimum=0.0)
+    thresholds = None if clip is None else _per_member("clip", clip, n, minimum=0.0, strict=True, allow_inf=True)
+    loss_fn = _loss_function(loss)
+    seeds = [seed] if isinstance(seed, int) else list(seed) if isinstance(seed, Sequence) else None
+    if seeds is None or len(seeds) not in (1, n):
+        raise TypeError(f"seed must be an int or a sequence of {n} ints (one per member), got {seed!r}")
+    for s in seeds:
+        check_int("seed", s, minimum=0)
+    steps_per_epoch = math.ceil(len(X) / batch_size)
+    factors = _lr_factors(lr_factors, steps_per_epoch * epochs, n)
+
+    run = _Run(ensemble, loss_fn, _Optimizer(optimizer, ensemble.parameters(), momentum, nesterov, betas, eps,
+                                             weight_decay), rates, thresholds, factors)
+    generators = [torch.Generator().manual_seed(s) for s in seeds]
+    per_member = len(seeds) > 1
+    ensemble._per_member_input = per_member
+    bar = progress(range(epochs * steps_per_epoch), desc=desc, enabled=progress_bar)
+    ticks = iter(bar)
+    ensemble.train()
+    for _ in range(epochs):
+        for index in _batches(len(X), batch_size, generators):
+            xb, yb = X[index], y[index]
+            run.step(xb, yb)
+            next(ticks, None)
+            if not run.active.any():
+                break
+        run.end_epoch(val_data)
+        if not run.active.any():
+            break
+    if hasattr(bar, "close"):
+        bar.close()
+    ensemble._per_member_input = False
+    return run.history()
+
+
+class _Run:
+    """The state of one :func:`fit_ensemble` call: optimizer, guard copies and records."""
+
+    def __init__(self, ens, loss_fn, optimizer, rates, thresholds, factors):
+        self.ens, self.loss_fn, self.optimizer = ens, loss_fn, optimizer
+        self.params = ens.parameters()
+        device, dtype = self.params[0].device, self.params[0].dtype
+        self.rates = rates.to(device)
+        self.thresholds = None if thresholds is None else thresholds.to(device=device, dtype=dtype)
+        self.factors = factors
+        self.state = self.params + [b for b in ens.buffers.values() if b.is_floating_point()]
+        self.kept = [t.detach().clone() for t in self.state]
+        self.active = torch.ones(ens.n, dtype=torch.bool)
+        self.diverged_at = [None] * ens.n
+        self.t = 0
+        self.records = {k: [] for k in ("loss", "accuracy", "lr", "grad_norm", "grad_ratio", "clipped")}
+        self.epoch_losses, self.epochs = [], {"epoch_loss": [], "val_loss": [], "val_accuracy": []}
+        first, last = ens.first_weight, ens.last_weight
+        self.ratio_names = (first, last) if first is not None else None
+
+    def _rate(self) -> torch.Tensor:
+        rate = self.rates
+        if self.factors is not None:
+            f = self.factors(self.t) if callable(self.factors) else self.factors[self.t]
+            rate = rate * torch.as_tensor(f, dtype=torch.float64, device=rate.device)
+        return rate
+
+    def step(self, xb, yb):
+        ens, n = self.ens, self.ens.n
+        out = ens(xb)
+        losses = self.loss_fn(out, yb)
+        grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        norms = [g.abs() if g.dim() == 1 else torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())))
+                 for g in grads]
+        norm = torch.linalg.vector_norm(torch.stack(norms), dim=0)
+        hits = _hits(out.detach(), yb)
+        rows = [losses.detach(), norm, hits.to(norm.dtype) / len(yb) if hits is not None else torch.full_like(norm, math.nan)]
+        if self.ratio_names is not None:
+            index = list(self.ens.params).index
+            rows.append(norms[index(self.ratio_names[0])] / norms[index(self.ratio_names[1])])
+        numbers = torch.stack([r.detach().to(torch.float64) for r in rows]).cpu()
+        loss_v, norm_v = numbers[0], numbers[1]
+        bad_loss = self.active & ~torch.isfinite(loss_v)
+        bad_norm = self.active & ~bad_loss & ~torch.isfinite(norm_v)
+        with torch.no_grad():
+            if bad_loss.any():       # these members' weights produced a non-finite loss: back to the kept ones
+                mask = bad_loss.to(self.state[0].device)
+                for t, k in zip(self.state, self.kept):
+                    t.copy_(torch.where(mask.view(-1, *[1] * (t.dim() - 1)), k, t))
+            for i in torch.nonzero(bad_loss | bad_norm).flatten().tolist():
+                self.diverged_at[i] = self.t
+            self.active &= ~(bad_loss | bad_norm)
+            torch._foreach_copy_(self.kept, self.state)
+            rate = self._rate()
+            lr_record = rate.clone()
+            if not self.active.all():
+                keep = self.active.to(grads[0].device)
+                grads = [torch.where(keep.view(-1, *[1] * (g.dim() - 1)), g, torch.zeros((), dtype=g.dtype))
+                         for g in grads]
+                rate = torch.where(keep, rate, torch.zeros_like(rate))
+                norm = torch.where(keep, norm, torch.zeros_like(norm))
+            clipped = torch.zeros(n, dtype=torch.bool)
+            if self.thresholds is not None:
+                coef = (self.thresholds / (norm + 1e-6)).clamp(max=1.0)
+                clipped = (coef < 1.0).cpu()
+                torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+            self.optimizer.step(grads, rate.to(self.params[0].dtype))
+        self._record(numbers, lr_record.cpu(), clipped)
+        self.t += 1
+
+    def _record(self, numbers, lr, clipped):
+        dead = ~self.active
+        nan = torch.tensor(math.nan, dtype=torch.float64)
+        for key, row in zip(("loss", "grad_norm", "accuracy", "grad_ratio"), numbers):
+            self.records[key].append(torch.where(dead, nan, row))
+        if len(numbers) < 4:
+            self.records["grad_ratio"].append(torch.full((self.ens.n,), math.nan, dtype=torch.float64))
+        self.records["lr"].append(torch.where(dead, nan, lr))
+        self.records["clipped"].append(clipped & self.active)
+        self.epoch_losses.append(self.records["loss"][-1])
+
+    def end_epoch(self, val_data):
+        losses = torch.stack(self.epoch_losses)
+        mean = losses.mean(dim=0)
+        self.epochs["epoch_loss"].append(torch.where(self.active, mean, torch.tensor(math.nan, dtype=torch.float64)))
+        self.epoch_losses = []
+        if val_data is not None:
+            val_loss, val_acc = self.ens.evaluate(val_data, self.loss_fn)
+            dead = (~self.active).numpy()
+            self.epochs["val_loss"].append(torch.from_numpy(np.where(dead, math.nan, val_loss)))
+            self.epochs["val_accuracy"].append(torch.from_numpy(np.where(dead, math.nan, val_acc)))
+
+    def history(self) -> EnsembleHistory:
+        def arr(rows, n_cols=self.ens.n):
+            return torch.stack(rows).numpy() if rows else np.zeros((0, n_cols))
+
+        return EnsembleHistory(
+            loss=arr(self.records["loss"]), accuracy=arr(self.records["accuracy"]), lr=arr(self.records["lr"]),
+            grad_norm=arr(self.records["grad_norm"]), grad_ratio=arr(self.records["grad_ratio"]),
+            clipped=arr(self.records["clipped"]).astype(bool), epoch_loss=arr(self.epochs["epoch_loss"]),
+            val_loss=arr(self.epochs["val_loss"]), val_accuracy=arr(self.epochs["val_accuracy"]),
+            diverged=(~self.active).numpy().copy(), diverged_at=list(self.diverged_at))

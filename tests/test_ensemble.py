@@ -1,0 +1,214 @@
+"""helpers.ensemble: every member equals the same model trained alone by fit."""
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from helpers.ensemble import Ensemble, fit_ensemble, from_seeds
+from helpers.models import MLP, ConvNet, scale_init_
+from helpers.training import fit
+
+torch.set_num_threads(1)
+
+
+def _data(n=150, features=12, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, features, generator=g)
+    y = (X[:, :classes].argmax(dim=1) + (torch.rand(n, generator=g) < 0.1).long()) % classes
+    return X, y
+
+
+def _torch_optimizer(kind, params, lr, **kw):
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=kw.get("momentum", 0.0), nesterov=kw.get("nesterov", False),
+                               weight_decay=kw.get("weight_decay", 0.0))
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    return cls(params, lr=lr, weight_decay=kw.get("weight_decay", 0.0 if kind == "adam" else 0.01))
+
+
+CASES = {
+    "sgd": (dict(), "sgd", dict()),
+    "momentum": (dict(), "sgd", dict(momentum=0.9)),
+    "nesterov-wd": (dict(), "sgd", dict(momentum=0.9, nesterov=True, weight_decay=1e-3)),
+    "adam": (dict(activation="tanh"), "adam", dict()),
+    "adamw": (dict(), "adamw", dict(weight_decay=0.01)),
+    "batch-norm": (dict(norm="batch"), "sgd", dict(momentum=0.9)),
+    "layer-norm": (dict(norm="layer", activation="gelu"), "adam", dict()),
+    "residual": (dict(residual=True, norm="batch"), "sgd", dict(momentum=0.9)),
+    "residual-scaled": (dict(residual=True, residual_scale=0.5), "sgd", dict()),
+    "rezero": (dict(residual=True, residual_scale=0.0, learn_residual_scale=True), "adam", dict()),
+}
+
+
+def _models(arch, n, seed0=0):
+    models = []
+    for i in range(n):
+        torch.manual_seed(seed0 + i)
+        models.append(MLP(12, 4, width=16, depth=4, **arch))
+    return models
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("clip", [None, [0.5, math.inf, 2.0]])
+def test_each_member_equals_fit(case, clip):
+    arch, kind, kw = CASES[case]
+    X, y = _data()
+    Xv, yv = _data(60, seed=1)
+    lrs = [0.01, 0.05, 0.002] if kind == "sgd" else [0.001, 0.003, 0.01]
+    models = _models(arch, 3)
+    ens = Ensemble(copy.deepcopy(models))
+    h = fit_ensemble(ens, (X, y), epochs=3, lr=lrs, optimizer=kind, clip=clip, val_data=(Xv, yv),
+                     progress_bar=False, batch_size=32, seed=7, **kw)
+    for i, model in enumerate(models):
+        opt = _torch_optimizer(kind, model.parameters(), lrs[i], **kw)
+        c = None
+        if clip is not None and math.isfinite(clip[i]):
+            def c(p, m=clip[i]):
+                return torch.nn.utils.clip_grad_norm_(p, m)
+        alone = fit(model, (X, y), epochs=3, optimizer=opt, loss_fn=F.cross_entropy, clip=c,
+                    val_data=(Xv, yv), progress=False, batch_size=32, seed=7)
+        mine = h.member(i)
+        np.testing.assert_allclose(mine.loss, alone.loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(mine.grad_norm, alone.grad_norm, rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(mine.accuracy, alone.accuracy, atol=1e-9)
+        np.testing.assert_allclose(mine.lr, alone.lr, rtol=1e-12)
+        np.testing.assert_allclose(mine.val_loss, alone.val_loss, rtol=1e-4)
+        member = ens.member(i)
+        for (name, a), b in zip(member.state_dict().items(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_per_member_shuffles_and_schedule_equal_fit():
+    X, y = _data()
+    models = _models(dict(), 3)
+    ens = Ensemble(copy.deepcopy(models))
+    steps = 3 * math.ceil(len(X) / 32)
+    factors = np.array([[0.5 * (1 + math.cos(math.pi * t / steps))] * 3 for t in range(steps)])
+    factors[:, 2] = 1.0
+    h = fit_ensemble(ens, (X, y), epochs=3, lr=0.05, momentum=0.9, lr_factors=factors, seed=[3, 4, 5],
+                     progress_bar=False, batch_size=32)
+    for i, model in enumerate(models):
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t, i=i: factors[min(t, steps - 1), i])
+        alone = fit(model, (X, y), epochs=3, optimizer=opt, scheduler=sched, loss_fn=F.cross_entropy,
+                    progress=False, batch_size=32, seed=3 + i)
+        np.testing.assert_allclose(h.member(i).loss, alone.loss, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(h.member(i).lr, alone.lr, rtol=1e-12)
+
+
+def test_a_diverging_member_is_frozen_like_fit_and_the_others_go_on():
+    X, y = _data()
+    models = []
+    for i in range(3):
+        torch.manual_seed(i)
+        models.append(scale_init_(MLP(12, 4, width=16, depth=6), gain=math.sqrt(2)))
+    lrs = [0.01, 3.0, 0.02]
+    ens = Ensemble(copy.deepcopy(models))
+    h = fit_ensemble(ens, (X, y), epochs=4, lr=lrs, momentum=0.9, progress_bar=False, batch_size=32)
+    assert h.diverged.tolist() == [False, True, False]
+    for i, model in enumerate(models):
+        alone = fit(model, (X, y), epochs=4, optimizer=torch.optim.SGD(model.parameters(), lr=lrs[i], momentum=0.9),
+                    loss_fn=F.cross_entropy, progress=False, batch_size=32)
+        mine = h.member(i)
+        assert mine.diverged == alone.diverged and mine.diverged_at == alone.diverged_at
+        np.testing.assert_allclose(mine.loss, alone.loss, rtol=1e-4, atol=1e-5)
+        for a, b in zip(ens.member(i).state_dict().values(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert np.isnan(h.loss[h.diverged_at[1]:, 1]).all()
+    assert np.isfinite(h.loss[:, [0, 2]]).all()
+
+
+def test_vmap_backend_equals_fit_for_a_conv_net_with_batch_norm():
+    X, y = _data(96, features=64)
+    models = []
+    for i in range(2):
+        torch.manual_seed(i)
+        models.append(ConvNet(channels=(4, 4), norm="batch"))
+    ens = Ensemble(copy.deepcopy(models))
+    assert ens.backend == "vmap"
+    h = fit_ensemble(ens, (X, y % 10), epochs=2, lr=[0.01, 0.03], momentum=0.9, progress_bar=False, batch_size=32)
+    for i, model in enumerate(models):
+        alone = fit(model, (X, y % 10), epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=[0.01, 0.03][i],
+                                                                        momentum=0.9),
+                    loss_fn=F.cross_entropy, progress=False, batch_size=32)
+        np.testing.assert_allclose(h.member(i).loss, alone.loss, rtol=1e-4, atol=1e-5)
+        for a, b in zip(ens.member(i).state_dict().values(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_both_backends_compute_the_same_function():
+    models = _models(dict(norm="batch", residual=True), 3)
+    x = torch.randn(20, 12)
+    a, b = Ensemble(models, backend="stacked"), Ensemble(models, backend="vmap")
+    torch.testing.assert_close(a(x), b(x))
+    torch.testing.assert_close(a.buffers["norm2.running_mean"], b.buffers["norm2.running_mean"])
+    a.eval(), b.eval()
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_regression_loss_and_from_seeds():
+    X = torch.randn(64, 5)
+    y = X.sum(dim=1, keepdim=True)
+    ens = from_seeds(lambda: MLP(5, 1, width=8, depth=1), seeds=[0, 1, 2, 3, 4])
+    h = fit_ensemble(ens, (X, y), epochs=20, lr=0.05, loss="mse", progress_bar=False, batch_size=16)
+    assert h.loss.shape == (80, 5) and np.isnan(h.accuracy).all()
+    assert (h.final("epoch_loss") < h.epoch_loss[0]).all()
+    torch.manual_seed(3)
+    torch.testing.assert_close(ens.member(3).state_dict()["fc1.weight"].shape, torch.Size([8, 5]))
+
+
+def test_from_seeds_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    from_seeds(lambda: MLP(5, 2, width=4, depth=1), seeds=[0, 1])
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_dropout_masks_differ_between_members():
+    ens = Ensemble([MLP(6, 2, width=32, depth=1, dropout=0.5)] * 2)
+    out = ens(torch.ones(1, 6))
+    assert not torch.equal(out[0], out[1])
+    ens.eval()
+    out = ens(torch.ones(1, 6))
+    torch.testing.assert_close(out[0], out[1])
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    (dict(lr=[0.1, 0.2]), ValueError, "lr must be one number or 3 numbers"),
+    (dict(lr=-1.0), ValueError, "lr entries must be >= 0.0"),
+    (dict(lr=0.1, optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+    (dict(lr=0.1, clip=0.0), ValueError, "clip entries must be > 0.0"),
+    (dict(lr=0.1, epochs=0), ValueError, "epochs must be an int >= 1"),
+    (dict(lr=0.1, seed=[1, 2]), TypeError, "seed must be an int or a sequence of 3 ints"),
+    (dict(lr=0.1, lr_factors=np.ones(2)), ValueError, "lr_factors must be a callable or an array"),
+    (dict(lr=0.1, nesterov=True), ValueError, "nesterov=True needs"),
+    (dict(lr=0.1, loss="hinge"), ValueError, "loss must be one of"),
+])
+def test_bad_arguments_raise_before_anything_changes(kwargs, error, words):
+    X, y = _data()
+    ens = Ensemble(_models(dict(), 3))
+    before = {k: v.detach().clone() for k, v in ens.params.items()}
+    kwargs = {"epochs": 1, **kwargs}
+    with pytest.raises(error, match=words):
+        fit_ensemble(ens, (X, y), progress_bar=False, **kwargs)
+    for k, v in ens.params.items():
+        assert torch.equal(v, before[k])
+
+
+def test_models_must_share_one_architecture():
+    with pytest.raises(ValueError, match="differs from models\\[0\\]"):
+        Ensemble([MLP(4, 2, 8, 1), MLP(4, 2, 8, 2)])
+    with pytest.raises(ValueError, match="is a Linear"):
+        Ensemble([MLP(4, 2, 8, 1), nn.Linear(4, 2)])
+    with pytest.raises(TypeError, match="sequence of torch.nn.Module"):
+        Ensemble(MLP(4, 2, 8, 1))
+    with pytest.raises(ValueError, match="at least one model"):
+        Ensemble([])
+    with pytest.raises(ValueError, match="backend='stacked' does not support"):
+        Ensemble([ConvNet(channels=(2,))], backend="stacked")
