@@ -2,12 +2,20 @@
 
 A claim prints a stable sentence (no raw number), so regression runs compare the
 sentence while the tolerance absorbs the last-digit differences between machines.
-Print the measured number itself in a cell marked ``# NBVAL_IGNORE_OUTPUT``.
+Print the measured number itself in a cell tagged ``nbval-ignore-output``.
+
+Claims about training are made over seeds (:func:`claim_seeds`, :func:`claim_gap`): a
+quantity measured on one run is one draw from a distribution, and a threshold tuned to
+one draw fails on the next CPU. The statement says what is asserted (the median, every
+seed, or k of n seeds), and a comparison must clear the measured spread between seeds.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+
+import numpy as np
 
 
 def claim(statement: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
@@ -51,3 +59,113 @@ def claim_true(statement: str, condition: bool) -> None:
     if not condition:
         raise AssertionError(f"claim failed: {statement}")
     print(f"✓ {statement}")
+
+
+MIN_SEEDS = 5
+
+
+def _seed_values(name: str, values) -> np.ndarray:
+    array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float).reshape(-1)
+    if array.size < MIN_SEEDS:
+        raise ValueError(f"{name} must hold one value per seed, at least {MIN_SEEDS} seeds, got {array.size}")
+    return array
+
+
+def seed_spread(values) -> dict:
+    """Median, quartiles and range of per-seed values (NaN counts as a failed seed and is dropped).
+
+    Example:
+        >>> seed_spread([0.9, 0.8, 0.85, 0.95, 0.7])["median"]
+        0.85
+    """
+    array = np.asarray(values, dtype=float).reshape(-1)
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return {"n": array.size, "finite": 0, "median": math.nan, "q1": math.nan, "q3": math.nan,
+                "min": math.nan, "max": math.nan}
+    q1, median, q3 = np.percentile(finite, [25, 50, 75])
+    return {"n": array.size, "finite": finite.size, "median": float(median), "q1": float(q1), "q3": float(q3),
+            "min": float(finite.min()), "max": float(finite.max())}
+
+
+def claim_seeds(statement: str, values, *, low: float | None = None, high: float | None = None,
+                require: str | int = "median") -> None:
+    """Assert a claim about a quantity measured over seeds and print ``✓ statement (what was asserted)``.
+
+    Args:
+        statement: the fact, in words.
+        values: one number per seed (at least 5); NaN (a diverged run) never satisfies a bound
+            (for the median it counts as the worst value).
+        low, high: the accepted range (either may be omitted, not both).
+        require: ``"median"`` (the median over seeds is in range), ``"all"`` (every seed
+            is) or an int k (at least k of the n seeds are).
+
+    Raises:
+        AssertionError: naming the statement, the per-seed values and the range.
+        ValueError: fewer than 5 seeds, no bound, or a bad ``require``.
+
+    Example:
+        >>> claim_seeds("the deep net trains", [0.91, 0.93, 0.9, 0.95, 0.92], low=0.85, require="all")
+        ✓ the deep net trains (all 5 seeds)
+        >>> claim_seeds("it beats chance", [0.5, 0.2, 0.6, 0.7, 0.4], low=0.3, require=4)
+        ✓ it beats chance (4 of 5 seeds)
+    """
+    if low is None and high is None:
+        raise ValueError("claim_seeds needs low, high or both")
+    array = _seed_values("values", values)
+    n = array.size
+    inside = np.isfinite(array) & (array >= (-math.inf if low is None else low)) & \
+        (array <= (math.inf if high is None else high))
+    if require == "median":
+        # a NaN (diverged) seed counts as the worst value: below low, or above high when only high is given
+        filled = np.where(np.isfinite(array), array, -math.inf if low is not None else math.inf)
+        median = float(np.median(filled))
+        ok = (low is None or median >= low) and (high is None or median <= high)
+        what = f"median of {n} seeds"
+    elif require == "all":
+        ok, what = bool(inside.all()), f"all {n} seeds"
+    elif isinstance(require, int) and not isinstance(require, bool) and 1 <= require <= n:
+        ok, what = int(inside.sum()) >= require, f"{require} of {n} seeds"
+    else:
+        raise ValueError(f"require must be 'median', 'all' or an int k in 1..{n}, got {require!r}")
+    if not ok:
+        raise AssertionError(f"claim failed: {statement}: per-seed values {np.round(array, 6).tolist()}, "
+                             f"accepted [{low}, {high}] for the {what}")
+    print(f"✓ {statement} ({what})")
+
+
+def claim_gap(statement: str, better, worse, *, margin: float | None = None) -> None:
+    """Assert that ``better`` beats ``worse`` by more than the spread between seeds; print ``✓ statement``.
+
+    The gap is the difference of the medians; it must exceed ``margin``, by default the
+    larger of the two interquartile ranges (so a gap that one unlucky seed could close
+    does not count). Use values where higher is better (negate a loss).
+
+    Raises:
+        AssertionError: the gap is not larger than the margin (or a median is NaN).
+
+    Example:
+        >>> claim_gap("He beats the default init", [0.9, 0.92, 0.91, 0.93, 0.9], [0.1, 0.12, 0.1, 0.11, 0.1])
+        ✓ He beats the default init (median gap over 5 seeds beyond their spread)
+    """
+    a, b = _seed_values("better", better), _seed_values("worse", worse)
+    sa, sb = seed_spread(a), seed_spread(b)
+    spread = max(sa["q3"] - sa["q1"], sb["q3"] - sb["q1"])
+    margin = spread if margin is None else float(margin)
+    gap = sa["median"] - sb["median"]
+    if not (gap > margin) or sa["finite"] * 2 <= sa["n"]:
+        raise AssertionError(f"claim failed: {statement}: median gap {gap!r} not above margin {margin!r} "
+                             f"(better {np.round(a, 6).tolist()}, worse {np.round(b, 6).tolist()})")
+    print(f"✓ {statement} (median gap over {min(a.size, b.size)} seeds beyond their spread)")
+
+
+def describe_seeds(values: Sequence[float], fmt: str = ".3f") -> str:
+    """``median [min, max] over n seeds`` — for the output-ignored cell next to a ✓ sentence.
+
+    Example:
+        >>> describe_seeds([0.9, 0.8, 0.85, 0.95, 0.7], ".2f")
+        'median 0.85 [0.70, 0.95] over 5 seeds'
+    """
+    s = seed_spread(values)
+    failed = f", {s['n'] - s['finite']} diverged" if s["finite"] < s["n"] else ""
+    return f"median {s['median']:{fmt}} [{s['min']:{fmt}}, {s['max']:{fmt}}] over {s['n']} seeds{failed}"

@@ -669,7 +669,8 @@ class _Run:
                  for g in grads]
         norm = torch.linalg.vector_norm(torch.stack(norms), dim=0)
         hits = _hits(out.detach(), yb)
-        rows = [losses.detach(), norm, hits.to(norm.dtype) / len(yb) if hits is not None else torch.full_like(norm, math.nan)]
+        accuracy = hits.to(norm.dtype) / len(yb) if hits is not None else torch.full_like(norm, math.nan)
+        rows = [losses.detach(), norm, accuracy]
         if self.ratio_names is not None:
             index = list(self.ens.params).index
             rows.append(norms[index(self.ratio_names[0])] / norms[index(self.ratio_names[1])])

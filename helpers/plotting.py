@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -206,4 +207,100 @@ def plot_lr_finder(result, ax=None, title: str = "LR range test", show_raw: bool
     ax.set_title(title)
     ax.legend(fontsize="small")
     ax.grid(True, which="major", alpha=0.3)
+    return ax
+
+
+def _band(values, band: str):
+    values = np.asarray(values, dtype=float)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN steps (every seed diverged) give NaN
+        median = np.nanmedian(values, axis=-1)
+        if band == "range":
+            return median, np.nanmin(values, axis=-1), np.nanmax(values, axis=-1)
+        return median, np.nanpercentile(values, 25, axis=-1), np.nanpercentile(values, 75, axis=-1)
+
+
+def plot_seed_curves(curves: Mapping[str, np.ndarray], x=None, ax=None, title: str = "Median over seeds",
+                     xlabel: str = "step", ylabel: str = "loss", band: str = "range", log_y: bool = False,
+                     colors: Mapping[str, str] | None = None, smooth: int = 1):
+    """One median curve per configuration with a shaded band over seeds.
+
+    Args:
+        curves: ``{label: values}``, values of shape (steps, seeds), e.g. a column block of
+            :class:`helpers.ensemble.EnsembleHistory` ``loss``. NaN (a diverged seed) is left out.
+        x: the x values (steps,); default 1, 2, ….
+        band: ``"range"`` (min to max over seeds) or ``"iqr"`` (25th to 75th percentile).
+        log_y: logarithmic y axis.
+        colors: ``{label: colour}`` to keep one colour per configuration across panels.
+        smooth: width of a moving average applied to each seed's curve first (1: none).
+
+    Example:
+        >>> ax = plot_seed_curves({"a": np.random.rand(20, 5)}, ylabel="accuracy")
+    """
+    check_choice("band", band, ("range", "iqr"))
+    check_int("smooth", smooth, minimum=1)
+    if not isinstance(curves, Mapping) or not curves:
+        raise ValueError(f"curves must be a non-empty mapping {{label: array (steps, seeds)}}, got {curves!r}")
+    ax = _axes(ax)
+    for k, (label, values) in enumerate(curves.items()):
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 2:
+            raise ValueError(f"curves[{label!r}] must have shape (steps, seeds), got {values.shape}")
+        if smooth > 1:
+            values = np.stack([_smooth(values[:, j], smooth) for j in range(values.shape[1])], axis=1)
+        median, lo, hi = _band(values, band)
+        steps = np.arange(1, len(median) + 1) + (smooth - 1) if x is None else np.asarray(x)[smooth - 1:]
+        color = (colors or {}).get(label, f"C{k}")
+        ax.plot(steps, median, color=color, label=f"{label} (median of {values.shape[1]})")
+        ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def plot_seed_points(groups: Mapping[str, Sequence[float]], ax=None, title: str = "Per seed",
+                     ylabel: str = "test accuracy", colors: Mapping[str, str] | None = None,
+                     reference: float | None = None, reference_label: str = "chance", log_y: bool = False):
+    """Every seed as a dot and the median as a bar, one column per configuration.
+
+    Diverged seeds (NaN) are drawn as red crosses at the bottom of the axis and counted in the label.
+
+    Args:
+        groups: ``{label: per-seed values}``.
+        colors: ``{label: colour}``, one colour per configuration across panels.
+        reference: a horizontal line (e.g. chance level), labelled ``reference_label``.
+        log_y: logarithmic y axis.
+
+    Example:
+        >>> ax = plot_seed_points({"ReLU": [0.9, 0.92, 0.91, 0.89, 0.9], "sigmoid": [0.1] * 5})
+    """
+    if not isinstance(groups, Mapping) or not groups:
+        raise ValueError(f"groups must be a non-empty mapping {{label: per-seed values}}, got {groups!r}")
+    ax = _axes(ax)
+    labels = list(groups)
+    for k, label in enumerate(labels):
+        values = np.asarray(groups[label], dtype=float).reshape(-1)
+        finite = values[np.isfinite(values)]
+        color = (colors or {}).get(label, f"C{k}")
+        offsets = np.linspace(-0.15, 0.15, max(len(values), 1))[:len(finite)]
+        ax.scatter(k + offsets, finite, color=color, s=18, zorder=3)
+        if finite.size:
+            ax.hlines(np.median(finite), k - 0.3, k + 0.3, color=color, linewidth=2.5, zorder=2)
+        if finite.size < values.size:
+            ax.annotate(f"{values.size - finite.size} diverged", (k, 0.02), xycoords=("data", "axes fraction"),
+                        ha="center", color="red", fontsize="small")
+    if reference is not None:
+        ax.axhline(reference, color="grey", linestyle=":", label=reference_label)
+        ax.legend(fontsize="small")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xticks(range(len(labels)), labels, fontsize="small")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, axis="y", alpha=0.3)
     return ax

@@ -40,18 +40,41 @@ def test_outputs_and_gradients_equal_torch_float64(name, scale):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
 
 
+def _torch_on_both_paths(module, x):
+    """torch's outputs and gradients at each x, from its scalar kernel and from its vectorised one.
+
+    torch picks a kernel by tensor length and CPU (ATEN_CPU_CAPABILITY): a 1-element tensor
+    takes the scalar loop, 32 copies of each value in a row fill whole vector registers. The
+    two disagree where a formula is an indeterminate form, e.g. GELU(+inf) = inf * Phi(inf) is
+    inf on the scalar path and NaN on the vectorised one (x * 0.5 * (1 + erf(x / sqrt 2)) is
+    evaluated in another order). Asking for both on every machine keeps the test independent
+    of which kernel this machine happens to pick.
+    """
+    scalar = [torch.cat(parts) for parts in zip(*(_forward_backward(module, x[i:i + 1]) for i in range(len(x))))]
+    vector = [t[16::32] for t in _forward_backward(module, x.repeat_interleave(32))]
+    return scalar, vector
+
+
+def _agrees(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Elementwise: equal within float tolerance, or the same non-finite value."""
+    same_nonfinite = (torch.isnan(a) & torch.isnan(b)) | (torch.isinf(a) & (a == b))
+    close = torch.isfinite(a) & torch.isfinite(b) & ((a - b).abs() <= 1e-5 * b.abs() + 1e-30)
+    return same_nonfinite | close
+
+
 @pytest.mark.parametrize("name", PAIRS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_extreme_inputs_finite_wherever_torch_is(name, dtype):
     ours, theirs = PAIRS[name]
     x = torch.tensor(EXTREMES, dtype=dtype)
-    for a, b in zip(_forward_backward(ours, x), _forward_backward(theirs, x)):
-        finite = torch.isfinite(b)
-        bad = x[finite][~torch.isfinite(a[finite])]
+    scalar, vector = _torch_on_both_paths(theirs, x)
+    for a, s, v in zip(_forward_backward(ours, x), scalar, vector):
+        finite = torch.isfinite(s) | torch.isfinite(v)
+        bad = x[finite & ~torch.isfinite(a)]
         assert bad.numel() == 0, f"{name}: non-finite where torch is finite, at x = {bad.tolist()}"
-        torch.testing.assert_close(a[finite], b[finite], rtol=1e-5, atol=1e-30)
-        # infinite outputs (ReLU(inf) = inf) are infinite in both
-        assert torch.equal(torch.isinf(a), torch.isinf(b))
+        # equal to torch on one of its kernels (both agree everywhere but at indeterminate forms)
+        off = x[~(_agrees(a, s) | _agrees(a, v))]
+        assert off.numel() == 0, f"{name}: differs from both of torch's kernels at x = {off.tolist()}"
 
 
 @pytest.mark.parametrize("name", ["relu", "leaky_relu", "elu", "sigmoid", "tanh"])

@@ -89,3 +89,23 @@ def test_plot_contour_trajectories():
 def test_plotting_bad_arguments(call, error, text):
     with pytest.raises(error, match=text):
         call()
+
+
+def test_seed_curves_draw_a_median_and_a_band_per_configuration():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from helpers.plotting import plot_seed_curves, plot_seed_points
+
+    values = np.arange(30, dtype=float).reshape(10, 3)
+    values[5:, 2] = np.nan                                    # one seed diverged half-way
+    ax = plot_seed_curves({"a": values}, colors={"a": "C3"})
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata()[:5], values[:5, 1])
+    np.testing.assert_allclose(line.get_ydata()[5:], np.median(values[5:, :2], axis=1))
+    assert line.get_color() == "C3" and len(ax.collections) == 1
+    with pytest.raises(ValueError, match="shape \\(steps, seeds\\)"):
+        plot_seed_curves({"a": np.ones(3)})
+    ax = plot_seed_points({"x": [1.0, 2.0, np.nan, 3.0, 4.0]}, reference=0.5)
+    assert "1 diverged" in [t.get_text() for t in ax.texts]
+    plt.close("all")

@@ -1,0 +1,60 @@
+"""helpers.claims over seeds: what each statement asserts, and that it can fail."""
+
+import math
+
+import numpy as np
+import pytest
+
+from helpers.claims import claim_gap, claim_seeds, describe_seeds, seed_spread
+
+GOOD = [0.91, 0.93, 0.90, 0.95, 0.92]
+
+
+@pytest.mark.parametrize("require, suffix", [("median", "median of 5 seeds"), ("all", "all 5 seeds"),
+                                             (3, "3 of 5 seeds")])
+def test_claim_seeds_prints_what_it_asserted(capsys, require, suffix):
+    claim_seeds("trains", GOOD, low=0.9, require=require)
+    assert capsys.readouterr().out == f"✓ trains ({suffix})\n"
+
+
+@pytest.mark.parametrize("values, kwargs", [
+    ([0.5, 0.6, 0.95, 0.96, 0.97], dict(low=0.9, require="all")),
+    ([0.5, 0.6, 0.7, 0.96, 0.97], dict(low=0.9)),                      # median 0.7
+    ([0.5, 0.6, 0.7, 0.96, 0.97], dict(low=0.9, require=3)),           # only 2 of 5
+    ([math.nan, math.nan, math.nan, 0.96, 0.97], dict(low=0.9)),       # diverged seeds are failures
+    ([math.nan, math.nan, math.nan, 0.1, 0.1], dict(high=0.2)),        # ... for an upper bound too
+    ([0.1, 0.2, 0.3, 0.4, 0.5], dict(low=0.0, high=0.25)),
+])
+def test_claim_seeds_fails_when_the_seeds_disagree(values, kwargs):
+    with pytest.raises(AssertionError, match="per-seed values"):
+        claim_seeds("x", values, **kwargs)
+
+
+@pytest.mark.parametrize("values, kwargs, error", [
+    ([0.9] * 4, dict(low=0.5), "at least 5 seeds"),
+    (GOOD, dict(), "needs low, high or both"),
+    (GOOD, dict(low=0.5, require="most"), "require must be"),
+    (GOOD, dict(low=0.5, require=6), "require must be"),
+])
+def test_claim_seeds_rejects_bad_arguments(values, kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        claim_seeds("x", values, **kwargs)
+
+
+def test_claim_gap_needs_a_gap_beyond_the_spread(capsys):
+    claim_gap("a beats b", [0.9, 0.91, 0.92, 0.93, 0.94], [0.5, 0.52, 0.51, 0.5, 0.53])
+    assert "✓ a beats b" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="not above margin"):   # medians 0.6 vs 0.5, quartile spread 0.4
+        claim_gap("noise", [0.2, 0.3, 0.6, 0.7, 0.8], [0.1, 0.3, 0.5, 0.6, 0.7])
+    with pytest.raises(AssertionError, match="not above margin"):
+        claim_gap("explicit margin", [0.9] * 5, [0.85] * 5, margin=0.1)
+    with pytest.raises(AssertionError):
+        claim_gap("diverged", [math.nan] * 3 + [1.0, 1.0], [0.0] * 5)
+
+
+def test_seed_spread_and_description():
+    s = seed_spread([1.0, 2.0, math.nan, 3.0, 4.0])
+    assert (s["median"], s["min"], s["max"], s["finite"], s["n"]) == (2.5, 1.0, 4.0, 4, 5)
+    assert describe_seeds([1.0, 2.0, math.nan, 3.0, 4.0], ".1f") == "median 2.5 [1.0, 4.0] over 5 seeds, 1 diverged"
+    assert math.isnan(seed_spread([math.nan])["median"])
+    assert seed_spread(np.array([[1.0], [3.0]]))["median"] == 2.0
