@@ -112,3 +112,19 @@ def test_pyproject_admits_python_311_to_314_and_the_pins():
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_binder_builds_the_course_from_the_lock():
+    """repo2docker (Binder, JupyterHub images): Python from binder/runtime.txt, then the lock and helpers."""
+    import os
+    import subprocess
+
+    runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()
+    assert re.fullmatch(r"python-3\.1[1-4]", runtime), runtime
+    post_build = ROOT / "binder" / "postBuild"
+    assert os.access(post_build, os.X_OK), "repo2docker runs binder/postBuild as a program"
+    text = post_build.read_text()
+    assert "pip install --no-cache-dir -r requirements.txt" in text and "--no-deps -e ." in text
+    assert sorted(p.name for p in (ROOT / "binder").iterdir()) == ["postBuild", "runtime.txt"], (
+        "another file in binder/ (requirements.txt, environment.yml …) would change what repo2docker installs")
+    subprocess.run(["bash", "-n", str(post_build)], check=True)

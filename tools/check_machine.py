@@ -71,7 +71,7 @@ def torch_build(version: str, cuda: str | None, has_gpu: bool) -> tuple[str, lis
     if cuda:
         warnings = [] if has_gpu else [
             f"torch {version} is a CUDA {cuda} build but no CUDA GPU is visible: the CPU build is enough here "
-            "and about 10x smaller (see the README, section GPU)"]
+            "and about 10x smaller (see the README, section 'GPU, CPU and offline')"]
         return f"CUDA {cuda} build", warnings
     return "CPU build", []
 
