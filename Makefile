@@ -63,8 +63,8 @@ NB ?= notebooks
 nbval: install
 	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile $(NB)
 
-# `make test` needs headless Chromium for the site's browser test (tests/test_site.py): as root
-# with apt-get this installs Debian's chromium, otherwise it says how. COURSE_SKIP_BROWSER=1
+# `make test` needs headless Chromium and a CJK font for the site's browser test (tests/test_site.py): as root
+# with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. COURSE_SKIP_BROWSER=1
 # skips the browser test instead. Learners never need it (`make lab` does not depend on it).
 browser:
 	@bash tools/install_browser.sh
