@@ -1,7 +1,10 @@
 # Gradient Flow: `make lab` to study, `make test` to check everything.
-# Needs only Python 3.11 and make; everything else goes into .venv.
+# Needs only Python 3.11 to 3.14 and make; everything else goes into .venv.
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The newest python3.14 … python3.11 on PATH, else python3; or say which: make lab PYTHON=/path/to/python3
+PYTHON ?= $(or $(firstword $(foreach v,14 13 12 11,$(shell python3.$(v) -c "import sys; print(sys.executable)" 2>/dev/null))),$(shell command -v python3))
+# `make lock` resolves requirements.in into requirements.txt with this uv (installed into .venv).
+UV_VERSION := 0.13.8
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -19,7 +22,7 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install lab test lint unit nbval notebooks html browser check-machine benchmarks determinism test-gpu clean
+.PHONY: help install lab test lint unit nbval notebooks html browser check-machine check-wheels lock benchmarks determinism test-gpu clean
 
 help:
 	@echo "make lab        set up .venv (first time) and open the course in JupyterLab"
@@ -27,12 +30,15 @@ help:
 	@echo "make html       render the executed course to an offline site: site/index.html"
 	@echo "make check-machine  check this machine for the course (workshop attendees: run it before the day)"
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
+	@echo "make lock       re-resolve requirements.in into the lock, requirements.txt (maintainers; network)"
+	@echo "make check-wheels  check that every locked package has wheels for Python 3.11-3.14 on Linux, macOS, Windows (network)"
 	@echo "make benchmarks measure every budget of DESIGN.md into benchmarks/RESULTS.md (quiet machine)"
 	@echo "make determinism execute every notebook twice in a scratch copy; fail on any byte of difference"
 	@echo "make test-gpu   unit tests and notebooks (nbval-lax) with COURSE_DEVICE=cuda; skipped without CUDA"
 
 $(BIN)/python:
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
+	@test -n "$(PYTHON)" || { echo "No python3 found on PATH: install Python 3.11 to 3.14, or pass PYTHON=/path/to/python3"; exit 1; }
+	@$(PYTHON) -c 'import sys; v = sys.version_info[:2]; assert v >= (3, 11), "Python 3.11 or newer is required, found " + sys.version.split()[0]; v > (3, 14) and print("warning: Python %d.%d is newer than the course was tested with (3.11 to 3.14)" % v)'
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): requirements.txt pyproject.toml | $(BIN)/python
@@ -57,8 +63,8 @@ NB ?= notebooks
 nbval: install
 	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile $(NB)
 
-# `make test` needs headless Chromium for the site's browser test (tests/test_site.py): as root
-# with apt-get this installs Debian's chromium, otherwise it says how. COURSE_SKIP_BROWSER=1
+# `make test` needs headless Chromium and a CJK font for the site's browser test (tests/test_site.py): as root
+# with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. COURSE_SKIP_BROWSER=1
 # skips the browser test instead. Learners never need it (`make lab` does not depend on it).
 browser:
 	@bash tools/install_browser.sh
@@ -71,6 +77,20 @@ test: install browser
 # The executed notebooks as committed (nothing is run), to a static site that works offline.
 html: install
 	$(BIN)/python tools/build_site.py --out site notebooks/*.ipynb
+
+# Maintainers: re-resolve the lock after editing requirements.in. One universal resolution for
+# Python 3.11+ on every OS (markers), minus torch's CUDA-only packages (see requirements.in).
+UV_COMPILE = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock" requirements.in
+lock: install
+	$(BIN)/python -m pip install --disable-pip-version-check -q uv==$(UV_VERSION)
+	$(UV_COMPILE) -o requirements.txt
+	$(UV_COMPILE) -o requirements.txt $$(grep -oE '^(nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+|triton)==' requirements.txt | sed 's/==$$//; s/^/--no-emit-package /')
+	@echo "make lock: $$(grep -c '==' requirements.txt) packages locked in requirements.txt"
+
+# Maintainers, before changing a pin or the Python range: every locked package has a wheel
+# (or is pure Python) for Python 3.11-3.14 on Linux x86_64, macOS arm64 and Windows (asks PyPI).
+check-wheels: install
+	$(BIN)/python tools/check_wheels.py requirements.txt
 
 # For workshop attendees: Python, pinned packages, device, disk, and a timed training step.
 check-machine: install

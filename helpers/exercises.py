@@ -9,7 +9,9 @@ shows the line and no ``True``/``False`` after it):
 * ``… correct.``
 * ``… not yet. <hint>`` -- wrong, with a hint.
 
-Reference *solutions* live in ``tests/test_exercises.py``, not in the notebooks.
+Worked *solutions* live in :mod:`helpers.solutions`, not in the notebooks:
+``show_solution("3.1")`` prints one after its checker has checked an attempt of yours
+(or at once with ``force=True``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from torch import nn
 
 from helpers.diagnostics import layer_grad_norms
 from helpers.models import MLP
+from helpers.solutions import show_solution as show_solution  # re-exported: exercises.show_solution("3.1")
 from helpers.theory import chi
 
 _TITLES = {
@@ -34,8 +37,18 @@ _TITLES = {
 }
 
 
+_ATTEMPTED: set[str] = set()
+
+
+def attempted() -> frozenset[str]:
+    """The exercises whose checker has checked an attempt (right or wrong) in this session."""
+    return frozenset(_ATTEMPTED)
+
+
 def _report(exercise: str, ok: bool | None, hint: str = "") -> None:
     title = f"Exercise {exercise} ({_TITLES[exercise]})"
+    if ok is not None:
+        _ATTEMPTED.add(exercise)
     if ok is None:
         print(f"{title}: not attempted yet. Replace `raise NotImplementedError` with your code.")
     elif ok:

@@ -12,16 +12,29 @@ sys.path.insert(0, str(ROOT / "tools"))
 import check_machine  # noqa: E402
 
 
-def test_python_311_passes_and_others_fail():
-    assert check_machine.check_python((3, 11, 7)) == []
-    [problem] = check_machine.check_python((3, 12, 1))
-    assert "Python 3.12.1" in problem and "3.11" in problem
+def test_python_311_to_314_pass_older_fails_newer_warns():
+    for minor in (11, 12, 13, 14):
+        assert check_machine.check_python((3, minor, 0)) == [] and check_machine.python_warnings((3, minor, 0)) == []
+    [problem] = check_machine.check_python((3, 10, 13))
+    assert "Python 3.10.13" in problem and "3.11 to 3.14" in problem
+    assert check_machine.check_python((3, 15, 0)) == []
+    [warning] = check_machine.python_warnings((3, 15, 0))
+    assert "3.15.0 is newer than the course was tested with" in warning
+
+
+def test_torch_build_is_named_and_a_useless_cuda_build_warned():
+    assert check_machine.torch_build("2.13.0+cpu", None, False) == ("CPU build", [])
+    assert check_machine.torch_build("2.13.0", "12.8", True) == ("CUDA 12.8 build", [])
+    build, [warning] = check_machine.torch_build("2.13.0", "13.0", False)
+    assert build == "CUDA 13.0 build" and "no CUDA GPU is visible" in warning
 
 
 def test_pins_are_read_from_requirements(tmp_path):
     requirements = tmp_path / "requirements.txt"
-    requirements.write_text("# comment with a==1\ntorch==2.13.0\n\nnumpy==2.4.6  # why\n")
-    assert check_machine.pinned(requirements) == {"torch": "2.13.0", "numpy": "2.4.6"}
+    requirements.write_text("# comment with a==1\ntorch==2.13.0\n\nnumpy==2.4.6  # why\n"
+                            "appnope==1.0.0 ; sys_platform == 'nonexistent-os'\n"
+                            "colorama==0.4.6 ; python_version >= '3'\n")
+    assert check_machine.pinned(requirements) == {"torch": "2.13.0", "numpy": "2.4.6", "colorama": "0.4.6"}
     assert check_machine.pinned()["torch"] == "2.13.0"
 
 
@@ -53,7 +66,7 @@ def test_reference_time_comes_from_the_benchmarks(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("| **whole course** (15 notebooks) | 300.5 | | 360 s | within |\n")
     assert check_machine.reference_course_seconds(results) == (300.5, 15)
-    assert check_machine.reference_course_seconds(tmp_path / "missing.md") == (check_machine.REFERENCE_COURSE_S, 13)
+    assert check_machine.reference_course_seconds(tmp_path / "missing.md") == (check_machine.REFERENCE_COURSE_S, 15)
     seconds, notebooks = check_machine.reference_course_seconds()
     assert seconds > 0 and notebooks >= 13
 

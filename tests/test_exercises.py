@@ -1,6 +1,7 @@
-"""Each checker accepts a reference solution and rejects plausible wrong ones.
+"""Each checker accepts its reference solution and rejects plausible wrong ones.
 
-The reference solutions live here, out of the learners' notebooks.
+The reference solutions live in helpers.solutions (one copy: what `show_solution` prints is what
+is checked here); the wrong ones live here.
 """
 
 import math
@@ -10,30 +11,38 @@ import torch
 from torch import nn
 
 from helpers import exercises as ex
+from helpers.solutions import SOLUTIONS
 
-
-def quadratic_gradient(A, b, theta):
-    return A @ theta - b
-
-
-def largest_stable_lr(A):
-    return 2 / torch.linalg.eigvalsh(A).max()
-
-
-def linear_backward(x, W, b, grad_out):
-    return grad_out @ W, grad_out.T @ x, grad_out.sum(dim=0)
-
-
-def critical_sigma_w(activation):
-    return {"relu": math.sqrt(2), "tanh": 1.0}[activation]
-
-
-def layer_gradient_norms(model):
-    return [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
-
-
-def exploding_exponent(depth):
-    return depth
+quadratic_gradient = SOLUTIONS["1.1"].function
+largest_stable_lr = SOLUTIONS["1.2"].function
+linear_backward = SOLUTIONS["1.3"].function
+critical_sigma_w = SOLUTIONS["2.1"].function
+layer_gradient_norms = SOLUTIONS["2.2"].function
+exploding_exponent = SOLUTIONS["2.3"].function
+xavier_std = SOLUTIONS["3.1"].function
+he_uniform_bound = SOLUTIONS["3.2"].function
+orthogonal_matrix = SOLUTIONS["3.3"].function
+leaky_relu = SOLUTIONS["4.1"].function
+sigmoid_derivative = SOLUTIONS["4.2"].function
+dead_fraction = SOLUTIONS["4.3"].function
+gru_step = SOLUTIONS["11.1"].function
+bptt = SOLUTIONS["11.2"].function
+float_max = SOLUTIONS["12.1"].function
+scale_update = SOLUTIONS["12.2"].function
+amp_step = SOLUTIONS["12.3"].function
+clip_by_value = SOLUTIONS["7.1"].function
+clip_by_global_norm = SOLUTIONS["7.2"].function
+threshold_from_norms = SOLUTIONS["7.3"].function
+momentum_step = SOLUTIONS["9.1"].function
+adam_step = SOLUTIONS["9.2"].function
+cosine_lr = SOLUTIONS["10.1"].function
+half_life_gamma = SOLUTIONS["10.2"].function
+_bn_reference = SOLUTIONS["5.1"].function
+_stack_reference = SOLUTIONS["6.2"].function
+_update_ratios = SOLUTIONS["13.1"].function
+_verdict = SOLUTIONS["13.2"].function
+_split_once = SOLUTIONS["14.1"].function
+_separable_conv = SOLUTIONS["14.2"].function
 
 
 def not_attempted(*args):
@@ -86,35 +95,7 @@ def test_a_solution_must_be_a_function():
 
 # -- notebook 03 ------------------------------------------------------------------------
 
-def xavier_std(fan_in, fan_out):
-    return math.sqrt(2 / (fan_in + fan_out))
-
-
-def he_uniform_bound(fan_in, fan_out):
-    return math.sqrt(6 / fan_in)
-
-
-def orthogonal_matrix(rows, cols, generator):
-    a = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
-    q, r = torch.linalg.qr(a)
-    q = q * torch.diagonal(r).sign()
-    return q.T if rows < cols else q
-
-
 # -- notebook 04 ------------------------------------------------------------------------
-
-def leaky_relu(x, a):
-    return torch.where(x > 0, x, a * x)
-
-
-def sigmoid_derivative(x):
-    s = torch.sigmoid(x)
-    return s * (1 - s)
-
-
-def dead_fraction(h):
-    return (h == 0).all(dim=0).float().mean().item()
-
 
 @pytest.mark.parametrize("checker, solution", [
     (ex.check_xavier_std, xavier_std),
@@ -155,14 +136,6 @@ def test_checkers_03_04_reject_plausible_mistakes(checker, wrong, hint, capsys):
 # --- notebooks 11 and 12 -------------------------------------------------------------------
 
 
-def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
-    i_r, i_z, i_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)
-    h_r, h_z, h_n = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
-    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
-    n = torch.tanh(i_n + r * h_n)
-    return (1 - z) * n + z * h
-
-
 def gru_step_reset_outside_bias(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
     i_r, i_z, i_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)
     h_r, h_z, _ = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
@@ -176,13 +149,6 @@ def gru_step_z_swapped(x, h, *weights):
     z = torch.sigmoid((x @ weights[0].T + weights[2]).chunk(3, 1)[1] + (h @ weights[1].T + weights[3]).chunk(3, 1)[1])
     n = (new - z * h) / (1 - z)
     return z * n + (1 - z) * h
-
-
-def bptt(weight_hh, states, grad_last):
-    grads = [grad_last]
-    for h in reversed(states[1:]):
-        grads.append((grads[-1] * (1 - h**2)) @ weight_hh)
-    return grads[::-1]
 
 
 def bptt_transposed(weight_hh, states, grad_last):
@@ -204,27 +170,6 @@ def bptt_wrong_state(weight_hh, states, grad_last):
     for h in reversed(states[:-1]):
         grads.append((grads[-1] * (1 - h**2)) @ weight_hh)
     return grads[::-1]
-
-
-def float_max(e, m):
-    return (2 - 2.0**-m) * 2.0 ** (2 ** (e - 1) - 1)
-
-
-def scale_update(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval):
-    if found_inf:
-        return scale * backoff_factor, 0
-    if tracker + 1 == growth_interval:
-        return scale * growth_factor, 0
-    return scale, tracker + 1
-
-
-def amp_step(model, x, y, optimizer, scaler, max_norm):
-    loss = nn.functional.mse_loss(model(x), y)
-    scaler.scale(loss).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    scaler.step(optimizer)
-    scaler.update()
 
 
 def amp_step_clip_scaled(model, x, y, optimizer, scaler, max_norm):
@@ -252,7 +197,7 @@ CASES_11_12 = {
                                    lambda x, h, *w: torch.tanh(x @ w[0][-h.shape[1]:].T)]),
     ex.check_bptt: (bptt, [bptt_transposed, bptt_no_tanh, bptt_wrong_state, lambda W, s, g: [g] * len(s),
                            lambda W, s, g: bptt(W, s, g)[::-1]]),
-    ex.check_growth_bound: (lambda W: torch.linalg.matrix_norm(W, ord=2), [
+    ex.check_growth_bound: (SOLUTIONS["11.3"].function, [
         lambda W: torch.linalg.eigvals(W).abs().max(),
         lambda W: torch.linalg.matrix_norm(W),
         lambda W: 1.0,
@@ -276,41 +221,6 @@ CASES_11_12 = {
 
 
 # ----------------------------------------------------------------- notebooks 07, 09, 10
-
-
-def clip_by_value(g, v):
-    return torch.minimum(torch.maximum(g, torch.tensor(-v, dtype=g.dtype)), torch.tensor(v, dtype=g.dtype))
-
-
-def clip_by_global_norm(grads, max_norm):
-    total = torch.sqrt(sum(g.square().sum() for g in grads))
-    scale = min(1.0, max_norm / float(total))
-    return [g * scale for g in grads]
-
-
-def threshold_from_norms(norms, fraction):
-    return float(torch.quantile(torch.tensor(norms), 1 - fraction))
-
-
-def momentum_step(param, grad, buf, lr, momentum, nesterov):
-    buf = momentum * buf + grad
-    step = grad + momentum * buf if nesterov else buf
-    return param - lr * step, buf
-
-
-def adam_step(param, grad, m, v, t, lr, beta1, beta2, eps):
-    m = beta1 * m + (1 - beta1) * grad
-    v = beta2 * v + (1 - beta2) * grad ** 2
-    m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
-    return param - lr * m_hat / (v_hat.sqrt() + eps), m, v
-
-
-def cosine_lr(t, T, eta_max, eta_min):
-    return eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / T))
-
-
-def half_life_gamma(k):
-    return 0.5 ** (1 / k)
 
 
 def _wrong_adam_no_bias_correction(param, grad, m, v, t, lr, beta1, beta2, eps):
@@ -371,20 +281,6 @@ CASES_5 = {
 
 # --- notebooks 05, 06, 08 -------------------------------------------------------------------
 
-def _bn_reference(x, gamma, beta, eps):
-    mean = x.mean(dim=0)
-    var = x.var(dim=0, unbiased=False)
-    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
-
-
-def _stack_reference(jacobians):
-    n = jacobians[0].shape[0]
-    total = torch.eye(n, dtype=jacobians[0].dtype)
-    for j in jacobians:
-        total = (torch.eye(n, dtype=j.dtype) + j) @ total
-    return total
-
-
 CASES_05_08 = {
     ex.check_batch_norm_forward: (_bn_reference, [
         lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / (x.std(0, unbiased=False) + eps) + beta,  # seed 001
@@ -392,17 +288,17 @@ CASES_05_08 = {
         lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / torch.sqrt(x.var(0) + eps) + beta,     # unbiased
         lambda x, gamma, beta, eps: (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True) + eps),
     ]),
-    ex.check_running_variance: (lambda rv, b, m: (1 - m) * rv + m * b.var(0), [
+    ex.check_running_variance: (SOLUTIONS["5.2"].function, [
         lambda rv, b, m: (1 - m) * rv + m * b.var(0, unbiased=False),
         lambda rv, b, m: m * rv + (1 - m) * b.var(0),
         lambda rv, b, m: b.var(0),
     ]),
-    ex.check_weight_norm: (lambda g, v: g * v / v.norm(dim=1, keepdim=True), [
+    ex.check_weight_norm: (SOLUTIONS["5.3"].function, [
         lambda g, v: v / v.norm(dim=1, keepdim=True),                                          # seed 000
         lambda g, v: g * v / v.norm(dim=0, keepdim=True),
         lambda g, v: g * v / v.norm(),
     ]),
-    ex.check_residual_block: (lambda x, f, p: (x if p is None else p(x)) + f(x), [
+    ex.check_residual_block: (SOLUTIONS["6.1"].function, [
         lambda x, f, p: f(f(x) + x) if p is None else f(p(x)) + p(x),                          # seed 001
         lambda x, f, p: f(x),
         lambda x, f, p: x + f(x) if p is None else f(x),
@@ -412,17 +308,17 @@ CASES_05_08 = {
         lambda js: js[2] @ js[1] @ js[0],
         lambda js: torch.eye(4, dtype=js[0].dtype) + sum(js),
     ]),
-    ex.check_l1_gradient: (lambda w, lam: lam * torch.sign(w), [
+    ex.check_l1_gradient: (SOLUTIONS["8.1"].function, [
         lambda w, lam: lam * w,
         lambda w, lam: torch.sign(w),
         lambda w, lam: lam * (w >= 0).double() * 2 - lam,
     ]),
-    ex.check_inverted_dropout: (lambda x, mask, p: x * mask / (1 - p), [
+    ex.check_inverted_dropout: (SOLUTIONS["8.2"].function, [
         lambda x, mask, p: x * mask,
         lambda x, mask, p: x * mask * (1 - p),
         lambda x, mask, p: x * mask / p,
     ]),
-    ex.check_weight_decay_step: (lambda w, g, lr, wd: w - lr * (g + wd * w), [
+    ex.check_weight_decay_step: (SOLUTIONS["8.3"].function, [
         lambda w, g, lr, wd: w - lr * g,
         lambda w, g, lr, wd: w - lr * (g + 0.5 * wd * w),
         lambda w, g, lr, wd: (1 - wd) * w - lr * g,
@@ -433,18 +329,6 @@ CASES_05_08 = {
 
 
 # --------------------------------------------------------------------------- notebook 13
-def _update_ratios(before, after):
-    return [float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)) for b, a in zip(before, after)]
-
-
-def _verdict(norms):
-    values = list(norms.values())
-    if not all(math.isfinite(v) for v in values):
-        return "exploding"
-    ratio = values[0] / values[-1]
-    return "exploding" if ratio > 1e3 else "vanishing" if ratio < 1e-3 else "healthy"
-
-
 def _verdict_swapped(norms):
     values = list(norms.values())
     ratio = values[-1] / values[0]
@@ -488,17 +372,6 @@ CASES_13 = {
 
 
 # --- notebook 14 ------------------------------------------------------------------------------
-
-def _split_once(n, test_fraction, seed):
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    k = round(n * test_fraction)
-    return order[k:], order[:k]
-
-
-def _separable_conv(c_in, c_out, k):
-    return nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),
-                         nn.Conv2d(c_in, c_out, 1, bias=False))
-
 
 CASES_14 = {
     ex.check_split_once: (_split_once, [

@@ -1,15 +1,19 @@
 """`make html`: the course site builds byte-stably, offline, and every page works in Chromium.
 
-The browser tests open every page of a freshly built site in headless Chromium
-(tools/headless.py, the DevTools protocol over a pipe) and check that it loads without a
-JavaScript exception or console error, shows every figure its notebook stores, links only
-to pages that exist, and requests nothing but files. Without Chromium they FAIL, unless
-COURSE_SKIP_BROWSER=1 says to skip them (`make test` installs Chromium:
-tools/install_browser.sh).
+The browser tests open every page of a freshly built site in headless Chromium, driven by
+Playwright (the system's Chromium, through ``executable_path``: Playwright downloads no
+browser of its own), and check that it loads without a JavaScript exception or console
+error, shows every figure its notebook stores, typesets every formula (MathML with a
+non-zero rendered size, and no TeX source left in the prose), links only to pages that
+exist, requests nothing but files, and draws Chinese glyphs (not the empty boxes of a
+missing font). Without Chromium they FAIL, unless COURSE_SKIP_BROWSER=1 says to skip them
+(`make test` installs Chromium and a CJK font: tools/install_browser.sh).
 """
 
+import html
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,15 +25,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 import build_site  # noqa: E402
-import headless  # noqa: E402
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-PAGE_TIMEOUT = 20.0
+PAGE_TIMEOUT_MS = 20_000
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+# Without these Chromium tries to reach Google's hosts at start (update checks, sync, field trials).
+CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-default-apps",
+                 "--disable-features=Translate,MediaRouter,OptimizationHints"]
 
-# What the browser measures on a page: images (and how many are decoded), links, broken anchors.
-PAGE_PROBE = """(() => {
+# What the browser measures on a page: images (and how many are decoded), links, broken
+# anchors, formulas (and their rendered size) and any TeX source left in the prose.
+PAGE_PROBE = r"""() => {
   const images = [...document.images];
   const here = location.href.split('#')[0];
+  const formulas = [...document.querySelectorAll('math')];
+  const texLeft = [];
+  for (const prose of document.querySelectorAll('.jp-RenderedMarkdown, td.goals')) {
+    const copy = prose.cloneNode(true);
+    copy.querySelectorAll('code, pre, math').forEach(e => e.remove());
+    const found = copy.textContent.match(/\\[A-Za-z]{2,}|\\[()\[\]]|\$\$|\$[^$\s][^$]*\$/g);
+    if (found) texLeft.push(...found);
+  }
   return {
     title: document.title,
     images: images.length,
@@ -42,8 +59,44 @@ PAGE_PROBE = """(() => {
                    && !document.getElementById(decodeURIComponent(a.hash.slice(1))))
       .map(a => a.hash),
     textLength: document.body.innerText.length,
+    formulas: formulas.length,
+    unrendered: formulas.filter(m => {
+      const box = m.getBoundingClientRect();
+      return !(box.width > 0 && box.height > 0) || !getComputedStyle(m).display.includes('math');
+    }).map(m => m.textContent).slice(0, 5),
+    texLeft: texLeft.slice(0, 5),
   };
-})()"""
+}"""
+
+# Chinese glyphs are drawn when two different characters give different pixels: a missing
+# font draws the same empty box (tofu) for both. Measured in the font the page uses there.
+CJK_PROBE = r"""(element) => {
+  const font = getComputedStyle(element).font;
+  const pixels = (text) => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 64; canvas.height = 64;
+    const context = canvas.getContext('2d');
+    context.font = font.replace(/\d+(\.\d+)?px/, '40px');
+    context.fillStyle = '#000';
+    context.textBaseline = 'top';
+    context.fillText(text, 4, 8);
+    return context.getImageData(0, 0, 64, 64).data.filter((_, i) => i % 4 === 3);
+  };
+  const first = pixels('梯'), second = pixels('度');
+  return {
+    text: element.textContent,
+    inked: first.filter(a => a > 0).length,
+    differing: first.filter((a, i) => a !== second[i]).length,
+    width: element.getBoundingClientRect().width,
+  };
+}"""
+
+
+def find_chromium() -> str | None:
+    """$COURSE_CHROMIUM if set, else the first Chromium or Chrome on PATH."""
+    if os.environ.get("COURSE_CHROMIUM"):
+        return os.environ["COURSE_CHROMIUM"] if os.access(os.environ["COURSE_CHROMIUM"], os.X_OK) else None
+    return next(filter(None, map(shutil.which, CHROMIUM_NAMES)), None)
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +106,48 @@ def site(tmp_path_factory):
     return out, pages
 
 
+class Page:
+    """A Playwright page that records console errors, page errors and every requested URL."""
+
+    def __init__(self, page):
+        self.page, self.errors, self.requests = page, [], []
+        page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "assert") else None)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+        page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url[:100]} {r.failure}"))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def open(self, path: Path) -> dict:
+        self.errors.clear()
+        self.requests.clear()
+        self.page.goto(path.as_uri(), wait_until="load", timeout=PAGE_TIMEOUT_MS)
+        return self.page.evaluate(PAGE_PROBE)
+
+
 @pytest.fixture(scope="module")
 def page():
-    executable = headless.find_chromium()
+    executable = find_chromium()
     if executable is None:
         if os.environ.get("COURSE_SKIP_BROWSER") == "1":
             pytest.skip("COURSE_SKIP_BROWSER=1: the browser test is skipped on request")
         pytest.fail("Chromium was not found ($COURSE_CHROMIUM if set, else "
-                    f"{', '.join(headless.CANDIDATES)} on PATH). Install it with "
+                    f"{', '.join(CHROMIUM_NAMES)} on PATH). Install it with "
                     "`sudo tools/install_browser.sh` (make test does this as root), point "
                     "COURSE_CHROMIUM at one, or set COURSE_SKIP_BROWSER=1 to skip this test.",
                     pytrace=False)
-    browser = headless.Browser.launch(executable, timeout=PAGE_TIMEOUT)
-    try:
-        yield browser.new_page(width=1280, height=900)
-    finally:
-        browser.close()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+            yield Page(context.new_page())
+        finally:
+            browser.close()
 
 
 def _open(page, path: Path) -> dict:
-    page.navigate(path.as_uri(), timeout=PAGE_TIMEOUT)
-    page.settle(0.1)
-    return page.evaluate(PAGE_PROBE)
+    return page.open(path)
 
 
 # --- the build, without a browser ------------------------------------------------------
@@ -135,7 +208,8 @@ def test_title_goals_and_figures_of_a_small_notebook(tmp_path):
     text = (tmp_path / "out" / "42_test.html").read_text(encoding="utf-8")
     assert f'src="data:image/png;base64,{png}"' in text
     assert 'alt="Figure 1 of notebook 42, output of cell [1]"' in text
-    assert '<code class="tex">$x^2$</code>' in text
+    assert '<code class="tex">' not in text
+    assert '<math display="inline"><mrow><msup><mi>x</mi><mn>2</mn></msup></mrow></math>' in text
     assert 'href="index.html"' in text
 
 
@@ -156,8 +230,8 @@ def test_cli_builds_into_the_given_folder(tmp_path, capsys):
 # --- in the browser --------------------------------------------------------------------
 
 def _check_loaded(page, path: Path, probe: dict) -> None:
-    assert page.problems() == [], f"{path.name}: errors in the browser"
-    foreign = [url for url in page.requested_urls() if urlsplit(url).scheme not in ("file", "data")]
+    assert page.errors == [], f"{path.name}: errors in the browser"
+    foreign = [url for url in page.requests if urlsplit(url).scheme not in ("file", "data")]
     assert foreign == [], f"{path.name} requested non-file URLs"
     assert probe["decoded"] == probe["images"], (
         f"{path.name}: only {probe['decoded']} of {probe['images']} images shown")
@@ -166,6 +240,9 @@ def _check_loaded(page, path: Path, probe: dict) -> None:
         parts = urlsplit(link)
         if parts.scheme == "file":
             assert Path(unquote(parts.path)).is_file(), f"{path.name} links to a missing page {link}"
+    assert probe["texLeft"] == [], f"{path.name}: TeX source shown in the prose"
+    assert probe["unrendered"] == [], f"{path.name}: formulas not rendered as MathML (no size or no math layout)"
+    assert probe["formulas"] == path.read_text(encoding="utf-8").count("<math "), path.name
 
 
 def test_index_loads_and_links_every_page(site, page):
@@ -174,11 +251,12 @@ def test_index_loads_and_links_every_page(site, page):
     _check_loaded(page, out / "index.html", probe)
     linked = {Path(unquote(urlsplit(link).path)).name for link in probe["links"]}
     assert {summary["href"] for summary in pages} <= linked
-    page.screenshot(out / "screenshot_index.png")
+    assert probe["formulas"] >= 1, "the syllabus shows the learning goals' formulas"
+    page.page.screenshot(path=out / "screenshot_index.png")
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
-def test_page_loads_and_shows_every_figure(site, page, notebook):
+def test_page_loads_and_shows_every_figure_and_formula(site, page, notebook):
     out, pages = site
     position = [summary["path"] for summary in pages].index(notebook)
     summary = pages[position]
@@ -192,13 +270,80 @@ def test_page_loads_and_shows_every_figure(site, page, notebook):
     neighbours = {pages[i]["href"] for i in (position - 1, position + 1) if 0 <= i < len(pages)}
     assert {"index.html"} | neighbours <= linked, f"{summary['href']}: navigation links missing"
     if position == 2:
-        page.screenshot(out / f"screenshot_{notebook.stem}.png")
+        page.page.screenshot(path=out / f"screenshot_{notebook.stem}.png")
+        page.page.locator("math[display=block]").first.scroll_into_view_if_needed()
+        page.page.screenshot(path=out / f"screenshot_{notebook.stem}_math.png")
+
+
+def test_a_formula_is_typeset_not_printed(site, page):
+    """A fraction is laid out on two levels: taller than one line of its own text."""
+    out, _ = site
+    page.open(out / "02_vanishing_exploding.html")
+    sizes = page.page.evaluate("""() => [...document.querySelectorAll('math[display=block] mfrac')].map(f => {
+        const box = f.getBoundingClientRect(), line = parseFloat(getComputedStyle(f).fontSize);
+        return box.height / line; })""")
+    assert sizes and min(sizes) > 1.4, sizes
+
+
+def test_chinese_glyphs_are_drawn(site, page):
+    out, _ = site
+    welcome = next(summary for summary in site[1] if summary["number"] == "00")
+    page.open(out / welcome["href"])
+    cell = page.page.locator("td", has_text=re.compile("[\u4e00-\u9fff]")).first
+    cell.scroll_into_view_if_needed()
+    probe = cell.evaluate(CJK_PROBE)
+    assert re.search("[\u4e00-\u9fff]", probe["text"]) and probe["width"] > 0, probe
+    assert probe["inked"] > 50, f"no ink for a Chinese character: {probe}"
+    assert probe["differing"] > 50, (f"two Chinese characters draw the same box: no CJK font ({probe}); "
+                                     "install one (tools/install_browser.sh adds fonts-wqy-microhei)")
+    page.page.locator("table", has=cell).first.screenshot(path=out / "screenshot_glossary.png")
 
 
 def test_screenshots_were_taken(site, page):
     out, _ = site
     shots = sorted(out.glob("screenshot_*.png"))
-    assert len(shots) == 2, shots
+    assert len(shots) == 4, shots
     for shot in shots:
         data = shot.read_bytes()
-        assert data.startswith(b"\x89PNG") and len(data) > 20_000, shot
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000, shot
+
+
+# --- math, without a browser -----------------------------------------------------------
+
+@pytest.mark.parametrize("source", [r"a $x^2$ b", r"a \(x^2\) b", r"a \\(x^2\\) b"])
+def test_inline_math_in_every_notation_is_typeset(source):
+    assert build_site.markdown_to_html(source) == (
+        '<p>a <math display="inline"><mrow><msup><mi>x</mi><mn>2</mn></msup></mrow></math> b</p>\n')
+
+
+@pytest.mark.parametrize("source", ["$$\\frac{1}{2}$$", "\\[\\frac{1}{2}\\]",
+                                    "\\begin{equation}\\frac{1}{2}\\end{equation}"])
+def test_display_math_is_typeset_as_a_block(source):
+    text = build_site.markdown_to_html(source)
+    assert '<math display="block">' in text and "<mfrac><mrow><mn>1</mn></mrow><mrow><mn>2</mn>" in text
+    assert "\\" not in text
+
+
+def test_code_keeps_its_dollars_and_backslashes():
+    text = build_site.markdown_to_html(
+        "Run `echo $HOME $PATH` and\n\n```python\nlabel = r\"$\\sigma_w$\"\n```\n\ncost \\$5")
+    assert "<code>echo $HOME $PATH</code>" in text
+    assert "$\\sigma_w$" in text and "<math" not in text
+    assert "cost $5" in text
+
+
+def test_blackboard_and_calligraphic_letters_become_unicode_letters():
+    # MathML Core renders no mathvariant but "normal": the letter itself must carry the style.
+    for tex in (r"\mathbb E \mathcal N \mathbb R", r"\mathbb{E} \mathcal{N} \mathbb{R}"):
+        assert html.unescape(build_site.tex_to_mathml(tex)) == (
+            '<math display="inline"><mrow><mi>𝔼</mi><mi>𝒩</mi><mi>ℝ</mi></mrow></math>'), tex
+
+
+def test_a_formula_that_cannot_be_typeset_stops_the_build(tmp_path):
+    with pytest.raises(ValueError, match=r"\\undefinedmacro"):
+        build_site.tex_to_mathml(r"x + \undefinedmacro{y}")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# 43 · Broken\n\n$\\undefinedmacro$")]
+    nbformat.write(nb, tmp_path / "43_broken.ipynb")
+    with pytest.raises(ValueError, match="43_broken.ipynb"):
+        build_site.build_site([tmp_path / "43_broken.ipynb"], tmp_path / "out")

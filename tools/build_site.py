@@ -1,13 +1,16 @@
-"""Render the executed course to a static, offline site: an index and one page per notebook.
+r"""Render the executed course to a static, offline site: an index and one page per notebook.
 
 Usage: python tools/build_site.py [--out site] [notebooks/*.ipynb]
 
 The notebooks are rendered as committed, with their stored outputs (nothing is executed),
 by nbconvert's JupyterLab template with every script removed: the template's MathJax,
 require.js and Mermaid loaders would fetch from a CDN, and nothing on these pages needs
-JavaScript. Math stays TeX source, set in monospace. Figures are embedded as data URIs, so
-each page is one file that works from any folder, a USB stick or an e-mail. Pages are written
-in sorted order with nothing time-dependent in them: two builds are byte-identical.
+JavaScript. Math ($…$, $$…$$, \(…\), \[…\] and \begin{…} environments in Markdown) is
+typeset at build time into MathML by latex2mathml, which browsers render natively (MathML
+Core); a formula it cannot typeset stops the build rather than show TeX source. Figures are
+embedded as data URIs, so each page is one file that works from any folder, a USB stick or
+an e-mail. Pages are written in sorted order with nothing time-dependent in them: two builds
+are byte-identical.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ import html
 import re
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import jinja2
+import latex2mathml.converter
 import nbformat
 from nbconvert.exporters import HTMLExporter, TemplateExporter
 from nbconvert.filters.highlight import Highlight2HTML
-from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath, MathBlockParser, MathInlineParser
 from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +43,8 @@ nav.site-nav { display: flex; justify-content: space-between; gap: 1em; padding:
 nav.site-nav a { color: #1a5fb4; text-decoration: none; }
 nav.site-nav a:hover { text-decoration: underline; }
 nav.site-nav .disabled { color: #9aa0a6; }
-code.tex, pre.tex { font-family: var(--jp-code-font-family, monospace); color: #6b3f00;
-  background: #fbf6ee; border-radius: 3px; padding: 0 0.2em; white-space: pre-wrap; }
-pre.tex { display: block; padding: 0.4em 0.8em; margin: 0.6em 0; }
+math { font-size: 1.08em; }
+math[display="block"] { margin: 0.6em 0; overflow-x: auto; overflow-y: hidden; }
 """
 
 # JupyterLab's template, minus every script (CDN loaders) and plus the navigation bar.
@@ -74,37 +78,110 @@ alt="{{ output.metadata.get('site_alt', 'figure') | escape_html }}">
 """
 
 
-class TexRenderer(IPythonRenderer):
-    """nbconvert's Markdown renderer, with math marked up as TeX source instead of left for MathJax."""
+# Single-backslash \( \) and \[ \] (as JupyterLab accepts them) besides nbconvert's doubled ones.
+_INLINE_LATEX = re.compile(r"(?<!\\)\\{1,2}\((?P<math_inline_latex>.*?)(?<!\\)\\{1,2}\)", re.S)
+_BLOCK_LATEX = re.compile(r"(?<!\\)\\{1,2}\[(?P<math_block_latex>.*?)(?<!\\)\\{1,2}\]", re.S)
+
+
+class CourseInlineParser(MathInlineParser):
+    SPECIFICATION = {**MathInlineParser.SPECIFICATION,
+                     "block_math_latex": _BLOCK_LATEX.pattern, "inline_math_latex": _INLINE_LATEX.pattern}
+
+
+class CourseBlockParser(MathBlockParser):
+    SPECIFICATION = {**MathBlockParser.SPECIFICATION,
+                     "multiline_math": MathBlockParser.SPECIFICATION["multiline_math"] + "|" + _BLOCK_LATEX.pattern
+                     .replace("?P<math_block_latex>", "?:")}
+
+
+# MathML Core (what Chromium renders) ignores mathvariant other than "normal": letters in
+# \mathbb, \mathcal, \mathbf … become the Unicode mathematical alphanumerics instead.
+_VARIANT_NAMES = {"double-struck": "DOUBLE-STRUCK", "script": "SCRIPT", "bold": "BOLD", "fraktur": "FRAKTUR",
+                  "bold-italic": "BOLD ITALIC", "sans-serif": "SANS-SERIF", "monospace": "MONOSPACE",
+                  "italic": "ITALIC", "bold-script": "BOLD SCRIPT", "bold-fraktur": "BOLD FRAKTUR"}
+_GREEK = {"α": "ALPHA", "β": "BETA", "γ": "GAMMA", "δ": "DELTA", "ε": "EPSILON", "η": "ETA", "θ": "THETA",
+          "λ": "LAMDA", "μ": "MU", "σ": "SIGMA", "φ": "PHI", "ω": "OMEGA", "χ": "CHI", "ψ": "PSI"}
+_VARIANT = re.compile(r'<mi mathvariant="([a-z-]+)">([^<]+)</mi>')
+
+
+def _styled(variant: str, text: str) -> str | None:
+    style = _VARIANT_NAMES.get(variant)
+    if style is None:
+        return None
+    out = []
+    for char in html.unescape(text):
+        if char.isascii() and char.isalpha():
+            kind = f"{'CAPITAL' if char.isupper() else 'SMALL'} {char.upper()}"
+        elif char.isascii() and char.isdigit():
+            kind = f"DIGIT {unicodedata.name(char).split()[-1]}"
+        elif char in _GREEK:
+            kind = f"SMALL {_GREEK[char]}"
+        else:
+            return None
+        for name in (f"MATHEMATICAL {style} {kind}", f"{style} {kind}", f"{style.split()[-1]} {kind}"):
+            try:
+                out.append(unicodedata.lookup(name))
+                break
+            except KeyError:
+                continue
+        else:
+            return None
+    return "".join(out)
+
+
+def tex_to_mathml(tex: str, display: str = "inline") -> str:
+    r"""A TeX formula as MathML for the page; ValueError where it cannot be typeset.
+
+    >>> tex_to_mathml(r"\mathbb E x")
+    '<math display="inline"><mrow><mi>𝔼</mi><mi>x</mi></mrow></math>'
+    """
+    try:
+        mathml = latex2mathml.converter.convert(tex.strip(), display=display)
+    except Exception as error:  # latex2mathml raises its own exception types and a few built-in ones
+        raise ValueError(f"cannot typeset the formula {tex!r}: {type(error).__name__}: {error}") from error
+    mathml = _VARIANT.sub(lambda m: f"<mi>{_styled(m[1], m[2])}</mi>" if _styled(m[1], m[2]) else m[0], mathml)
+    mathml = mathml.replace(' xmlns="http://www.w3.org/1998/Math/MathML"', "")
+    leaked = re.search(r">[^<]*\\[A-Za-z]+", mathml)
+    if leaked or "<merror" in mathml:
+        raise ValueError(f"cannot typeset the formula {tex!r}: an unknown command would show as TeX"
+                         f"{' (' + leaked[0][1:] + ')' if leaked else ''}")
+    return mathml
+
+
+class MathMLRenderer(IPythonRenderer):
+    """nbconvert's Markdown renderer, with math typeset as MathML instead of left for MathJax."""
 
     def inline_math(self, body: str) -> str:
-        return f'<code class="tex">${self.escape_html(body)}$</code>'
+        return tex_to_mathml(body, "inline")
 
     def block_math(self, body: str) -> str:
-        return f'<pre class="tex">$${self.escape_html(body)}$$</pre>'
+        return tex_to_mathml(body, "block")
 
     def latex_environment(self, name: str, body: str) -> str:
-        name, body = self.escape_html(name), self.escape_html(body)
-        return f'<pre class="tex">\\begin{{{name}}}{body}\\end{{{name}}}</pre>'
+        return tex_to_mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", "block")
+
+
+def _markdown(renderer) -> MarkdownWithMath:
+    return MarkdownWithMath(renderer=renderer, block=CourseBlockParser(), inline=CourseInlineParser(hard_wrap=False))
 
 
 def markdown_to_html(source: str) -> str:
     """Markdown (with math) to HTML, the way the pages render it."""
-    return MarkdownWithMath(renderer=TexRenderer(escape=False)).render(source)
+    return _markdown(MathMLRenderer(escape=False)).render(source)
 
 
 class SiteExporter(HTMLExporter):
-    """HTMLExporter whose Markdown cells use :class:`TexRenderer`."""
+    """HTMLExporter whose Markdown cells use :class:`MathMLRenderer`."""
 
     @jinja2.pass_context
     def markdown2html(self, context, source):
         cell = context.get("cell", {})
-        renderer = TexRenderer(escape=False, attachments=cell.get("attachments", {}),
+        renderer = MathMLRenderer(escape=False, attachments=cell.get("attachments", {}),
                                embed_images=self.embed_images,
                                path=context.get("resources", {}).get("metadata", {}).get("path", ""),
                                anchor_link_text=self.anchor_link_text,
                                exclude_anchor_links=self.exclude_anchor_links)
-        return MarkdownWithMath(renderer=renderer).render(source)
+        return _markdown(renderer).render(source)
 
     def from_notebook_node(self, nb, resources=None, **kw):
         # HTMLExporter.from_notebook_node without its closing BeautifulSoup pass (another third
@@ -219,7 +296,7 @@ code {{ font-size: 0.92em; }}
 <body>
 <h1>{html.escape(COURSE)}</h1>
 <p>A hands-on course on vanishing and exploding gradients: {len(pages)} notebooks,
-{figures} figures, rendered with their stored outputs. Math is shown as TeX source.</p>
+{figures} figures, rendered with their stored outputs.</p>
 <table>
 <thead><tr><th>#</th><th>notebook</th><th>learning goals</th><th>figures</th></tr></thead>
 <tbody>
@@ -256,7 +333,10 @@ def build_site(notebooks, out_dir) -> list[dict]:
                      "site_nav": _nav(pages, position), "site_css": SITE_CSS}
         notebook = page.pop("notebook")
         _label_figures(notebook, page["number"])
-        body, _ = exporter.from_notebook_node(notebook, resources=resources)
+        try:
+            body, _ = exporter.from_notebook_node(notebook, resources=resources)
+        except ValueError as error:
+            raise ValueError(f"{page['path'].name}: {error}") from error
         _write(out_dir / page["href"], body)
     _write(out_dir / "index.html", _index_html(pages))
 

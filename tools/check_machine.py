@@ -1,7 +1,8 @@
 """Check a machine for the Gradient Flow course: run it (`make check-machine`) before a workshop.
 
-Checks the Python version, that every package pinned in requirements.txt is installed at
-its pinned version, the device and torch's thread count, free disk space and memory, and
+Checks the Python version (3.11 to 3.14; a newer one is only a warning), that every package
+of the lock (requirements.txt) is installed at its locked version, which build of torch is
+installed (CPU or CUDA), the device and torch's thread count, free disk space and memory, and
 times a few training steps of a 20-layer MLP on the digits to estimate how long the course
 takes here compared with the reference machine (2-core CPU, benchmarks/RESULTS.md).
 Exits 1 if something would stop the course from running; slowness is only a warning.
@@ -24,29 +25,55 @@ ROOT = Path(__file__).resolve().parents[1]
 # time_training_step() on the reference machine (the 2-core CPU of benchmarks/RESULTS.md), in ms:
 # the median of 15 runs (2.6 to 4.6 ms; the machine was shared with other jobs).
 REFERENCE_STEP_MS = 3.2
-# The whole course on the reference machine when RESULTS.md cannot be read (seconds, 13 notebooks).
-REFERENCE_COURSE_S = 251.1
+# The whole course on the reference machine when RESULTS.md cannot be read (seconds, 15 notebooks).
+REFERENCE_COURSE_S = 322.0
 MIN_FREE_DISK_GIB = 1.0
 MIN_MEMORY_GIB = 2.0
 
 
+TESTED_PYTHONS = ((3, 11), (3, 12), (3, 13), (3, 14))
+
+
 def check_python(version_info=sys.version_info) -> list[str]:
-    """Problems with the Python version (the course is pinned to 3.11)."""
-    if tuple(version_info[:2]) != (3, 11):
+    """Problems with the Python version: older than 3.11."""
+    if tuple(version_info[:2]) < TESTED_PYTHONS[0]:
         found = ".".join(str(part) for part in version_info[:3])
-        return [f"Python {found}: the course needs Python 3.11 (`make install` builds .venv with it)"]
+        return [f"Python {found}: the course needs Python 3.11 to 3.14 "
+                "(`make install PYTHON=/path/to/python3.11` builds .venv with another one)"]
+    return []
+
+
+def python_warnings(version_info=sys.version_info) -> list[str]:
+    """A warning for a Python newer than the course was tested with."""
+    if tuple(version_info[:2]) > TESTED_PYTHONS[-1]:
+        found = ".".join(str(part) for part in version_info[:3])
+        return [f"Python {found} is newer than the course was tested with (3.11 to 3.14): it may work; "
+                "if a package fails to install, use Python 3.14 or older"]
     return []
 
 
 def pinned(requirements: Path = ROOT / "requirements.txt") -> dict[str, str]:
-    """{package: version} of every ``name==version`` line of requirements.txt."""
+    """{package: version} of every ``name==version`` line of the lock that applies to this machine."""
+    from packaging.requirements import Requirement
+
     pins = {}
     for line in requirements.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if "==" in line:
-            name, version = (part.strip() for part in line.split("==", 1))
-            pins[name] = version
+            requirement = Requirement(line)
+            if requirement.marker is None or requirement.marker.evaluate():
+                pins[requirement.name] = str(requirement.specifier).removeprefix("==")
     return pins
+
+
+def torch_build(version: str, cuda: str | None, has_gpu: bool) -> tuple[str, list[str]]:
+    """Which build of torch is installed ("CPU build", "CUDA 12.8 build"), and a warning if it does not fit."""
+    if cuda:
+        warnings = [] if has_gpu else [
+            f"torch {version} is a CUDA {cuda} build but no CUDA GPU is visible: the CPU build is enough here "
+            "and about 10x smaller (see the README, section 'GPU, CPU and offline')"]
+        return f"CUDA {cuda} build", warnings
+    return "CPU build", []
 
 
 def check_packages(pins: dict[str, str], version=importlib.metadata.version) -> list[str]:
@@ -89,7 +116,7 @@ def reference_course_seconds(results: Path = ROOT / "benchmarks" / "RESULTS.md")
         match = None
     if match:
         return float(match.group(2)), int(match.group(1))
-    return REFERENCE_COURSE_S, 13
+    return REFERENCE_COURSE_S, 15
 
 
 def time_training_step(device, *, depth: int = 20, width: int = 64, batch: int = 128,
@@ -160,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     shown = executable.relative_to(ROOT) if executable.is_relative_to(ROOT) else executable
     report(not problems, f"Python {version} ({shown})", problems)
     failures += problems
+    warnings += python_warnings()
 
     pins = pinned()
     problems = check_packages(pins)
-    report(not problems, f"{len(pins) - len(problems)} of {len(pins)} pinned packages at their pinned version",
+    report(not problems, f"{len(pins) - len(problems)} of {len(pins)} locked packages at their locked version",
            problems)
     failures += problems
 
@@ -183,7 +211,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from helpers.device import get_device
         device = get_device()
-        report(True, f"torch {torch.__version__}, device {device}, {torch.get_num_threads()} CPU thread(s)"
+        build, build_warnings = torch_build(torch.__version__, torch.version.cuda, torch.cuda.is_available())
+        warnings += build_warnings
+        report(True, f"torch {torch.__version__} ({build}), device {device}, {torch.get_num_threads()} CPU thread(s)"
                f"{'' if device.type != 'cuda' else ' (' + torch.cuda.get_device_name(device) + ')'}")
         step_s = time_training_step(device, repeats=3 if "--quick" in argv else 10)
     except Exception as error:  # anything here means the course cannot run: say what, fail

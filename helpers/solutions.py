@@ -1,0 +1,393 @@
+"""Worked solutions of the exercises, shown on request: ``show_solution("3.1")``.
+
+Every exercise of the course has a checker in :mod:`helpers.exercises` and a reference
+solution here, keyed by the exercise's id ("3.1" is the first exercise of notebook 03). The
+tests run every solution through its checker, so each one printed is one that passes.
+
+The rule: a solution is shown once you have tried. ``show_solution(id)`` prints it after the
+exercise's checker has checked an attempt of yours in this session (your function returned
+something, right or wrong); before that it prints a "try first" note. ``force=True`` shows
+it anyway: studying alone, you decide. Nothing is recorded anywhere but in this Python
+session, so restarting the kernel resets it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A worked solution: the function that passes ``checker`` and what to take from it."""
+
+    exercise: str
+    checker: str
+    function: Callable
+    explanation: str
+
+    @property
+    def code(self) -> str:
+        return textwrap.dedent(inspect.getsource(self.function)).rstrip()
+
+
+# --- notebook 01 ---------------------------------------------------------------------------
+
+def quadratic_gradient(A, b, theta):
+    return A @ theta - b
+
+
+def largest_stable_lr(A):
+    return 2 / torch.linalg.eigvalsh(A).max()
+
+
+def linear_backward(x, W, b, grad_out):
+    grad_x = grad_out @ W          # (batch, out) @ (out, in)
+    grad_W = grad_out.T @ x        # (out, batch) @ (batch, in)
+    grad_b = grad_out.sum(dim=0)   # the bias is added to every row
+    return grad_x, grad_W, grad_b
+
+
+# --- notebook 02 ---------------------------------------------------------------------------
+
+def critical_sigma_w(activation):
+    return {"relu": math.sqrt(2), "tanh": 1.0}[activation]
+
+
+def layer_gradient_norms(model):
+    return [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, nn.Linear)]
+
+
+def exploding_exponent(depth):
+    return depth
+
+
+# --- notebook 03 ---------------------------------------------------------------------------
+
+def xavier_std(fan_in, fan_out):
+    return math.sqrt(2 / (fan_in + fan_out))
+
+
+def he_uniform_bound(fan_in, fan_out):
+    return math.sqrt(6 / fan_in)
+
+
+def orthogonal_matrix(rows, cols, generator):
+    a = torch.randn(max(rows, cols), min(rows, cols), generator=generator)
+    q, r = torch.linalg.qr(a)
+    q = q * torch.diagonal(r).sign()   # make the factorisation unique: uniform over orthogonal matrices
+    return q.T if rows < cols else q
+
+
+# --- notebook 04 ---------------------------------------------------------------------------
+
+def leaky_relu(x, a):
+    return torch.where(x > 0, x, a * x)
+
+
+def sigmoid_derivative(x):
+    s = torch.sigmoid(x)
+    return s * (1 - s)
+
+
+def dead_fraction(h):
+    return (h == 0).all(dim=0).float().mean().item()
+
+
+# --- notebook 05 ---------------------------------------------------------------------------
+
+def batch_norm_forward(x, gamma, beta, eps):
+    mean = x.mean(dim=0)
+    var = x.var(dim=0, unbiased=False)
+    return gamma * (x - mean) / torch.sqrt(var + eps) + beta
+
+
+def running_variance(running_var, batch, momentum):
+    return (1 - momentum) * running_var + momentum * batch.var(dim=0)
+
+
+def weight_norm(g, v):
+    return g * v / v.norm(dim=1, keepdim=True)
+
+
+# --- notebook 06 ---------------------------------------------------------------------------
+
+def residual_block(x, branch, projection):
+    skip = x if projection is None else projection(x)
+    return skip + branch(x)
+
+
+def residual_jacobian(jacobians):
+    n = jacobians[0].shape[0]
+    total = torch.eye(n, dtype=jacobians[0].dtype)
+    for j in jacobians:
+        total = (torch.eye(n, dtype=j.dtype) + j) @ total
+    return total
+
+
+# --- notebook 07 ---------------------------------------------------------------------------
+
+def clip_by_value(g, v):
+    return torch.minimum(torch.maximum(g, torch.tensor(-v, dtype=g.dtype)), torch.tensor(v, dtype=g.dtype))
+
+
+def clip_by_global_norm(grads, max_norm):
+    total = torch.sqrt(sum(g.square().sum() for g in grads))
+    scale = min(1.0, max_norm / float(total))
+    return [g * scale for g in grads]
+
+
+def threshold_from_norms(norms, fraction):
+    return float(torch.quantile(torch.tensor(norms), 1 - fraction))
+
+
+# --- notebook 08 ---------------------------------------------------------------------------
+
+def l1_gradient(w, lam):
+    return lam * torch.sign(w)
+
+
+def inverted_dropout(x, mask, p):
+    return x * mask / (1 - p)
+
+
+def weight_decay_step(w, g, lr, weight_decay):
+    return w - lr * (g + weight_decay * w)
+
+
+# --- notebook 09 ---------------------------------------------------------------------------
+
+def momentum_step(param, grad, buf, lr, momentum, nesterov):
+    buf = momentum * buf + grad
+    step = grad + momentum * buf if nesterov else buf
+    return param - lr * step, buf
+
+
+def adam_step(param, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad ** 2
+    m_hat, v_hat = m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+    return param - lr * m_hat / (v_hat.sqrt() + eps), m, v
+
+
+# --- notebook 10 ---------------------------------------------------------------------------
+
+def cosine_lr(t, T, eta_max, eta_min):
+    return eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / T))
+
+
+def half_life_gamma(k):
+    return 0.5 ** (1 / k)
+
+
+# --- notebook 11 ---------------------------------------------------------------------------
+
+def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
+    i_r, i_z, i_n = (x @ weight_ih.T + bias_ih).chunk(3, dim=1)
+    h_r, h_z, h_n = (h @ weight_hh.T + bias_hh).chunk(3, dim=1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)      # the reset gate multiplies W_hn h + b_hn, bias included
+    return (1 - z) * n + z * h
+
+
+def bptt(weight_hh, states, grad_last):
+    grads = [grad_last]
+    for h in reversed(states[1:]):
+        grads.append((grads[-1] * (1 - h**2)) @ weight_hh)   # through tanh, then through W_hh
+    return grads[::-1]
+
+
+def growth_bound(weight_hh):
+    return torch.linalg.matrix_norm(weight_hh, ord=2)
+
+
+# --- notebook 12 ---------------------------------------------------------------------------
+
+def float_max(e, m):
+    return (2 - 2.0**-m) * 2.0 ** (2 ** (e - 1) - 1)
+
+
+def scale_update(scale, tracker, found_inf, growth_factor, backoff_factor, growth_interval):
+    if found_inf:
+        return scale * backoff_factor, 0
+    if tracker + 1 == growth_interval:
+        return scale * growth_factor, 0
+    return scale, tracker + 1
+
+
+def amp_step(model, x, y, optimizer, scaler, max_norm):
+    loss = nn.functional.mse_loss(model(x), y)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)                                   # true gradients first …
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)  # … then clip them
+    scaler.step(optimizer)                                       # skipped if any gradient is inf/NaN
+    scaler.update()
+
+
+# --- notebook 13 ---------------------------------------------------------------------------
+
+def update_ratios(before, after):
+    return [float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b)) for b, a in zip(before, after)]
+
+
+def gradient_verdict(norms):
+    values = list(norms.values())           # ordered from the input to the output
+    if not all(math.isfinite(v) for v in values):
+        return "exploding"
+    ratio = values[0] / values[-1]          # first layer's gradient over the last one's
+    return "exploding" if ratio > 1e3 else "vanishing" if ratio < 1e-3 else "healthy"
+
+
+# --- notebook 14 ---------------------------------------------------------------------------
+
+def split_once(n, test_fraction, seed):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    k = round(n * test_fraction)
+    return order[k:], order[:k]
+
+
+def separable_conv(c_in, c_out, k):
+    return nn.Sequential(nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in, bias=False),   # depthwise
+                         nn.Conv2d(c_in, c_out, 1, bias=False))                                # pointwise
+
+
+_TABLE = [
+    ("1.1", "check_quadratic_gradient", quadratic_gradient,
+     "∇(½θᵀAθ) = Aθ for a symmetric A, and ∇(bᵀθ) = b; the result has theta's shape."),
+    ("1.2", "check_largest_stable_lr", largest_stable_lr,
+     "Along an eigenvector with eigenvalue λ one step multiplies the error by (1 − ηλ); |1 − ηλ| < 1 for "
+     "every λ means η < 2/λ_max. eigvalsh is for symmetric matrices and returns real eigenvalues."),
+    ("1.3", "check_linear_backward", linear_backward,
+     "For y = xWᵀ + b each gradient is a product with grad_out whose shapes must match the input: "
+     "grad_x like x, grad_W like W, grad_b like b (summed over the batch)."),
+    ("2.1", "check_critical_sigma_w", critical_sigma_w,
+     "χ = σ_w²·E[φ′(z)²] = 1 is the edge between vanishing and exploding: ReLU's slope is 1 on half the "
+     "inputs, so σ_w² = 2; tanh's slope is about 1 near 0, so σ_w = 1."),
+    ("2.2", "check_layer_gradient_norms", layer_gradient_norms,
+     "model.modules() visits the layers from input to output; take each Linear layer's weight gradient "
+     "(not the biases) and its norm as a Python float."),
+    ("2.3", "check_exploding_exponent", exploding_exponent,
+     "The gradient at the first layer is a product of one factor per layer, so it scales like χ to the "
+     "power of the depth."),
+    ("3.1", "check_xavier_std", xavier_std,
+     "Glorot & Bengio average the forward and backward conditions, Var(W) = 2/(fan_in + fan_out); the "
+     "standard deviation is its square root."),
+    ("3.2", "check_he_uniform_bound", he_uniform_bound,
+     "He init wants Var(W) = 2/fan_in; U(−b, b) has variance b²/3, so b = √(6/fan_in)."),
+    ("3.3", "check_orthogonal_matrix", orthogonal_matrix,
+     "QR of a Gaussian matrix gives an orthogonal Q; multiplying its columns by the signs of R's diagonal "
+     "makes it uniformly distributed (as torch.nn.init.orthogonal_ does). Transpose for wide shapes."),
+    ("4.1", "check_leaky_relu", leaky_relu,
+     "torch.where picks x for positive inputs and a·x for the rest: two branches, not a·x everywhere."),
+    ("4.2", "check_sigmoid_derivative", sigmoid_derivative,
+     "σ′(x) = σ(x)(1 − σ(x)): computed from σ, it stays finite for large |x| where exp(−x)/(1 + exp(−x))² "
+     "gives inf/inf."),
+    ("4.3", "check_dead_fraction", dead_fraction,
+     "A unit (a column) is dead when it outputs 0 for every example (every row): .all(dim=0), then the "
+     "mean over units."),
+    ("5.1", "check_batch_norm_forward", batch_norm_forward,
+     "Normalise each feature over the batch (dim=0) with the biased variance and √(σ² + ε), then scale "
+     "and shift."),
+    ("5.2", "check_running_variance", running_variance,
+     "An exponential moving average with weight `momentum` on the new batch; the running estimate uses "
+     "the unbiased variance, as PyTorch does."),
+    ("5.3", "check_weight_norm", weight_norm,
+     "Each row of v is divided by its own norm and multiplied by its gain g: the length and the direction "
+     "of every output unit's weights are learned separately."),
+    ("6.1", "check_residual_block", residual_block,
+     "The skip carries x unchanged (or projected where the shapes differ) and the branch adds to it: "
+     "F is applied once."),
+    ("6.2", "check_residual_jacobian", residual_jacobian,
+     "Each block's Jacobian is I + J_i; the stack's is their product with the first block rightmost."),
+    ("7.1", "check_clip_by_value", clip_by_value,
+     "min(max(g, −v), v) clamps each entry to [−v, v] (torch.clamp does the same); min(max(g, v), v) "
+     "would always return v."),
+    ("7.2", "check_clip_by_global_norm", clip_by_global_norm,
+     "One norm over all tensors together; scale every tensor by the same factor, and only when the norm "
+     "exceeds max_norm, so the direction is kept."),
+    ("7.3", "check_threshold_from_norms", threshold_from_norms,
+     "To clip a fraction f of the steps, set the threshold at the (1 − f) quantile of the observed norms."),
+    ("8.1", "check_l1_gradient", l1_gradient,
+     "d|w|/dw = sign(w) (0 at 0, as torch.sign gives), times the coefficient."),
+    ("8.2", "check_inverted_dropout", inverted_dropout,
+     "Keep the units of the mask and divide by the keep probability 1 − p, so the expected activation is "
+     "unchanged and nothing needs rescaling at test time."),
+    ("8.3", "check_weight_decay_step", weight_decay_step,
+     "Weight decay adds λw to the gradient before the step; for plain SGD that equals an L2 penalty ½λ‖w‖²."),
+    ("9.1", "check_momentum_step", momentum_step,
+     "PyTorch's convention: buf = μ·buf + g; the step is buf, or g + μ·buf with Nesterov."),
+    ("9.2", "check_adam_step", adam_step,
+     "Moving averages of g and g², divided by (1 − βᵗ) to undo their start at zero, and ε added outside "
+     "the square root."),
+    ("10.1", "check_cosine_lr", cosine_lr,
+     "η_t = η_min + ½(η_max − η_min)(1 + cos(πt/T)): the ½ makes it start at η_max and end at η_min."),
+    ("10.2", "check_half_life_gamma", half_life_gamma,
+     "After k steps the rate is γᵏ times the start; γᵏ = ½ gives γ = 0.5^(1/k)."),
+    ("11.1", "check_gru_step", gru_step,
+     "PyTorch's gate order is r, z, n; the reset gate multiplies the whole hidden term W_hn·h + b_hn, and "
+     "the new state is (1 − z)·n + z·h."),
+    ("11.2", "check_bptt", bptt,
+     "∂L/∂h_{t−1} = (∂L/∂h_t ⊙ (1 − h_t²)) W_hh: back through tanh at step t, then through the recurrent "
+     "matrix (row vectors, so no transpose)."),
+    ("11.3", "check_growth_bound", growth_bound,
+     "‖diag(1 − h²) W_hh‖₂ ≤ ‖W_hh‖₂ = σ_max(W_hh), the largest singular value (not the spectral radius, "
+     "which can be far smaller for a non-normal matrix)."),
+    ("12.1", "check_float_max", float_max,
+     "The largest finite number has the largest exponent, 2^(2^(e−1) − 1), and a mantissa of all ones, "
+     "2 − 2^(−m)."),
+    ("12.2", "check_scale_update", scale_update,
+     "On inf/NaN back off and reset the counter; after growth_interval clean steps in a row grow and reset; "
+     "otherwise count."),
+    ("12.3", "check_amp_step", amp_step,
+     "scale → backward → unscale_ → clip → step → update: clipping must see the true gradients, and "
+     "update() adjusts the scale for the next step."),
+    ("13.1", "check_update_ratios", update_ratios,
+     "‖W′ − W‖/‖W‖ per tensor, with the norm of the weights before the step in the denominator."),
+    ("13.2", "check_gradient_verdict", gradient_verdict,
+     "Compare the first layer's gradient norm with the last one's (the dict is ordered input to output); "
+     "any non-finite norm means exploding."),
+    ("14.1", "check_split_once", split_once,
+     "One permutation from a seeded generator, cut once: the same split every epoch and every run."),
+    ("14.2", "check_separable_conv", separable_conv,
+     "A depthwise convolution (groups = c_in, one filter per channel) followed by a 1×1 pointwise one "
+     "that mixes the channels; no bias, no activation in between."),
+]
+
+SOLUTIONS: dict[str, Solution] = {exercise: Solution(exercise, checker, function, explanation)
+                                  for exercise, checker, function, explanation in _TABLE}
+
+
+def _exercise_id(exercise) -> str:
+    if isinstance(exercise, bool) or not isinstance(exercise, str | int | float):
+        raise TypeError(f"exercise must be an id like '3.1', got {type(exercise).__name__} {exercise!r}")
+    key = str(exercise).strip().removeprefix("Exercise").strip()
+    if key not in SOLUTIONS:
+        raise ValueError(f"exercise must be one of {', '.join(SOLUTIONS)}; got {exercise!r}")
+    return key
+
+
+def show_solution(exercise, *, force: bool = False) -> None:
+    """Print the worked solution of ``exercise`` (e.g. ``"3.1"``) once you have tried it.
+
+    Shown when the exercise's checker has checked an attempt of yours in this session, or
+    with ``force=True``; otherwise a note asks you to try first. Prints, returns nothing.
+    """
+    from helpers import exercises
+
+    key = _exercise_id(exercise)
+    solution = SOLUTIONS[key]
+    title = f"Exercise {key} ({exercises._TITLES[key]})"
+    if not force and key not in exercises.attempted():
+        print(f"{title}: try first. Write your function, run its checker cell "
+              f"(exercises.{solution.checker}), then ask again; show_solution({key!r}, force=True) shows it now.")
+        return
+    print(f"{title}: a worked solution (it passes exercises.{solution.checker}).\n")
+    print(solution.code)
+    print()
+    print(textwrap.fill(f"Why: {solution.explanation}", width=100))
