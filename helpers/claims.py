@@ -108,7 +108,7 @@ def claim_seeds(statement: str, values, *, low: float | None = None, high: float
         >>> claim_seeds("the deep net trains", [0.91, 0.93, 0.9, 0.95, 0.92], low=0.85, require="all")
         ✓ the deep net trains (all 5 seeds)
         >>> claim_seeds("it beats chance", [0.5, 0.2, 0.6, 0.7, 0.4], low=0.3, require=4)
-        ✓ it beats chance (4 of 5 seeds)
+        ✓ it beats chance (at least 4 of 5 seeds)
     """
     if low is None and high is None:
         raise ValueError("claim_seeds needs low, high or both")
@@ -125,7 +125,7 @@ def claim_seeds(statement: str, values, *, low: float | None = None, high: float
     elif require == "all":
         ok, what = bool(inside.all()), f"all {n} seeds"
     elif isinstance(require, int) and not isinstance(require, bool) and 1 <= require <= n:
-        ok, what = int(inside.sum()) >= require, f"{require} of {n} seeds"
+        ok, what = int(inside.sum()) >= require, f"at least {require} of {n} seeds"
     else:
         raise ValueError(f"require must be 'median', 'all' or an int k in 1..{n}, got {require!r}")
     if not ok:

@@ -11,7 +11,7 @@ GOOD = [0.91, 0.93, 0.90, 0.95, 0.92]
 
 
 @pytest.mark.parametrize("require, suffix", [("median", "median of 5 seeds"), ("all", "all 5 seeds"),
-                                             (3, "3 of 5 seeds")])
+                                             (3, "at least 3 of 5 seeds")])
 def test_claim_seeds_prints_what_it_asserted(capsys, require, suffix):
     claim_seeds("trains", GOOD, low=0.9, require=require)
     assert capsys.readouterr().out == f"✓ trains ({suffix})\n"
