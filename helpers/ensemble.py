@@ -18,8 +18,9 @@ gradient with respect to member :math:`i` is member :math:`i`'s own gradient.
 Two forward paths compute the same function:
 
 * ``"stacked"`` for :class:`~helpers.models.MLP` and any ``nn.Sequential`` of Linear,
-  batch/layer norm and parameter-free layers: batched matrix products, per-member
-  batch statistics;
+  batch/layer norm and parameter-free layers (batched matrix products, per-member
+  batch statistics), and for :class:`~helpers.recurrent.SequenceModel` (RNN, LSTM, GRU,
+  either backend: one batched matrix product per time step for all members);
 * ``"vmap"`` for every other module (conv nets, recurrent nets, Transformers):
   :func:`torch.func.vmap` over :func:`torch.func.functional_call`.
 
@@ -44,6 +45,7 @@ from torch import nn
 from helpers._checks import check_choice, check_int, check_real
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
+from helpers.recurrent import SequenceModel
 
 __all__ = ["Ensemble", "EnsembleHistory", "fit_ensemble", "from_seeds"]
 
@@ -122,8 +124,7 @@ class Ensemble:
         trainable = {name for name, p in models[0].named_parameters() if p.requires_grad}
         # the stacked path keeps Linear weights as (N, in, out), so that x @ W needs no transpose
         # in the forward or the backward pass; member() transposes them back
-        self._transposed = {f"{name}.weight" for name, m in self.base.named_children()
-                            if isinstance(m, _LINEAR)} if self.backend == "stacked" else set()
+        self._transposed = _transposed_names(self.base) if self.backend == "stacked" else set()
         self.params = {name: self._stack([s[name] for s in states], name).requires_grad_(True)
                        for name in trainable}
         self.buffers = {name: torch.stack([s[name] for s in states]).detach().clone()
@@ -180,8 +181,9 @@ class Ensemble:
         """
         X, y = _check_xy("data", data)
         loss_fn = _loss_function(loss)
-        was_training = self.training
+        was_training, per_member = self.training, getattr(self, "_per_member_input", False)
         self.eval()
+        self._per_member_input = False            # every member sees the same evaluation data
         total, hits, count = 0.0, 0.0, 0
         try:
             for start in range(0, len(X), batch_size):
@@ -193,6 +195,7 @@ class Ensemble:
                 count += len(xb)
         finally:
             self.train(was_training)
+            self._per_member_input = per_member
         return (total / count).cpu().numpy(), np.asarray((hits / count).cpu() if torch.is_tensor(hits) else
                                                          np.full(self.n, math.nan))
 
@@ -236,8 +239,17 @@ def _check_xy(name: str, data):
     return X, y
 
 
+def _transposed_names(model: nn.Module) -> set[str]:
+    """The weights the stacked path keeps as (N, in, out): every matrix that multiplies from the right."""
+    if isinstance(model, SequenceModel):
+        return {name for name, p in model.named_parameters() if p.dim() == 2}
+    return {f"{name}.weight" for name, m in model.named_children() if isinstance(m, _LINEAR)}
+
+
 def _unsupported_layer(model: nn.Module) -> str | None:
     """Name and type of the first layer the stacked path cannot run, or None."""
+    if isinstance(model, SequenceModel):
+        return None
     if not isinstance(model, nn.Sequential):
         return f"{type(model).__name__} (not an nn.Sequential)"
     for name, module in model.named_children():
@@ -254,6 +266,8 @@ def _unsupported_layer(model: nn.Module) -> str | None:
 
 def _stacked_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
     base, n = ens.base, ens.n
+    if isinstance(base, SequenceModel):
+        return _sequence_forward(ens, x)
     if x.dim() < 2 or (x.dim() == 3 and x.shape[0] != n) or x.dim() > 3:
         raise ValueError(f"x must be (B, features) or (N={n}, B, features), got shape {tuple(x.shape)}")
     h = x.expand(n, *x.shape) if x.dim() == 2 else x
@@ -331,6 +345,54 @@ def _batch_norm(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor) ->
     return torch.addcmul(shift, h, scale)
 
 
+def _recurrent_weights(base: SequenceModel, k: int) -> tuple[str, ...]:
+    """Names of layer ``k``'s W_ih, W_hh, b_ih, b_hh in either backend's state_dict."""
+    if base.backend == "course":
+        return tuple(f"layers.{k}.{w}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    return tuple(f"rnn.{w}_l{k}" for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+
+
+def _sequence_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
+    """All members' :class:`SequenceModel` at once: the input projections of every step in one
+    batched product, then one batched product per step for the recurrent part, as fused RNNs do."""
+    base, n, p = ens.base, ens.n, ens.params
+    if x.dim() not in (3, 4) or (x.dim() == 4 and x.shape[0] != n):
+        raise ValueError(f"x must be (B, T, features) or (N={n}, B, T, features), got shape {tuple(x.shape)}")
+    seq = x.expand(n, *x.shape) if x.dim() == 3 else x
+    batch, steps = seq.shape[1], seq.shape[2]
+    for k in range(base.num_layers):
+        w_ih, w_hh, b_ih, b_hh = (p.get(name) for name in _recurrent_weights(base, k))
+        projected = torch.bmm(seq.reshape(n, batch * steps, -1), w_ih)
+        if b_ih is not None:
+            projected = projected + b_ih.unsqueeze(1)
+        # unbind, not projected[:, :, t]: one slice's backward would write a full-size gradient per step
+        projected = projected.view(n, batch, steps, -1).unbind(2)
+        h = seq.new_zeros(n, batch, base.hidden_size)
+        c = torch.zeros_like(h) if base.cell == "lstm" else None
+        outputs = []
+        for t in range(steps):
+            gh = torch.bmm(h, w_hh) if b_hh is None else torch.baddbmm(b_hh.unsqueeze(1), h, w_hh)
+            h, c = _cell_step(base, projected[t], gh, h, c)
+            outputs.append(h)
+        seq = torch.stack(outputs, dim=2)
+    return torch.baddbmm(p["head.bias"].unsqueeze(1), h, p["head.weight"])
+
+
+def _cell_step(base: SequenceModel, gi, gh, h, c):
+    if base.cell == "rnn":
+        pre = gi + gh
+        return (torch.tanh(pre) if base.nonlinearity == "tanh" else torch.relu(pre)), None
+    if base.cell == "lstm":
+        a_i, a_f, a_g, a_o = (gi + gh).chunk(4, dim=-1)
+        c = torch.sigmoid(a_f) * c + torch.sigmoid(a_i) * torch.tanh(a_g)
+        return torch.sigmoid(a_o) * torch.tanh(c), c
+    i_r, i_z, i_n = gi.chunk(3, dim=-1)
+    h_r, h_z, h_n = gh.chunk(3, dim=-1)
+    r, z = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+    n = torch.tanh(i_n + r * h_n)
+    return (1 - z) * n + z * h, None
+
+
 def _vmap_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
     from torch.func import functional_call, vmap
 
@@ -385,7 +447,8 @@ class EnsembleHistory:
     ``grad_ratio`` (norm of the first weight's gradient over the last weight's: < 1 when
     the gradient shrinks toward the input) and ``clipped`` (whether clipping fired).
     Per epoch, (epochs, N): ``epoch_loss`` and, with ``val_data``, ``val_loss`` and
-    ``val_accuracy``. A member that diverged has NaN from ``diverged_at[i]`` on, as
+    ``val_accuracy`` (one row per evaluation: per epoch, or every ``eval_every`` steps,
+    at the step counts ``val_steps``). A member that diverged has NaN from ``diverged_at[i]`` on, as
     :func:`~helpers.training.fit` stops there; ``diverged[i]`` says whether it did.
     """
 
@@ -400,6 +463,7 @@ class EnsembleHistory:
     val_accuracy: np.ndarray
     diverged: np.ndarray
     diverged_at: list = field(default_factory=list)
+    val_steps: list = field(default_factory=list)
 
     @property
     def n(self) -> int:
@@ -530,8 +594,8 @@ def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
 def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: str = "sgd",
                  momentum: float = 0.0, nesterov: bool = False, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, clip=None, lr_factors=None, loss="cross_entropy",
-                 batch_size: int = 64, seed=0, val_data=None, progress_bar: bool = True,
-                 desc: str = "ensemble") -> EnsembleHistory:
+                 batch_size: int = 64, seed=0, val_data=None, eval_every: int | None = None,
+                 progress_bar: bool = True, desc: str = "ensemble") -> EnsembleHistory:
     r"""Train every member of ``ensemble`` at once, as :func:`helpers.training.fit` would train each alone.
 
     One step, for every member :math:`i` at once: forward, loss :math:`L^{(i)}`, backward,
@@ -561,6 +625,8 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
         seed: an int — every member sees the same batches, shuffled as ``fit(seed=seed)``
             does — or one int per member, each member shuffled as ``fit(seed=seed[i])``.
         val_data: ``(X, y)`` evaluated at the end of every epoch, per member.
+        eval_every: evaluate ``val_data`` every this many steps instead (and after the
+            last step); the step counts are in ``EnsembleHistory.val_steps``.
         progress_bar: draw a progress bar over the steps (see :mod:`helpers.progress`).
         desc: the progress bar's label.
 
@@ -584,6 +650,10 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
     X, y = _check_xy("train_data", train_data)
     if val_data is not None:
         _check_xy("val_data", val_data)
+    if eval_every is not None:
+        check_int("eval_every", eval_every, minimum=1)
+        if val_data is None:
+            raise ValueError("eval_every needs val_data")
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_choice("optimizer", optimizer, ("sgd", "adam", "adamw"))
@@ -610,6 +680,7 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
 
     run = _Run(ensemble, loss_fn, _Optimizer(optimizer, ensemble.parameters(), momentum, nesterov, betas, eps,
                                              weight_decay), rates, thresholds, factors)
+    run.val_data, run.eval_every = val_data, eval_every
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     per_member = len(seeds) > 1
     ensemble._per_member_input = per_member
@@ -621,11 +692,15 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
             xb, yb = X[index], y[index]
             run.step(xb, yb)
             next(ticks, None)
+            if eval_every is not None and run.t % eval_every == 0:
+                run.evaluate()
             if not run.active.any():
                 break
-        run.end_epoch(val_data)
+        run.end_epoch()
         if not run.active.any():
             break
+    if eval_every is not None and run.t % eval_every != 0:
+        run.evaluate()
     if hasattr(bar, "close"):
         bar.close()
     ensemble._per_member_input = False
@@ -649,6 +724,7 @@ class _Run:
         self.t = 0
         self.records = {k: [] for k in ("loss", "accuracy", "lr", "grad_norm", "grad_ratio", "clipped")}
         self.epoch_losses, self.epochs = [], {"epoch_loss": [], "val_loss": [], "val_accuracy": []}
+        self.val_data, self.eval_every, self.val_steps = None, None, []
         first, last = ens.first_weight, ens.last_weight
         self.ratio_names = (first, last) if first is not None else None
 
@@ -715,16 +791,21 @@ class _Run:
         self.records["clipped"].append(clipped & self.active)
         self.epoch_losses.append(self.records["loss"][-1])
 
-    def end_epoch(self, val_data):
-        losses = torch.stack(self.epoch_losses)
-        mean = losses.mean(dim=0)
-        self.epochs["epoch_loss"].append(torch.where(self.active, mean, torch.tensor(math.nan, dtype=torch.float64)))
+    def end_epoch(self):
+        if self.epoch_losses:
+            mean = torch.stack(self.epoch_losses).mean(dim=0)
+            self.epochs["epoch_loss"].append(torch.where(self.active, mean, torch.tensor(math.nan, dtype=torch.float64)))
         self.epoch_losses = []
-        if val_data is not None:
-            val_loss, val_acc = self.ens.evaluate(val_data, self.loss_fn)
-            dead = (~self.active).numpy()
-            self.epochs["val_loss"].append(torch.from_numpy(np.where(dead, math.nan, val_loss)))
-            self.epochs["val_accuracy"].append(torch.from_numpy(np.where(dead, math.nan, val_acc)))
+        if self.val_data is not None and self.eval_every is None:
+            self.evaluate()
+
+    def evaluate(self):
+        val_loss, val_acc = self.ens.evaluate(self.val_data, self.loss_fn)
+        self.ens.train()
+        dead = (~self.active).numpy()
+        self.epochs["val_loss"].append(torch.from_numpy(np.where(dead, math.nan, val_loss)))
+        self.epochs["val_accuracy"].append(torch.from_numpy(np.where(dead, math.nan, val_acc)))
+        self.val_steps.append(self.t)
 
     def history(self) -> EnsembleHistory:
         def arr(rows, n_cols=self.ens.n):
@@ -735,4 +816,4 @@ class _Run:
             grad_norm=arr(self.records["grad_norm"]), grad_ratio=arr(self.records["grad_ratio"]),
             clipped=arr(self.records["clipped"]).astype(bool), epoch_loss=arr(self.epochs["epoch_loss"]),
             val_loss=arr(self.epochs["val_loss"]), val_accuracy=arr(self.epochs["val_accuracy"]),
-            diverged=(~self.active).numpy().copy(), diverged_at=list(self.diverged_at))
+            diverged=(~self.active).numpy().copy(), diverged_at=list(self.diverged_at), val_steps=list(self.val_steps))

@@ -212,3 +212,41 @@ def test_models_must_share_one_architecture():
         Ensemble([])
     with pytest.raises(ValueError, match="backend='stacked' does not support"):
         Ensemble([ConvNet(channels=(2,))], backend="stacked")
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("backend", ["torch", "course"])
+def test_sequence_models_equal_fit(cell, backend):
+    from helpers.data import adding_problem
+    from helpers.recurrent import SequenceModel
+
+    X, y = adding_problem(96, 7, seed=0)
+    models = []
+    for i in range(3):
+        torch.manual_seed(i)
+        models.append(SequenceModel(cell, 2, 6, 1, backend=backend, num_layers=2,
+                                    forget_bias=None if cell == "rnn" else 1.0))
+    ens = Ensemble(copy.deepcopy(models))
+    assert ens.backend == "stacked"
+    h = fit_ensemble(ens, (X, y), epochs=2, lr=[0.01, 0.02, 0.005], optimizer="adam", loss="mse", clip=1.0,
+                     progress_bar=False, batch_size=32)
+    for i, model in enumerate(models):
+        alone = fit(model, (X, y), epochs=2, optimizer=torch.optim.Adam(model.parameters(), lr=[0.01, 0.02, 0.005][i]),
+                    loss_fn=F.mse_loss, clip=lambda p: torch.nn.utils.clip_grad_norm_(p, 1.0), progress=False,
+                    batch_size=32)
+        np.testing.assert_allclose(h.member(i).loss, alone.loss, rtol=1e-4, atol=1e-6)
+        for a, b in zip(ens.member(i).state_dict().values(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_eval_every_records_held_out_metrics_at_those_steps():
+    X, y = _data()
+    Xv, yv = _data(40, seed=3)
+    ens = Ensemble(_models(dict(), 2))
+    h = fit_ensemble(ens, (X, y), epochs=2, lr=0.05, val_data=(Xv, yv), eval_every=4, batch_size=32,
+                     progress_bar=False)
+    assert h.val_steps == [4, 8, 10] and h.val_accuracy.shape == (3, 2)
+    loss, acc = ens.evaluate((Xv, yv))
+    np.testing.assert_allclose(h.val_loss[-1], loss)
+    with pytest.raises(ValueError, match="eval_every needs val_data"):
+        fit_ensemble(ens, (X, y), epochs=1, lr=0.05, eval_every=4, progress_bar=False)
