@@ -22,11 +22,11 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-.PHONY: help install lab test lint unit nbval notebooks html browser check-machine check-wheels lock benchmarks determinism test-gpu clean
+.PHONY: help install lab test lint unit nbval float-paths float-paths-full notebooks html browser check-machine check-wheels lock benchmarks determinism test-gpu clean
 
 help:
 	@echo "make lab        set up .venv (first time) and open the course in JupyterLab"
-	@echo "make test       set up, then ruff + unit tests + notebook hygiene + nbval on every notebook"
+	@echo "make test       set up, then ruff + unit tests + notebook hygiene + nbval on every notebook under each CPU float path"
 	@echo "make html       render the executed course to an offline site: site/index.html"
 	@echo "make check-machine  check this machine for the course (workshop attendees: run it before the day)"
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
@@ -60,8 +60,23 @@ unit: install
 
 # NB= narrows it to some notebooks, e.g. make nbval NB=notebooks/02_vanishing_exploding.ipynb
 NB ?= notebooks
+# Threads per notebook kernel in nbval runs (2 kernels run at a time).
+GATE_THREADS ?= 1
+NBVAL_RUN = env $(NB_ENV) OMP_NUM_THREADS=$(GATE_THREADS) MKL_NUM_THREADS=$(GATE_THREADS) \
+	$(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile
 nbval: install
-	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile $(NB)
+	$(NBVAL_RUN) $(NB)
+
+# The cross-CPU gate (tools/float_paths.sh): nbval once per CPU float path this machine can take,
+# ATen, MKL and oneDNN capped together: native, avx2 (on AVX-512 CPUs) and default (scalar).
+# Every run must pass. PROFILES="native default" narrows it; `make float-paths-full` also runs
+# each path with 2 threads per kernel (maintainers, before re-executing the notebooks).
+float-paths: install
+	bash tools/float_paths.sh $(BIN)/python $(NBVAL_RUN) $(NB)
+
+float-paths-full: install
+	$(MAKE) float-paths GATE_THREADS=1
+	$(MAKE) float-paths GATE_THREADS=2
 
 # `make test` needs headless Chromium and a CJK font for the site's browser test (tests/test_site.py): as root
 # with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. COURSE_SKIP_BROWSER=1
@@ -72,7 +87,7 @@ browser:
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests helpers
-	env $(NB_ENV) OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile notebooks
+	bash tools/float_paths.sh $(BIN)/python $(NBVAL_RUN) notebooks
 
 # The executed notebooks as committed (nothing is run), to a static site that works offline.
 html: install

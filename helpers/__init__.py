@@ -9,9 +9,10 @@ Modules, one idea each:
                              Jacobian singular values
 - :mod:`helpers.theory`      mean-field predictions: the per-layer gradient factor chi
 - :mod:`helpers.training`    :func:`~helpers.training.fit` with a divergence guard -> ``History``
+- :mod:`helpers.ensemble`    many seeds / learning rates of one network trained at once, each equal to ``fit``
 - :mod:`helpers.plotting`    one function per recurring picture
 - :mod:`helpers.progress`    progress bars that stay out of regression-tested outputs
-- :mod:`helpers.claims`      a notebook's measured claims, asserted with a tolerance
+- :mod:`helpers.claims`      a notebook's measured claims, asserted with a tolerance or over seeds
 - :mod:`helpers.exercises`   automatic checkers for the learners' exercises
 """
 

@@ -794,7 +794,8 @@ class _Run:
     def end_epoch(self):
         if self.epoch_losses:
             mean = torch.stack(self.epoch_losses).mean(dim=0)
-            self.epochs["epoch_loss"].append(torch.where(self.active, mean, torch.tensor(math.nan, dtype=torch.float64)))
+            nan = torch.tensor(math.nan, dtype=torch.float64)
+            self.epochs["epoch_loss"].append(torch.where(self.active, mean, nan))
         self.epoch_losses = []
         if self.val_data is not None and self.eval_every is None:
             self.evaluate()
