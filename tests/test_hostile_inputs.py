@@ -208,6 +208,15 @@ CASES = {
         w.net, (w.data[0], w.data[1][:5]), F.mse_loss, w.opt), ValueError, "train_data"),
 }
 
+# issue 16: the new error paths
+CASES.update({
+    "SGD: lr a tensor of two elements": (lambda w: optim.SGD(w.params, lr=torch.tensor([0.1, 0.2])), ValueError,
+                                         r"lr as a tensor must have one .*shape \(2,\)"),
+    "Adam: lr a negative tensor": (lambda w: optim.Adam(w.params, lr=torch.tensor(-0.1)), ValueError, "lr must be >="),
+    "RAdam: lr an integer tensor": (lambda w: optim.RAdam(w.params, lr=torch.tensor(1)), ValueError,
+                                    "lr as a tensor .*torch.int64"),
+})
+
 
 def _inf_grad():
     p = nn.Parameter(torch.zeros(2))
