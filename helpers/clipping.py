@@ -118,8 +118,9 @@ def get_total_norm(grads: Iterable[torch.Tensor], norm_type: float = 2.0,
         5.0
     """
     p = _check_norm_type(norm_type)
-    grads = [g for g in (list(grads) if not isinstance(grads, torch.Tensor) else [grads]) if g is not None]
-    return _get_total_norm(grads, p, error_if_nonfinite)
+    if not isinstance(grads, torch.Tensor) and isinstance(grads, Iterable) and not isinstance(grads, str | bytes):
+        grads = [g for g in grads if g is not None]
+    return _get_total_norm(_as_list(grads, "grads"), p, bool(error_if_nonfinite))
 
 
 def _by_device_and_dtype(grads: list[torch.Tensor]) -> list[torch.Tensor]:
