@@ -425,6 +425,7 @@ _PER_EPOCH = ("epoch_loss", "val_loss", "val_accuracy")
 CHECKPOINT_FORMAT = 1
 _CHECKPOINT_KEYS = {"format", "epoch", "model", "optimizer", "scheduler", "history", "generator",
                     "torch_rng", "cuda_rng", "seed", "batch_size"}
+_KIND_KEYS = {"optimizer_kind", "scheduler_kind"}  # recorded since issue 16; older checkpoints lack them
 
 
 def _check_path(name: str, path, must_exist: bool = False) -> Path:
@@ -492,6 +493,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "optimizer_kind": type(optimizer).__name__ if optimizer is not None else None,
+        "scheduler_kind": type(scheduler).__name__ if scheduler is not None else None,
         "history": history.to_dict() if history is not None else None,
         "generator": generator.get_state() if generator is not None else None,
         "torch_rng": torch.get_rng_state(),
@@ -510,7 +513,8 @@ def _read_checkpoint(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle with code in it, a truncated file, not a checkpoint at all
         raise ValueError(f"{str(path)!r} is not a checkpoint that loads with weights_only=True: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or set(payload) != _CHECKPOINT_KEYS:
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT \
+            or not _CHECKPOINT_KEYS <= set(payload) <= _CHECKPOINT_KEYS | _KIND_KEYS:
         raise ValueError(f"{str(path)!r} is not a checkpoint written by save_checkpoint "
                          f"(format {CHECKPOINT_FORMAT})")
     return payload
@@ -532,8 +536,17 @@ def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, nam
         groups = payload["optimizer"]["param_groups"]
         if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
             raise ValueError(f"{name} holds an optimizer state for other parameter groups")
+        _check_kind(name, "optimizer", optimizer, payload.get("optimizer_kind"),
+                    _same_optimizer_kind(optimizer, payload["optimizer"]))
     if scheduler is not None and payload["scheduler"] is None:
         raise ValueError(f"{name} holds no scheduler state, but a scheduler was given")
+    if scheduler is None and payload.get("scheduler") is not None:
+        kind = payload.get("scheduler_kind") or "a scheduler"
+        raise ValueError(f"{name} holds the state of {kind}, but scheduler=None; the learning rate would stay "
+                         f"frozen where it was saved. Pass a scheduler of that kind to continue the schedule")
+    if scheduler is not None:
+        _check_kind(name, "scheduler", scheduler, payload.get("scheduler_kind"),
+                    set(scheduler.state_dict()) == set(payload["scheduler"]))
     model.load_state_dict(saved)
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
@@ -542,6 +555,20 @@ def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, nam
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
+
+
+def _same_optimizer_kind(optimizer, saved: dict) -> bool:
+    """For checkpoints without a recorded kind: the saved groups hold every hyper-parameter this optimizer reads."""
+    needed = {k for k, v in optimizer.defaults.items() if not isinstance(v, bool) and v is not None}
+    return all(needed <= set(group) for group in saved["param_groups"])
+
+
+def _check_kind(name: str, what: str, obj, saved_kind: str | None, structure_matches: bool) -> None:
+    """Raise before anything is loaded if ``obj`` is not of the kind whose state was saved."""
+    own = type(obj).__name__
+    if saved_kind is not None and saved_kind != own or saved_kind is None and not structure_matches:
+        raise ValueError(f"{name} holds the state of {what} {saved_kind or 'of another kind'}, but fit got "
+                         f"{what} {own}; pass a {what} of the kind that wrote the checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
