@@ -274,7 +274,9 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
     shrinks nor stretches any direction.
 
     Args:
-        tensor: at least 2 dimensions; filled in place.
+        tensor: at least 2 dimensions; filled in place. float16/bfloat16 tensors (which
+            ``torch.nn.init.orthogonal_`` refuses on the CPU) get the float32 draw of the same
+            generator, rounded once.
         gain: scale factor.
         generator: the :class:`torch.Generator` to draw from.
 
@@ -292,7 +294,10 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    gaussian = tensor.new_empty((rows, cols)).normal_(0, 1, generator=generator)
+    # float16/bfloat16: torch has no QR for them (torch.nn.init.orthogonal_ raises), so the
+    # matrix is drawn and factored in float32 and rounded once when copied in
+    work = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else tensor.dtype
+    gaussian = tensor.new_empty((rows, cols), dtype=work).normal_(0, 1, generator=generator)
     wide = rows < cols
     if wide:
         gaussian = gaussian.T
@@ -301,8 +306,11 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
     if wide:
         q = q.T
     with torch.no_grad():
-        tensor.view_as(q).copy_(q)
-        tensor.mul_(gain)
+        if work == tensor.dtype:
+            tensor.view_as(q).copy_(q)
+            tensor.mul_(gain)
+        else:
+            tensor.view_as(q).copy_(q * gain)
     return tensor
 
 
