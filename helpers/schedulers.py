@@ -24,6 +24,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from helpers._checks import check_choice, check_int, check_real
+from helpers.data import _batches, _check_data, _is_xy
 
 
 def _check_optimizer(optimizer) -> None:
@@ -310,7 +311,8 @@ class LRFinderResult:
     loss is lowest and ``steepest_lr`` where it falls fastest against :math:`\\log \\eta`
     (:func:`suggest_lr`). ``suggested_lr`` is the one chosen by the ``suggestion`` rule of
     :func:`lr_finder`. ``diverged`` says whether the sweep stopped early because the loss
-    blew up.
+    blew up; ``data_exhausted`` whether it stopped because a one-shot iterable of batches
+    (e.g. a generator) ran out before ``num_steps``.
     """
 
     lrs: list[float]
@@ -320,6 +322,7 @@ class LRFinderResult:
     min_loss_lr: float
     steepest_lr: float
     diverged: bool
+    data_exhausted: bool = False
 
 
 def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
@@ -354,16 +357,18 @@ def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
 
 
 def _batch_stream(data, batch_size: int, seed: int):
-    from helpers.training import _batches
-
+    """Batches without end: tensors reshuffled, re-iterable data re-iterated; a one-shot iterator ends the stream."""
     generator = torch.Generator().manual_seed(seed)
+    yielded = False
     while True:
         empty = True
-        batches = _batches(data, batch_size, generator) if isinstance(data, tuple | list) else data
+        batches = _batches(data, batch_size, generator) if _is_xy(data) else data
         for batch in batches:
-            empty = False
+            empty, yielded = False, True
             yield batch
         if empty:
+            if yielded:
+                return  # a one-shot iterator (a generator) is used up: the sweep ends with what it has
             raise ValueError("train_data yielded no batch")
 
 
@@ -394,7 +399,8 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     Args:
         model: the network (trained in place during the sweep, then restored).
         train_data: ``(X, y)`` tensors (shuffled into batches, reshuffled when exhausted)
-            or an iterable of ``(x, y)`` batches (re-iterated when exhausted).
+            or an iterable of ``(x, y)`` batches: a list or a DataLoader is re-iterated when
+            exhausted; a one-shot iterator (a generator) ends the sweep early, keeping its results.
         loss_fn: maps (output, target) to a scalar loss.
         optimizer: an optimizer over the model's parameters; its ``lr`` is overwritten
             during the sweep and restored afterwards.
@@ -433,9 +439,10 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
     check_int("skip_start", skip_start, minimum=0)
-    from helpers.training import _check_data
-
     _check_data("train_data", train_data, required=True)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no parameter that requires a gradient (all frozen); the LR range test "
+                         "needs at least one trainable parameter")
 
     if device is not None:
         model.to(device)
@@ -444,7 +451,7 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
     lrs, losses, smoothed = [], [], []
-    average, best, diverged = 0.0, math.inf, False
+    average, best, diverged, exhausted = 0.0, math.inf, False, False
     try:
         model.train()
         stream = _batch_stream(train_data, batch_size, seed)
@@ -452,7 +459,11 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
             lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = next(stream)
+            batch = next(stream, None)
+            if batch is None:
+                exhausted = True
+                break
+            x, y = batch
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
@@ -482,4 +493,5 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     min_loss_lr = float(lrs[int(np.argmin(smoothed))])
     return LRFinderResult(lrs=lrs, losses=losses, smoothed=smoothed,
                           suggested_lr=min_loss_lr / 10 if suggestion == "min/10" else steepest,
-                          min_loss_lr=min_loss_lr, steepest_lr=steepest, diverged=diverged)
+                          min_loss_lr=min_loss_lr, steepest_lr=steepest, diverged=diverged,
+                          data_exhausted=exhausted)

@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from helpers._checks import check_int
+from helpers.data import _batches, _check_data, _in_order, _is_xy
 from helpers.progress import progress_enabled
 
 
@@ -95,32 +96,6 @@ class History:
         return sum(tail) / len(tail) if tail else math.nan
 
 
-def _batches(data, batch_size: int, generator: torch.Generator) -> Iterable:
-    X, y = data
-    order = torch.randperm(len(X), generator=generator)
-    for start in range(0, len(X), batch_size):
-        index = order[start:start + batch_size]
-        yield X[index], y[index]
-
-
-def _check_data(name: str, data, required: bool) -> None:
-    if data is None:
-        if required:
-            raise TypeError(f"{name} must be a (X, y) tuple of tensors or a DataLoader, got None")
-        return
-    if isinstance(data, tuple | list):
-        if len(data) != 2 or not all(isinstance(t, torch.Tensor) for t in data):
-            raise TypeError(f"{name} as a tuple must be (X, y), two tensors; got {len(data)} items "
-                            f"of types {[type(t).__name__ for t in data]}")
-        if len(data[0]) != len(data[1]):
-            raise ValueError(f"{name}: X and y must have the same length, got {len(data[0])} and {len(data[1])}")
-        if len(data[0]) == 0:
-            raise ValueError(f"{name} is empty")
-    elif not isinstance(data, Iterable):
-        raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of batches, "
-                        f"got {type(data).__name__}")
-
-
 def _correct(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
     if output.dim() == 2 and output.shape[1] > 1 and not target.is_floating_point() and target.dim() == 1:
         return (output.argmax(dim=1) == target).sum()
@@ -137,8 +112,7 @@ def evaluate(model: nn.Module, data, loss_fn: Callable, batch_size: int = 512,
     model.eval()
     total_loss, correct, count, classification = 0.0, 0, 0, True
     try:
-        batches = (_batches(data, batch_size, torch.Generator().manual_seed(0))
-                   if isinstance(data, tuple | list) else data)
+        batches = _in_order(data, batch_size) if _is_xy(data) else data  # in order: nothing to shuffle
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             out = model(x)
@@ -244,7 +218,7 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
 
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no parameter that requires a gradient")
-    tensors = isinstance(train_data, tuple | list)
+    tensors = _is_xy(train_data)
     generator = torch.Generator().manual_seed(seed)
     history, start_epoch = History(), 0
     if resumed is not None:

@@ -383,3 +383,48 @@ def test_closed_form_is_kept_for_reading_and_for_step_with_epoch(name):
         s.last_epoch = t
         assert s._get_closed_form_lr()[0] == pytest.approx(alone[t], rel=1e-12)
         assert s.lr_at(t, 0.5) == pytest.approx(alone[t], rel=1e-12)
+
+
+# ---- issue 16: lr_finder on one-shot generators, lists of batches, frozen models
+
+
+def _lrf_world():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    X = torch.randn(160, 3)
+    y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
+    return net, X, y
+
+
+def test_lr_finder_one_shot_generator_keeps_its_results():
+    net, X, y = _lrf_world()
+    batches = ((X[i:i + 32], y[i:i + 32]) for i in range(0, 160, 32))  # 5 batches, once
+    result = S.lr_finder(net, batches, F.mse_loss, torch.optim.SGD(net.parameters()), num_steps=20,
+                         start_lr=1e-4, end_lr=1e-1)
+    assert len(result.lrs) == 5 and result.data_exhausted and not result.diverged
+
+
+def test_lr_finder_accepts_a_list_of_batches_like_a_loader():
+    net, X, y = _lrf_world()
+    batches = [(X[i:i + 32], y[i:i + 32]) for i in range(0, 160, 32)]
+    opt = torch.optim.SGD(net.parameters())
+    a = S.lr_finder(net, batches, F.mse_loss, opt, num_steps=12, start_lr=1e-4, end_lr=1e-1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32)
+    b = S.lr_finder(net, loader, F.mse_loss, opt, num_steps=12, start_lr=1e-4, end_lr=1e-1)
+    assert len(a.lrs) == 12 and not a.data_exhausted and a.losses == b.losses
+
+
+def test_lr_finder_on_a_frozen_model_is_a_clear_error_that_modifies_nothing():
+    net, X, y = _lrf_world()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="no parameter that requires a gradient"):
+        S.lr_finder(net, (X, y), F.mse_loss, torch.optim.SGD(net.parameters()))
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_lr_finder_empty_generator_says_so():
+    net, X, y = _lrf_world()
+    with pytest.raises(ValueError, match="yielded no batch"):
+        S.lr_finder(net, (b for b in []), F.mse_loss, torch.optim.SGD(net.parameters()))

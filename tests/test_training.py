@@ -276,3 +276,32 @@ def test_resume_from_same_kind_and_torch_counterpart_still_works(tmp_path):
         history = fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=torch.nn.functional.mse_loss,
                       scheduler=CosineAnnealing(opt, total_steps=10), resume_from=path, progress=False)
         assert history.steps > 0 and len(history.epoch_loss) == 2
+
+
+def test_evaluate_iterates_in_order():
+    from helpers.training import evaluate
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append(x[:, 0].clone())
+            return x[:, :1] * 0 + self.w
+
+    X = torch.arange(10.0).reshape(10, 1)
+    evaluate(Recorder(), (X, torch.zeros(10, 1)), F.mse_loss, batch_size=4)
+    assert torch.equal(torch.cat(seen), torch.arange(10.0))
+
+
+def test_fit_accepts_a_list_of_batches():
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 3), torch.randn(64, 1)
+    net = torch.nn.Linear(3, 1)
+    batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    history = fit(net, batches, epochs=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                  loss_fn=F.mse_loss, progress=False)
+    assert history.steps == 8
