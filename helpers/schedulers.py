@@ -15,6 +15,7 @@ or one-element tensors (then updated in place), as in ``torch.optim``.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -452,9 +453,10 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     was_training = model.training
     lrs, losses, smoothed = [], [], []
     average, best, diverged, exhausted = 0.0, math.inf, False, False
+    stream = _batch_stream(train_data, batch_size, seed)
+    stream = itertools.chain([next(stream)], stream)  # no batch at all: ValueError before anything changes
     try:
         model.train()
-        stream = _batch_stream(train_data, batch_size, seed)
         for i in range(num_steps):
             lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
             for group in optimizer.param_groups:
