@@ -11,6 +11,36 @@ from __future__ import annotations
 import torch
 
 
+TINY = 1e-12  # below this a float32 norm may have lost entries whose squares underflowed
+
+
+def fast_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of each tensor in the tensors' own precision, one multi-tensor call (no host sync).
+
+    Float32 squares underflow for entries below ~1e-19: check values under :data:`TINY`
+    with :func:`refine` once they are on the host.
+    """
+    if not tensors:
+        return torch.zeros(0)
+    try:
+        result = torch._foreach_norm(tensors, 2)
+    except (AttributeError, TypeError, RuntimeError):
+        result = [torch.linalg.vector_norm(t) for t in tensors]
+    return torch.stack(list(result))
+
+
+def refine(values: list[float], tensors: list[torch.Tensor]) -> list[float]:
+    """``values`` (from :func:`fast_norms`) with those below :data:`TINY` recomputed by :func:`norms` (no underflow)."""
+    tiny = [i for i, v in enumerate(values) if v < TINY]
+    if not tiny:
+        return values
+    exact = norms([tensors[i] for i in tiny]).tolist()
+    values = list(values)
+    for i, v in zip(tiny, exact):
+        values[i] = v
+    return values
+
+
 def _wide_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 

@@ -10,6 +10,7 @@ from torch import nn
 
 from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
+from helpers._fused import fast_norms, refine
 from helpers._fused import norms as _norms
 from helpers._layers import WEIGHTED_LAYERS, describe_kinds, recurrent_weights
 
@@ -320,7 +321,7 @@ class GradientMonitor:
 
     def _norm_pending(self) -> None:
         self._grad_names = [n for n in self._weights if n in self._pending]  # from input to output
-        self._grad_values = _norms([self._pending[n] for n in self._grad_names])
+        self._grad_values = fast_norms([self._pending[n] for n in self._grad_names])
 
     def _on_forward(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
         # keep a reference only; the statistics are computed once per step, batched
@@ -427,21 +428,25 @@ class GradientMonitor:
             grad_names = self._grad_names if self._pending else []
             pieces = []
             if names:
-                size = _norms(self._previous).clamp_min(1e-12)
+                size = fast_norms(self._previous)
                 # in place: the snapshot is overwritten below anyway, and a fresh difference
                 # tensor per layer costs more than the arithmetic
                 torch._foreach_sub_(self._previous, weights)
-                change = _norms(self._previous)
-                pieces.append(change / size)
+                pieces += [size.float(), fast_norms(self._previous).float()]
             if grad_names:
-                pieces.append(self._grad_values)
+                pieces.append(self._grad_values.float())
             acts = self._activation_statistics()
             act_names = list(acts)
             if act_names:
-                pieces.append(torch.stack(list(acts.values())).reshape(-1).double())
+                pieces.append(torch.stack(list(acts.values())).reshape(-1).float())
             values = torch.cat(pieces).tolist() if pieces else []      # one transfer to the host
-            ratios, values = values[:len(names)], values[len(names):]
+            n = len(names)
+            sizes, changes, values = values[:n], values[n:2 * n], values[2 * n:]
             grads, values = values[:len(grad_names)], values[len(grad_names):]
+            # float32 norms below ~1e-12 may have lost entries to underflow: those few again, in float64
+            changes = refine(changes, self._previous)
+            grads = refine(grads, [self._pending[g] for g in grad_names])
+            ratios = [c / max(z, 1e-12) for c, z in zip(changes, sizes)]
             rows = {n: values[3 * i:3 * i + 3] for i, n in enumerate(act_names)}
             kinds = {n: _kind(self.activations[n]) for n in act_names}
             record = MonitorRecord(
