@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import torch
 
-
 TINY = 1e-12  # below this a float32 norm may have lost entries whose squares underflowed
 
 

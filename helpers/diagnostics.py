@@ -306,7 +306,7 @@ class GradientMonitor:
         self._grad_names: list[str] = []      # ... and their norms, once all have arrived
         self._grad_values: torch.Tensor | None = None
         self._outputs: dict[str, torch.Tensor] = {}
-        self._buffers: dict[tuple, torch.Tensor] = {}
+        self._nan = torch.tensor(float("nan"))
         self._previous: list[torch.Tensor] = []
 
     # -- hooks ---------------------------------------------------------------------
@@ -366,49 +366,48 @@ class GradientMonitor:
         elif weights:
             torch._foreach_copy_(self._previous, weights)
 
-    def _scratch(self, key: tuple, shape: tuple, like: torch.Tensor) -> torch.Tensor:
-        buffer = self._buffers.get(key)
-        if buffer is None or buffer.shape != torch.Size(shape) or buffer.dtype != like.dtype \
-                or buffer.device != like.device:
-            buffer = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return buffer
+    def _activation_statistics(self) -> tuple[list[str], torch.Tensor | None]:
+        r"""Names and a table [mean, std, saturation or dead fraction (NaN if neither)] per activation.
 
-    def _activation_statistics(self) -> dict[str, list[float]]:
-        """[mean, std, saturation or dead fraction (NaN if neither)] per activation, in few batched ops.
-
-        Outputs of the same kind of activation and the same shape are stacked and reduced
-        together: one set of kernels for the whole network instead of one per layer.
+        One pass over each output: the sums of squares of all outputs in one multi-tensor
+        norm, and the sums per unit (ReLU: a unit is dead iff its sum over the batch is 0)
+        or in all. The standard deviation then comes from :math:`\sum y^2 - n\bar y^2`;
+        :meth:`_exact_std` redoes, on the host, the rare ones where that difference cancels.
         """
-        groups: dict[tuple, list[str]] = {}
-        for name, out in self._outputs.items():
-            groups.setdefault((_kind(self.activations[name]), tuple(out.shape)), []).append(name)
-        stats: dict[str, torch.Tensor] = {}
-        for key, names in groups.items():
-            first = self._outputs[names[0]]
-            # two scratch buffers per group, reused every step: fresh activation-sized tensors
-            # would cost more than the arithmetic on them
-            stacked = self._scratch(key + ("stack",), (len(names), *first.shape), first)
-            torch.stack([self._outputs[n] for n in names], out=stacked)
-            kind = key[0]
-            y = stacked.reshape(len(names), first.shape[0] if first.dim() > 0 else 1, -1)
-            flat = stacked.reshape(len(names), -1)
-            mean = flat.mean(dim=1)
-            centred = self._scratch(key + ("centred",), flat.shape, first)
-            torch.sub(flat, mean[:, None], out=centred)
-            # unbiased std; torch.std_mean over a dim is ~20x slower than this on the CPU
-            std = torch.linalg.vector_norm(centred, dim=1) / max(flat.shape[1] - 1, 1) ** 0.5
-            columns = [mean, std]
+        names = list(self._outputs)
+        if not names:
+            return [], None
+        outs = [self._outputs[n] for n in names]
+        flat = [o.reshape(o.shape[0] if o.dim() > 0 else 1, -1) for o in outs]
+        squares = fast_norms(flat).float().square()
+        sums, third = [], []
+        for name, y in zip(names, flat):
+            kind = _kind(self.activations[name])
+            if kind == "relu":          # a unit is dead if it is 0 for every example of the batch
+                per_unit = y.sum(dim=0)
+                sums.append(per_unit.sum())
+                third.append((per_unit <= 0).float().mean())
+                continue
+            sums.append(y.sum())
             if kind == "sigmoid":       # sigma' = y (1 - y) below level * 1/4
-                columns.append((y * (1 - y) < self.saturation_level / 4).float().mean(dim=(1, 2)))
+                third.append((y * (1 - y) < self.saturation_level / 4).float().mean())
             elif kind == "tanh":        # tanh' = 1 - y^2 below level * 1
-                columns.append((1 - y.square() < self.saturation_level).float().mean(dim=(1, 2)))
-            elif kind == "relu":        # a unit is dead if it is 0 for every example of the batch
-                columns.append((y.amax(dim=1) <= 0).float().mean(dim=1))
+                third.append((1 - y.square() < self.saturation_level).float().mean())
             else:                       # no saturation measure for this activation
-                columns.append(torch.full_like(mean, float("nan")))
-            table = torch.stack(columns, dim=1)
-            stats.update(zip(names, table))
-        return stats
+                third.append(self._nan)
+        counts = torch.tensor([float(y.numel()) for y in flat])
+        total = torch.stack(sums).float()
+        mean = total / counts
+        variance = (squares - total * mean).clamp_min(0) / (counts - 1).clamp_min(1)  # unbiased
+        return names, torch.stack([mean, variance.sqrt(), torch.stack(third).float()], dim=1)
+
+    def _exact_std(self, names: list[str], rows: dict[str, list[float]]) -> None:
+        """Where the mean dwarfs the spread (mean² > 10³·variance) the one-pass variance lost digits: redo those."""
+        for name in names:
+            mean, std = rows[name][0], rows[name][1]
+            if mean * mean > 1e3 * std * std:
+                out = self._outputs[name]
+                rows[name][1] = float(out.float().std()) if out.numel() > 1 else 0.0
 
     # -- per step ------------------------------------------------------------------
     @torch.no_grad()
@@ -435,10 +434,9 @@ class GradientMonitor:
                 pieces += [size.float(), fast_norms(self._previous).float()]
             if grad_names:
                 pieces.append(self._grad_values.float())
-            acts = self._activation_statistics()
-            act_names = list(acts)
+            act_names, table = self._activation_statistics()
             if act_names:
-                pieces.append(torch.stack(list(acts.values())).reshape(-1).float())
+                pieces.append(table.reshape(-1))
             values = torch.cat(pieces).tolist() if pieces else []      # one transfer to the host
             n = len(names)
             sizes, changes, values = values[:n], values[n:2 * n], values[2 * n:]
@@ -448,6 +446,7 @@ class GradientMonitor:
             grads = refine(grads, [self._pending[g] for g in grad_names])
             ratios = [c / max(z, 1e-12) for c, z in zip(changes, sizes)]
             rows = {n: values[3 * i:3 * i + 3] for i, n in enumerate(act_names)}
+            self._exact_std(act_names, rows)
             kinds = {n: _kind(self.activations[n]) for n in act_names}
             record = MonitorRecord(
                 step=self._step,

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from helpers._checks import check_int
+from helpers._fused import TINY
+from helpers._fused import norms as _norms
 from helpers.data import _batches, _check_data, _in_order, _is_xy
 from helpers.progress import progress_enabled
 
@@ -275,6 +277,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                     numbers = torch.stack([loss.detach().float(), grad_norm.float(),
                                            hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
                     loss_value, norm_value, hit_count = numbers
+                    if norm_value < TINY:  # float32 squares of tiny gradients underflow: again in float64
+                        norm_value = _exact_global_norm(params)
                     del output, loss  # free the graph's buffers now, so the allocator reuses them
                     if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
                         with guard.critical():
@@ -582,6 +586,11 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     history = History.from_dict(payload["history"]) if payload["history"] is not None else None
     return {"epoch": payload["epoch"], "history": history, "generator": payload["generator"],
             "seed": payload["seed"], "batch_size": payload["batch_size"]}
+
+
+def _exact_global_norm(params: list[torch.Tensor]) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(_norms(grads))) if grads else 0.0
 
 
 def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:

@@ -305,3 +305,17 @@ def test_fit_accepts_a_list_of_batches():
     history = fit(net, batches, epochs=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
                   loss_fn=F.mse_loss, progress=False)
     assert history.steps == 8
+
+
+def test_fit_grad_norm_does_not_underflow():
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 3), torch.randn(32, 1)
+    net = torch.nn.Linear(3, 1)
+
+    def tiny_loss(out, target):
+        return F.mse_loss(out, target) * 1e-30
+
+    history = fit(net, (X, y), epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=tiny_loss,
+                  batch_size=32, progress=False)
+    expected = math.sqrt(sum(float(torch.linalg.vector_norm(p.grad.double())) ** 2 for p in net.parameters()))
+    assert history.grad_norm[0] > 0 and history.grad_norm[0] == pytest.approx(expected, rel=1e-5)
