@@ -306,7 +306,6 @@ class GradientMonitor:
         self._grad_names: list[str] = []      # ... and their norms, once all have arrived
         self._grad_values: torch.Tensor | None = None
         self._outputs: dict[str, torch.Tensor] = {}
-        self._nan = torch.tensor(float("nan"))
         self._previous: list[torch.Tensor] = []
 
     # -- hooks ---------------------------------------------------------------------
@@ -369,37 +368,38 @@ class GradientMonitor:
     def _activation_statistics(self) -> tuple[list[str], torch.Tensor | None]:
         r"""Names and a table [mean, std, saturation or dead fraction (NaN if neither)] per activation.
 
-        One pass over each output: the sums of squares of all outputs in one multi-tensor
-        norm, and the sums per unit (ReLU: a unit is dead iff its sum over the batch is 0)
-        or in all. The standard deviation then comes from :math:`\sum y^2 - n\bar y^2`;
-        :meth:`_exact_std` redoes, on the host, the rare ones where that difference cancels.
+        Outputs of the same kind of activation and the same shape are stacked and reduced
+        together (a few kernels for the whole network, not a few per layer), in one pass
+        after the stacking copy: the sums per unit (ReLU: a unit is dead iff its sum over the
+        batch is 0) and the sums of squares. The standard deviation then comes from
+        :math:`\sum y^2 - n\bar y^2`; :meth:`_exact_std` redoes, on the host, the rare
+        ones where that difference cancels.
         """
-        names = list(self._outputs)
-        if not names:
-            return [], None
-        outs = [self._outputs[n] for n in names]
-        flat = [o.reshape(o.shape[0] if o.dim() > 0 else 1, -1) for o in outs]
-        squares = fast_norms(flat).float().square()
-        sums, third = [], []
-        for name, y in zip(names, flat):
-            kind = _kind(self.activations[name])
+        groups: dict[tuple, list[str]] = {}
+        for name, out in self._outputs.items():
+            groups.setdefault((_kind(self.activations[name]), tuple(out.shape)), []).append(name)
+        names, tables = [], []
+        for (kind, _shape), members in groups.items():
+            first = self._outputs[members[0]]
+            batch = first.shape[0] if first.dim() > 0 else 1
+            y = torch.stack([self._outputs[n] for n in members]).reshape(len(members), batch, -1)
+            count = float(y[0].numel())
+            per_unit = y.sum(dim=1)
+            total = per_unit.sum(dim=1)
+            mean = total / count
+            squares = torch.linalg.vector_norm(y.reshape(len(members), -1), dim=1).square()
+            variance = (squares - total * mean).clamp_min(0) / max(count - 1, 1)  # unbiased
             if kind == "relu":          # a unit is dead if it is 0 for every example of the batch
-                per_unit = y.sum(dim=0)
-                sums.append(per_unit.sum())
-                third.append((per_unit <= 0).float().mean())
-                continue
-            sums.append(y.sum())
-            if kind == "sigmoid":       # sigma' = y (1 - y) below level * 1/4
-                third.append((y * (1 - y) < self.saturation_level / 4).float().mean())
+                third = (per_unit <= 0).float().mean(dim=1)
+            elif kind == "sigmoid":     # sigma' = y (1 - y) below level * 1/4
+                third = (y * (1 - y) < self.saturation_level / 4).float().mean(dim=(1, 2))
             elif kind == "tanh":        # tanh' = 1 - y^2 below level * 1
-                third.append((1 - y.square() < self.saturation_level).float().mean())
+                third = (1 - y.square() < self.saturation_level).float().mean(dim=(1, 2))
             else:                       # no saturation measure for this activation
-                third.append(self._nan)
-        counts = torch.tensor([float(y.numel()) for y in flat])
-        total = torch.stack(sums).float()
-        mean = total / counts
-        variance = (squares - total * mean).clamp_min(0) / (counts - 1).clamp_min(1)  # unbiased
-        return names, torch.stack([mean, variance.sqrt(), torch.stack(third).float()], dim=1)
+                third = torch.full_like(mean, float("nan"))
+            names += members
+            tables.append(torch.stack([mean, variance.sqrt(), third], dim=1).float())
+        return names, (torch.cat(tables) if tables else None)
 
     def _exact_std(self, names: list[str], rows: dict[str, list[float]]) -> None:
         """Where the mean dwarfs the spread (mean² > 10³·variance) the one-pass variance lost digits: redo those."""

@@ -146,3 +146,21 @@ def test_monitor_attached_without_hooks_still_steps():
         net(torch.randn(3, 2))
         record = monitor.step()
     assert record.grad_norm == {} and list(record.act_mean) == ["0"]
+
+
+def test_monitor_std_is_exact_when_the_mean_dwarfs_the_spread():
+    from helpers.activations import Identity, Sigmoid
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 64), Identity(), nn.Linear(64, 64), Sigmoid())
+    with torch.no_grad():
+        net[0].weight.mul_(1e-4)
+        net[0].bias.fill_(1000.0)   # outputs ~1000 with a spread ~1e-4: one-pass variance cancels
+    x = torch.randn(32, 4)
+    with GradientMonitor(net) as monitor:
+        net(x).sum().backward()
+        record = monitor.step()
+    out = net[:2](x)
+    assert record.act_mean["1"] == pytest.approx(out.mean().item(), rel=1e-6)
+    assert record.act_std["1"] == pytest.approx(out.std().item(), rel=1e-3)
+    assert record.act_std["3"] == pytest.approx(net(x).std().item(), rel=1e-4)
