@@ -290,7 +290,7 @@ def only_overhead(args) -> int:
         text = text.rstrip() + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     output.write_text(text)
     print(f"overhead section written to {output}")
     return 0
