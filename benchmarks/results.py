@@ -1,6 +1,6 @@
 """One command for every budget of DESIGN.md: writes benchmarks/RESULTS.md.
 
-Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick]
+Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick] [--only overhead]
 
 Measures, on this machine:
 
@@ -9,7 +9,7 @@ Measures, on this machine:
 * ``make test`` from a fresh clone, install included (``git clone`` of this repository's
   HEAD into a temporary directory, with the pip cache of this machine); budget 15 min;
 * ``fit()`` against a hand-written loop and a step with ``GradientMonitor`` against one
-  without (:mod:`benchmarks.overhead`); budgets 5 % and 15 %;
+  without (:mod:`benchmarks.overhead`); budgets 5 % and 10 %;
 * each from-scratch component against its torch counterpart: clipping, optimizers, and
   normalization layers and recurrent cells when those modules exist (DESIGN.md sets no
   budget for these: the ratios are reported for information);
@@ -46,7 +46,7 @@ import overhead as overhead_bench  # noqa: E402
 import notebooks as notebook_bench  # noqa: E402
 
 MAKE_TEST_BUDGET_S = 15 * 60
-FIT_BUDGET, MONITOR_BUDGET = 0.05, 0.15
+FIT_BUDGET, MONITOR_BUDGET = 0.05, 0.10  # DESIGN.md: fit <= 5 %, GradientMonitor <= 10 %
 
 
 def verdict(value: float, budget: float) -> str:
@@ -142,6 +142,11 @@ def section_overhead(repeat: int) -> list[str]:
         lines.append(f"| {batch} | `fit()` / minimal loop (loss only) | {bare:.3f} | – | – |")
         lines.append(f"| {batch} | step + `GradientMonitor` / step | {monitor_ratio:.3f} | {1 + MONITOR_BUDGET:.2f} | "
                      f"{verdict(monitor_ratio, 1 + MONITOR_BUDGET)} |")
+    lines += ["", "Where the monitor's time goes (measured with 1 thread, batch 64, ~3 ms per plain step): the "
+              "update-to-data ratio needs at least four passes over all weights per step (norm of the snapshot, "
+              "difference, its norm, new snapshot: ~0.75 ms), the gradient norms one more (one multi-tensor norm, "
+              "~0.1 ms), the activation statistics one stacking copy and one pass (~0.2 ms), the Python hooks "
+              "~0.3 ms. The 10 % budget is below that floor for this workload; `every=10` amortises it."]
     return lines + [""]
 
 
@@ -239,7 +244,11 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--skip-fresh-clone", action="store_true")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["overhead"], default=None,
+                        help="measure one section and replace it in the existing report")
     args = parser.parse_args()
+    if args.only == "overhead":
+        return only_overhead(args)
     if args.quick:
         args.repeat = 1
         args.skip_fresh_clone = True
@@ -267,6 +276,23 @@ def main() -> int:
     if args.output is not None:
         args.output.write_text(report)
         print(f"written to {args.output}")
+    return 0
+
+
+def only_overhead(args) -> int:
+    """Re-measure the overhead section and splice it into the report (the other sections are kept)."""
+    output = args.output or ROOT / "benchmarks" / "RESULTS.md"
+    section = "\n".join(section_overhead(args.repeat))
+    print(section)
+    text = output.read_text() if output.exists() else ""
+    start = text.find("## Overhead of `fit()` and `GradientMonitor`")
+    if start < 0:
+        text = text.rstrip() + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    output.write_text(text)
+    print(f"overhead section written to {output}")
     return 0
 
 

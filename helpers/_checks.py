@@ -52,3 +52,21 @@ def check_choice(name: str, value, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
+
+
+def check_lr(name: str, value):
+    """Return ``value`` (a real number or a one-element real tensor, as torch.optim accepts) if it is >= 0.
+
+    A tensor is returned unchanged, so that it can be updated in place (as schedulers do)
+    and enters the arithmetic as a tensor, exactly as in ``torch.optim``.
+    """
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex() or not value.is_floating_point():
+            raise ValueError(f"{name} as a tensor must have one real floating-point element, got a tensor of "
+                             f"shape {tuple(value.shape)} and dtype {value.dtype}")
+        check_real(name, float(value), minimum=0.0)
+        return value
+    check_real(name, value, minimum=0.0)
+    return value

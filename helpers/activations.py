@@ -33,19 +33,54 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _opmath(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the dtype the arithmetic is done in: float32 for float16/bfloat16 (as torch's kernels), else itself."""
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
 class _HandDerivative(torch.autograd.Function):
-    """y = module.function(x); backward multiplies by module.derivative(x)."""
+    """y = module.function(x); backward multiplies by module.derivative(x).
+
+    Low-precision inputs are computed in float32 and rounded once at the end, forward and
+    backward, as PyTorch's own activation kernels do. The backward is written with
+    differentiable operations of ``x``, so a second derivative (``create_graph=True``)
+    is autograd's derivative of :meth:`Activation.derivative`.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, module: Activation) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.module = module
-        return module.function(x)
+        return module.function(_opmath(x)).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         (x,) = ctx.saved_tensors
-        return grad_output * ctx.module.derivative(x), None
+        slope = ctx.module.derivative(_opmath(x))
+        if torch.is_grad_enabled() and x.requires_grad and not slope.requires_grad:
+            slope = _ConstantOf.apply(slope, x)  # a piecewise-constant slope: zero second derivative, as torch
+        return (_opmath(grad_output) * slope).to(x.dtype), None
+
+
+class _ConstantOf(torch.autograd.Function):
+    """Returns ``value`` (which does not depend on ``x``) as a function of ``x`` with zero derivative.
+
+    ReLU's slope :math:`[x > 0]` has no autograd history; joined to ``x`` this way, a
+    second backward through it gives zeros (as torch's ReLU does) instead of an error.
+    """
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.x_meta = (x.shape, x.dtype, x.device)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        shape, dtype, device = ctx.x_meta
+        return None, torch.zeros(shape, dtype=dtype, device=device)
 
 
 class Activation(nn.Module):
@@ -69,21 +104,35 @@ class Activation(nn.Module):
         return _HandDerivative.apply(x, self)
 
 
+def _positive(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, min=0)
+
+
+def _negative(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, max=0)
+
+
+# Each function below picks one of two branches with torch.where; each branch sees only
+# the inputs of its own sign (clamp), so no branch overflows (no e^{x} of a large x) and
+# its autograd derivative is finite, and at x = 0 the chosen branch has the true slope
+# (clamp passes the gradient at its bound). A formula in |x| would have slope 0 at 0.
+
 def _sigmoid(x: torch.Tensor) -> torch.Tensor:
-    # e^{-|x|} <= 1 never overflows; the two branches are the same function
-    e = torch.exp(-x.abs())
-    return torch.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    # 1 / (1 + e^{-x}) for x >= 0, e^{x} / (1 + e^{x}) for x < 0: the same function
+    e_neg, e_pos = torch.exp(-_positive(x)), torch.exp(_negative(x))
+    return torch.where(x >= 0, 1 / (1 + e_neg), e_pos / (1 + e_pos))
 
 
 def _tanh(x: torch.Tensor) -> torch.Tensor:
-    # tanh|x| = (1 - e^{-2|x|}) / (1 + e^{-2|x|}); expm1 keeps small |x| accurate
-    m = torch.expm1(-2 * x.abs())
-    return torch.sign(x) * (-m / (2 + m))
+    # tanh x = -m / (2 + m) with m = e^{-2x} - 1 for x >= 0 (odd for x < 0); expm1 keeps small |x| accurate
+    m_pos, m_neg = torch.expm1(-2 * _positive(x)), torch.expm1(2 * _negative(x))
+    return torch.where(x >= 0, -m_pos / (2 + m_pos), m_neg / (2 + m_neg))
 
 
 def _softplus(x: torch.Tensor) -> torch.Tensor:
-    # log(1 + e^x) = max(x, 0) + log(1 + e^{-|x|})
-    return torch.where(x > 0, x, torch.zeros_like(x)) + torch.log1p(torch.exp(-x.abs()))
+    # log(1 + e^x) = x + log(1 + e^{-x}) for x > 0, log(1 + e^{x}) otherwise
+    xp = _positive(x)
+    return torch.where(x > 0, xp + torch.log1p(torch.exp(-xp)), torch.log1p(torch.exp(_negative(x))))
 
 
 class Sigmoid(Activation):
@@ -213,7 +262,9 @@ class ELU(Activation):
         return torch.where(x <= 0, negative, x)
 
     def derivative(self, x):
-        return torch.where(x <= 0, self.alpha * torch.exp(torch.clamp(x, max=0)), torch.ones_like(x))
+        # at 0 the slope is alpha (the left branch, as torch) and its own slope 0 (as torch's double backward)
+        strictly_negative = torch.where(x < 0, x, torch.zeros_like(x))
+        return torch.where(x <= 0, self.alpha * torch.exp(strictly_negative), torch.ones_like(x))
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -243,16 +294,23 @@ class GELU(Activation):
         super().__init__()
         self.approximate = check_choice("approximate", approximate, ("none", "tanh"))
 
+    # Arranged without cancellation: 1 + erf(x/sqrt2) = erfc(-x/sqrt2), and
+    # 1 + tanh(u) = 2 sigmoid(2u), 1 - tanh(u)^2 = 4 sigmoid(2u)(1 - sigmoid(2u)),
+    # so the left tail (x << 0, where both are tiny) keeps its relative accuracy.
+
+    def _tanh_argument(self, x):
+        return _SQRT_2_OVER_PI * (x + 0.044715 * x**3)
+
     def function(self, x):
         if self.approximate == "tanh":
-            return 0.5 * x * (1 + _tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3)))
-        return 0.5 * x * (1 + torch.erf(x / _SQRT_2))
+            return x * _sigmoid(2 * self._tanh_argument(x))
+        return 0.5 * x * torch.erfc(-x / _SQRT_2)
 
     def derivative(self, x):
         if self.approximate == "tanh":
-            t = _tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x**3))
-            return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-        cdf = 0.5 * (1 + torch.erf(x / _SQRT_2))
+            s = _sigmoid(2 * self._tanh_argument(x))
+            return s + 2 * x * s * (1 - s) * _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        cdf = 0.5 * torch.erfc(-x / _SQRT_2)
         density = _INV_SQRT_2PI * torch.exp(-0.5 * x * x)
         return cdf + x * density
 

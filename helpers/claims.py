@@ -42,15 +42,21 @@ def claim(statement: str, value: float, *, low: float | None = None, high: float
     print(f"✓ {statement}")
 
 
-def claim_close(statement: str, value: float, expected: float, *, rel: float) -> None:
-    """Assert ``value`` is within a relative tolerance ``rel`` of ``expected`` and print ``✓ statement``.
+def claim_close(statement: str, value: float, expected: float, *, rel: float = 0.0, abs: float = 0.0) -> None:
+    """Assert ``|value - expected| <= max(rel·max(|value|, |expected|), abs)`` and print ``✓ statement``.
+
+    ``abs`` makes a claim about an expected 0 possible (a relative tolerance alone never
+    accepts anything but 0 there).
 
     Example:
         >>> claim_close("the slope equals the depth", 9.98, 10, rel=0.01)
         ✓ the slope equals the depth
+        >>> claim_close("the mean is zero", 3e-9, 0.0, abs=1e-6)
+        ✓ the mean is zero
     """
-    if not math.isclose(float(value), float(expected), rel_tol=rel):
-        raise AssertionError(f"claim failed: {statement}: measured {value!r}, expected {expected!r} ± {rel:.0%}")
+    if not math.isclose(float(value), float(expected), rel_tol=rel, abs_tol=abs):
+        raise AssertionError(f"claim failed: {statement}: measured {value!r}, expected {expected!r} "
+                             f"± {rel:.0%} (relative) or ± {abs!r} (absolute)")
     print(f"✓ {statement}")
 
 

@@ -18,6 +18,8 @@ the norm of all gradients together only needs the norms of the pieces, wherever 
 from __future__ import annotations
 
 import math
+import types
+import warnings
 from collections.abc import Iterable
 from numbers import Real
 
@@ -66,8 +68,11 @@ def grad_norms(grads: Iterable[torch.Tensor], norm_type: float = 2.0) -> list[to
         >>> [float(n) for n in grad_norms([torch.tensor([3.0, 4.0]), torch.tensor([-2.0])])]
         [5.0, 2.0]
     """
-    p = _check_norm_type(norm_type)
-    return [torch.linalg.vector_norm(g, p) if g.numel() else g.new_zeros(()) for g in _as_list(grads, "grads")]
+    return _grad_norms(_as_list(grads, "grads"), _check_norm_type(norm_type))
+
+
+def _grad_norms(grads: list[torch.Tensor], p: float) -> list[torch.Tensor]:
+    return [torch.linalg.vector_norm(g, p) if g.numel() else g.new_zeros(()) for g in grads]
 
 
 def total_norm_from_norms(norms: Iterable[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
@@ -90,8 +95,10 @@ def total_norm_from_norms(norms: Iterable[torch.Tensor], norm_type: float = 2.0)
         >>> float(total_norm_from_norms([torch.tensor(3.0), torch.tensor(4.0)]))
         5.0
     """
-    p = _check_norm_type(norm_type)
-    norms = _as_list(norms, "norms")
+    return _total_norm_from_norms(_as_list(norms, "norms"), _check_norm_type(norm_type))
+
+
+def _total_norm_from_norms(norms: list[torch.Tensor], p: float) -> torch.Tensor:
     if not norms:
         return torch.tensor(0.0)
     return torch.linalg.vector_norm(torch.stack([n.reshape(()) for n in norms]), p)
@@ -111,8 +118,33 @@ def get_total_norm(grads: Iterable[torch.Tensor], norm_type: float = 2.0,
         5.0
     """
     p = _check_norm_type(norm_type)
-    grads = [g for g in (list(grads) if not isinstance(grads, torch.Tensor) else [grads]) if g is not None]
-    total = total_norm_from_norms(grad_norms(grads, p), p)
+    if not isinstance(grads, torch.Tensor) and isinstance(grads, Iterable) and not isinstance(grads, str | bytes):
+        grads = [g for g in grads if g is not None]
+    return _get_total_norm(_as_list(grads, "grads"), p, bool(error_if_nonfinite))
+
+
+def _by_device_and_dtype(grads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors grouped by (device, dtype) in the order torch sums their norms.
+
+    The order of the groups changes the rounding of the total norm; torch's own grouping
+    (a hash map) is used when available so that the total equals torch's bit for bit,
+    else the groups come in order of first appearance.
+    """
+    try:
+        from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
+    except ImportError:  # pragma: no cover - older or newer torch without the private helper
+        groups: dict[tuple, list[torch.Tensor]] = {}
+        for g in grads:
+            groups.setdefault((g.device, g.dtype), []).append(g)
+        return [g for group in groups.values() for g in group]
+    if not grads:
+        return []
+    grouped = _group_tensors_by_device_and_dtype([grads])
+    return [g for (tensors,), _ in grouped.values() for g in tensors]
+
+
+def _get_total_norm(grads: list[torch.Tensor], p: float, error_if_nonfinite: bool) -> torch.Tensor:
+    total = _total_norm_from_norms(_grad_norms(_by_device_and_dtype(grads), p), p)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(f"The total norm of order {p} of the gradients is non-finite ({float(total)}), "
                            "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway "
@@ -142,12 +174,19 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor)
     if not isinstance(total_norm, torch.Tensor) or total_norm.numel() != 1:
         got = f"shape {tuple(total_norm.shape)}" if isinstance(total_norm, torch.Tensor) else type(total_norm).__name__
         raise TypeError(f"total_norm must be a tensor with one element (e.g. from get_total_norm), got {got}")
+    _clip_grads_with_norm(params, max_norm, total_norm)
+
+
+@torch.no_grad()
+def _clip_grads_with_norm(params: list[torch.Tensor], max_norm: float, total_norm: torch.Tensor) -> None:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return
     scale = torch.clamp(max_norm / (total_norm + _EPS), max=1.0)
     for g in grads:
-        g.mul_(scale.to(device=g.device, dtype=g.dtype))
+        # the coefficient keeps its own dtype (a 0-d tensor does not promote g): a bfloat16
+        # gradient is multiplied in float32 and rounded once, as torch does
+        g.mul_(scale.to(device=g.device))
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
@@ -174,18 +213,23 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
 
     Returns:
         The total norm **before** clipping, a scalar tensor (``tensor(0.)`` when no
-        parameter has a gradient).
+        parameter has a gradient). Gradients of several dtypes are scaled by one coefficient
+        in the dtype of the total norm (each rounded once), as torch does. An empty
+        generator gives a ``UserWarning`` that no clipping will occur, as torch's.
 
     Example:
         >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([30.0, 40.0])
         >>> float(clip_grad_norm_([w], max_norm=5.0)), torch.allclose(w.grad, torch.tensor([3.0, 4.0]))
         (50.0, True)
     """
+    is_generator = isinstance(parameters, types.GeneratorType)
     params = _as_list(parameters)
-    check_real("max_norm", max_norm, minimum=0.0)
+    max_norm = check_real("max_norm", max_norm, minimum=0.0)
     p = _check_norm_type(norm_type)
-    total = get_total_norm([q.grad for q in params], p, error_if_nonfinite)
-    clip_grads_with_norm_(params, max_norm, total)
+    if is_generator and not params:
+        warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
+    total = _get_total_norm([q.grad for q in params if q.grad is not None], p, bool(error_if_nonfinite))
+    _clip_grads_with_norm(params, max_norm, total)
     return total
 
 
@@ -343,7 +387,7 @@ def distributed_clip_grad_norm_(parameters, max_norm: float, norm_type: float = 
     grads = [q.grad for q in params if q.grad is not None]
     device = grads[0].device if grads else _collective_device(process_group)
     dtype = torch.float32 if device.type == "mps" else torch.float64
-    norms = [n.to(dtype) for n in grad_norms(grads, p)]
+    norms = [n.to(dtype) for n in _grad_norms(grads, p)]
     if math.isinf(p):
         local = torch.stack(norms).max() if norms else torch.zeros((), dtype=dtype, device=device)
         dist.all_reduce(local, op=dist.ReduceOp.MAX, group=process_group)
@@ -356,7 +400,7 @@ def distributed_clip_grad_norm_(parameters, max_norm: float, norm_type: float = 
         raise RuntimeError(f"The global norm of order {p} of the gradients is non-finite ({float(total)}), "
                            "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway.")
     total = total.to(grads[0].dtype if grads else torch.get_default_dtype())
-    clip_grads_with_norm_(params, max_norm, total)
+    _clip_grads_with_norm(params, max_norm, total)
     return total
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -179,3 +180,48 @@ def adding_problem(n: int, seq_len: int, seed: int = 0, device=None):
     if device is not None:
         X, y = X.to(device), y.to(device)
     return X, y
+
+
+# -- batching shared by training and the LR finder (low layer: no import upward) --
+
+
+def _is_xy(data) -> bool:
+    """Whether ``data`` is an ``(X, y)`` pair of tensors (else an iterable of batches)."""
+    return isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+
+
+def _batches(data, batch_size: int, generator: torch.Generator) -> Iterable:
+    """Shuffled mini-batches of an ``(X, y)`` pair (a new order from ``generator`` each call)."""
+    X, y = data
+    order = torch.randperm(len(X), generator=generator)
+    for start in range(0, len(X), batch_size):
+        index = order[start:start + batch_size]
+        yield X[index], y[index]
+
+
+def _in_order(data, batch_size: int) -> Iterable:
+    """Mini-batches of an ``(X, y)`` pair in their stored order (for evaluation)."""
+    X, y = data
+    for start in range(0, len(X), batch_size):
+        yield X[start:start + batch_size], y[start:start + batch_size]
+
+
+def _check_data(name: str, data, required: bool) -> None:
+    """``data`` is an ``(X, y)`` pair of tensors of equal, non-zero length, or an iterable of ``(x, y)`` batches."""
+    if data is None:
+        if required:
+            raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of (x, y) batches, got None")
+        return
+    if isinstance(data, tuple | list) and not _is_xy(data):
+        if data and all(isinstance(b, tuple | list) and len(b) == 2 for b in data):
+            return  # a list of (x, y) batches
+        raise TypeError(f"{name} as a tuple must be (X, y), two tensors, or a list of (x, y) batches; got "
+                        f"{len(data)} items of types {[type(t).__name__ for t in data]}")
+    if _is_xy(data):
+        if len(data[0]) != len(data[1]):
+            raise ValueError(f"{name}: X and y must have the same length, got {len(data[0])} and {len(data[1])}")
+        if len(data[0]) == 0:
+            raise ValueError(f"{name} is empty")
+    elif not isinstance(data, Iterable):
+        raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of batches, "
+                        f"got {type(data).__name__}")

@@ -10,8 +10,11 @@ from torch import nn
 
 from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
+from helpers._fused import fast_norms, refine
+from helpers._fused import norms as _norms
+from helpers._layers import WEIGHTED_LAYERS, describe_kinds, recurrent_weights
 
-WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# WEIGHTED_LAYERS stays importable from here; the one registry lives in helpers._layers
 ACTIVATION_LAYERS = (
     activations.Activation,
     nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -40,7 +43,7 @@ def _weight_normed():
 
 
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Linear/Conv layer of ``model`` by qualified name, from input to output.
+    """Every Linear/Conv/ConvTranspose layer of ``model`` by qualified name, from input to output.
 
     "From input to output" is the order in which the layers were registered, which is
     the order of the forward pass for the sequential models of the course.
@@ -67,14 +70,41 @@ def trained_weight(layer: nn.Module) -> torch.Tensor:
     return layer.v if isinstance(layer, _weight_normed()) else layer.weight
 
 
+def watched_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The weight matrices the diagnostics report, by name, from input to output.
+
+    One per weighted layer (:data:`WEIGHTED_LAYERS`, named like the layer, see
+    :func:`trained_weight`), and the input-to-hidden and hidden-to-hidden matrices of
+    recurrent layers (``nn.RNN``/``LSTM``/``GRU``, their cells and :mod:`helpers.recurrent`'s),
+    named ``"<layer>.weight_ih_l0"`` etc.
+
+    Example:
+        >>> list(watched_weights(torch.nn.ModuleDict({"rnn": torch.nn.GRU(3, 4), "head": torch.nn.Linear(4, 1)})))
+        ['rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'head']
+    """
+    _check_module("model", model)
+    kinds = (*WEIGHTED_LAYERS, _weight_normed())
+    watched: dict[str, torch.Tensor] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, kinds):
+            watched[name] = trained_weight(module)
+        else:
+            for pname, weight in recurrent_weights(module).items():
+                watched[f"{name}.{pname}" if name else pname] = weight
+    return watched
+
+
 def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     r"""The Frobenius norm :math:`\lVert \partial L / \partial W_\ell \rVert_F` of each layer's weight gradient.
 
     Call it after ``loss.backward()``. A layer whose weight has no gradient yet
-    (``.grad is None``) reports ``0.0``; biases are not included.
+    (``.grad is None``) reports ``0.0``; biases are not included. The squares are summed
+    in float64, so gradients as small as :math:`10^{-43}` (float32's smallest) do not
+    underflow to a norm of 0.
 
     Args:
-        model: a module containing Linear/Conv layers.
+        model: a module containing Linear/Conv/ConvTranspose or recurrent layers
+            (see :func:`watched_weights`).
 
     Returns:
         dict {layer name: norm}, ordered from input to output.
@@ -85,14 +115,11 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
         >>> list(layer_grad_norms(net))
         ['0', '2']
     """
-    layers = weighted_layers(model)
-    if not layers:
-        return {}
-    grads = [trained_weight(m).grad for m in layers.values()]
-    present = [g for g in grads if g is not None]
-    norms = iter(torch.stack([torch.linalg.vector_norm(g) for g in present]).tolist()
-                 if present else [])
-    return {name: (next(norms) if g is not None else 0.0) for name, g in zip(layers, grads)}
+    weights = watched_weights(model)
+    grads = [w.grad for w in weights.values()]
+    present = [g.detach() for g in grads if g is not None]
+    values = iter(_norms(present).tolist())  # one multi-tensor norm, one transfer to the host
+    return {name: (next(values) if g is not None else 0.0) for name, g in zip(weights, grads)}
 
 
 def grad_norms_for_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -214,7 +241,8 @@ class MonitorRecord:
 class GradientMonitor:
     r"""Hooks that record a network's health at every training step.
 
-    Per Linear/Conv layer :math:`\ell`:
+    Per weight matrix :math:`\ell` (of each Linear/Conv/ConvTranspose layer, and the
+    ``weight_ih``/``weight_hh`` matrices of recurrent layers: :func:`watched_weights`):
 
     * gradient norm :math:`\lVert \partial L/\partial W_\ell \rVert_F`, read as soon as the
       gradient is accumulated, so *before* any clipping;
@@ -233,6 +261,10 @@ class GradientMonitor:
 
     Protocol: attach, train as usual, and call :meth:`step` after each
     ``optimizer.step()`` (:func:`helpers.training.fit` does this for you).
+
+    The gradient norms are taken together, in one multi-tensor norm (in float64, so tiny
+    gradients do not underflow to 0), when the last watched gradient of the backward pass
+    has been accumulated; a step copies its numbers to the host once.
 
     Args:
         model: the network to watch.
@@ -258,15 +290,22 @@ class GradientMonitor:
                    strict_minimum=True, strict_maximum=True)
         self.model, self.every, self.saturation_level = model, every, saturation_level
         self.layers = weighted_layers(model)
-        self._weights = {name: trained_weight(layer) for name, layer in self.layers.items()}
+        self._weights = watched_weights(model)
         self.activations = {n: m for n, m in model.named_modules()
                             if isinstance(m, ACTIVATION_LAYERS)}
+        if not self._weights and not self.activations:
+            raise ValueError("model has nothing GradientMonitor can watch: it watches the weights of "
+                             f"{describe_kinds()} and recurrent layers (nn.RNN/LSTM/GRU and cells), and "
+                             f"activation modules; got {type(model).__name__} with none")
         self.records: list[MonitorRecord] = []
         self._step = 0
+        self._attached = False
         self._handles: list = []
-        self._grad_norms: dict[str, torch.Tensor] = {}
+        self._hooked = 0                      # watched weights with a gradient hook
+        self._pending: dict[str, torch.Tensor] = {}   # gradients accumulated this step, by name
+        self._grad_names: list[str] = []      # ... and their norms, once all have arrived
+        self._grad_values: torch.Tensor | None = None
         self._outputs: dict[str, torch.Tensor] = {}
-        self._buffers: dict[tuple, torch.Tensor] = {}
         self._previous: list[torch.Tensor] = []
 
     # -- hooks ---------------------------------------------------------------------
@@ -275,7 +314,13 @@ class GradientMonitor:
 
     def _on_grad(self, name: str, param: torch.Tensor) -> None:
         if self._recording():
-            self._grad_norms[name] = torch.linalg.vector_norm(param.grad.detach())
+            self._pending[name] = param.grad.detach()
+            if len(self._pending) == self._hooked:  # the last one of the backward pass: norm them all at once
+                self._norm_pending()
+
+    def _norm_pending(self) -> None:
+        self._grad_names = [n for n in self._weights if n in self._pending]  # from input to output
+        self._grad_values = fast_norms([self._pending[n] for n in self._grad_names])
 
     def _on_forward(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
         # keep a reference only; the statistics are computed once per step, batched
@@ -284,10 +329,13 @@ class GradientMonitor:
 
     def attach(self) -> GradientMonitor:
         """Register the hooks (idempotent)."""
-        if self._handles:
+        if self._attached:
             return self
+        self._attached = True
+        self._hooked = 0
         for name, weight in self._weights.items():
             if weight.requires_grad:
+                self._hooked += 1
                 self._handles.append(weight.register_post_accumulate_grad_hook(
                     lambda p, name=name: self._on_grad(name, p)))
         for name, module in self.activations.items():
@@ -301,6 +349,7 @@ class GradientMonitor:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._attached = False
 
     def __enter__(self) -> GradientMonitor:
         return self.attach()
@@ -316,49 +365,49 @@ class GradientMonitor:
         elif weights:
             torch._foreach_copy_(self._previous, weights)
 
-    def _scratch(self, key: tuple, shape: tuple, like: torch.Tensor) -> torch.Tensor:
-        buffer = self._buffers.get(key)
-        if buffer is None or buffer.shape != torch.Size(shape) or buffer.dtype != like.dtype \
-                or buffer.device != like.device:
-            buffer = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
-        return buffer
-
-    def _activation_statistics(self) -> dict[str, list[float]]:
-        """[mean, std, saturation or dead fraction (NaN if neither)] per activation, in few batched ops.
+    def _activation_statistics(self) -> tuple[list[str], torch.Tensor | None]:
+        r"""Names and a table [mean, std, saturation or dead fraction (NaN if neither)] per activation.
 
         Outputs of the same kind of activation and the same shape are stacked and reduced
-        together: one set of kernels for the whole network instead of one per layer.
+        together (a few kernels for the whole network, not a few per layer), in one pass
+        after the stacking copy: the sums per unit (ReLU: a unit is dead iff its sum over the
+        batch is 0) and the sums of squares. The standard deviation then comes from
+        :math:`\sum y^2 - n\bar y^2`; :meth:`_exact_std` redoes, on the host, the rare
+        ones where that difference cancels.
         """
         groups: dict[tuple, list[str]] = {}
         for name, out in self._outputs.items():
             groups.setdefault((_kind(self.activations[name]), tuple(out.shape)), []).append(name)
-        stats: dict[str, torch.Tensor] = {}
-        for key, names in groups.items():
-            first = self._outputs[names[0]]
-            # two scratch buffers per group, reused every step: fresh activation-sized tensors
-            # would cost more than the arithmetic on them
-            stacked = self._scratch(key + ("stack",), (len(names), *first.shape), first)
-            torch.stack([self._outputs[n] for n in names], out=stacked)
-            kind = key[0]
-            y = stacked.reshape(len(names), first.shape[0] if first.dim() > 0 else 1, -1)
-            flat = stacked.reshape(len(names), -1)
-            mean = flat.mean(dim=1)
-            centred = self._scratch(key + ("centred",), flat.shape, first)
-            torch.sub(flat, mean[:, None], out=centred)
-            # unbiased std; torch.std_mean over a dim is ~20x slower than this on the CPU
-            std = torch.linalg.vector_norm(centred, dim=1) / max(flat.shape[1] - 1, 1) ** 0.5
-            columns = [mean, std]
-            if kind == "sigmoid":       # sigma' = y (1 - y) below level * 1/4
-                columns.append((y * (1 - y) < self.saturation_level / 4).float().mean(dim=(1, 2)))
+        names, tables = [], []
+        for (kind, _shape), members in groups.items():
+            first = self._outputs[members[0]]
+            batch = first.shape[0] if first.dim() > 0 else 1
+            y = torch.stack([self._outputs[n] for n in members]).reshape(len(members), batch, -1)
+            count = float(y[0].numel())
+            per_unit = y.sum(dim=1)
+            total = per_unit.sum(dim=1)
+            mean = total / count
+            squares = torch.linalg.vector_norm(y.reshape(len(members), -1), dim=1).square()
+            variance = (squares - total * mean).clamp_min(0) / max(count - 1, 1)  # unbiased
+            if kind == "relu":          # a unit is dead if it is 0 for every example of the batch
+                third = (per_unit <= 0).float().mean(dim=1)
+            elif kind == "sigmoid":     # sigma' = y (1 - y) below level * 1/4
+                third = (y * (1 - y) < self.saturation_level / 4).float().mean(dim=(1, 2))
             elif kind == "tanh":        # tanh' = 1 - y^2 below level * 1
-                columns.append((1 - y.square() < self.saturation_level).float().mean(dim=(1, 2)))
-            elif kind == "relu":        # a unit is dead if it is 0 for every example of the batch
-                columns.append((y.amax(dim=1) <= 0).float().mean(dim=1))
+                third = (1 - y.square() < self.saturation_level).float().mean(dim=(1, 2))
             else:                       # no saturation measure for this activation
-                columns.append(torch.full_like(mean, float("nan")))
-            table = torch.stack(columns, dim=1)
-            stats.update(zip(names, table))
-        return stats
+                third = torch.full_like(mean, float("nan"))
+            names += members
+            tables.append(torch.stack([mean, variance.sqrt(), third], dim=1).float())
+        return names, (torch.cat(tables) if tables else None)
+
+    def _exact_std(self, names: list[str], rows: dict[str, list[float]]) -> None:
+        """Where the mean dwarfs the spread (mean² > 10³·variance) the one-pass variance lost digits: redo those."""
+        for name in names:
+            mean, std = rows[name][0], rows[name][1]
+            if mean * mean > 1e3 * std * std:
+                out = self._outputs[name]
+                rows[name][1] = float(out.float().std()) if out.numel() > 1 else 0.0
 
     # -- per step ------------------------------------------------------------------
     @torch.no_grad()
@@ -367,31 +416,37 @@ class GradientMonitor:
 
         Returns the new record, or ``None`` on a step that ``every`` skips.
         """
-        if not self._handles:
+        if not self._attached:
             raise RuntimeError("GradientMonitor.step() called while detached; call attach() first")
         record = None
         if self._recording():
-            names = list(self.layers)
+            names = list(self._weights)
             weights = [self._weights[n].detach() for n in names]
-            grad_names = [n for n in names if n in self._grad_norms]
+            if self._pending and (self._grad_values is None or len(self._grad_names) != len(self._pending)):
+                self._norm_pending()  # some watched weight got no gradient this step
+            grad_names = self._grad_names if self._pending else []
             pieces = []
             if names:
-                size = torch.stack(torch._foreach_norm(self._previous)).clamp_min(1e-12)
+                size = fast_norms(self._previous)
                 # in place: the snapshot is overwritten below anyway, and a fresh difference
                 # tensor per layer costs more than the arithmetic
                 torch._foreach_sub_(self._previous, weights)
-                change = torch.stack(torch._foreach_norm(self._previous))
-                pieces.append(change / size)
+                pieces += [size.float(), fast_norms(self._previous).float()]
             if grad_names:
-                pieces.append(torch.stack([self._grad_norms[n] for n in grad_names]))
-            acts = self._activation_statistics()
-            act_names = list(acts)
+                pieces.append(self._grad_values.float())
+            act_names, table = self._activation_statistics()
             if act_names:
-                pieces.append(torch.stack(list(acts.values())).reshape(-1))
+                pieces.append(table.reshape(-1))
             values = torch.cat(pieces).tolist() if pieces else []      # one transfer to the host
-            ratios, values = values[:len(names)], values[len(names):]
+            n = len(names)
+            sizes, changes, values = values[:n], values[n:2 * n], values[2 * n:]
             grads, values = values[:len(grad_names)], values[len(grad_names):]
+            # float32 norms below ~1e-12 may have lost entries to underflow: those few again, in float64
+            changes = refine(changes, self._previous)
+            grads = refine(grads, [self._pending[g] for g in grad_names])
+            ratios = [c / max(z, 1e-12) for c, z in zip(changes, sizes)]
             rows = {n: values[3 * i:3 * i + 3] for i, n in enumerate(act_names)}
+            self._exact_std(act_names, rows)
             kinds = {n: _kind(self.activations[n]) for n in act_names}
             record = MonitorRecord(
                 step=self._step,
@@ -403,7 +458,8 @@ class GradientMonitor:
                 dead={n: r[2] for n, r in rows.items() if kinds[n] == "relu"},
             )
             self.records.append(record)
-            self._grad_norms.clear()
+            self._pending.clear()
+            self._grad_names, self._grad_values = [], None
             self._outputs.clear()
         self._step += 1
         if self._recording():

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from helpers._checks import check_choice, check_real
+from helpers._layers import WEIGHTED_LAYERS, describe_kinds
 
 _LINEAR_NAMES = ("linear", "identity", "conv1d", "conv2d", "conv3d",
                  "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
@@ -273,7 +274,9 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
     shrinks nor stretches any direction.
 
     Args:
-        tensor: at least 2 dimensions; filled in place.
+        tensor: at least 2 dimensions; filled in place. float16/bfloat16 tensors (which
+            ``torch.nn.init.orthogonal_`` refuses on the CPU) get the float32 draw of the same
+            generator, rounded once.
         gain: scale factor.
         generator: the :class:`torch.Generator` to draw from.
 
@@ -291,7 +294,10 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    gaussian = tensor.new_empty((rows, cols)).normal_(0, 1, generator=generator)
+    # float16/bfloat16: torch has no QR for them (torch.nn.init.orthogonal_ raises), so the
+    # matrix is drawn and factored in float32 and rounded once when copied in
+    work = torch.float32 if tensor.dtype in (torch.float16, torch.bfloat16) else tensor.dtype
+    gaussian = tensor.new_empty((rows, cols), dtype=work).normal_(0, 1, generator=generator)
     wide = rows < cols
     if wide:
         gaussian = gaussian.T
@@ -300,14 +306,17 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
     if wide:
         q = q.T
     with torch.no_grad():
-        tensor.view_as(q).copy_(q)
-        tensor.mul_(gain)
+        if work == tensor.dtype:
+            tensor.view_as(q).copy_(q)
+            tensor.mul_(gain)
+        else:
+            tensor.view_as(q).copy_(q * gain)
     return tensor
 
 
 # -- whole models ------------------------------------------------------------------
 
-INITIALISED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+INITIALISED_LAYERS = WEIGHTED_LAYERS  # the one registry (helpers._layers): Linear, Conv and ConvTranspose 1d-3d
 SCHEMES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "normal")
 
 
@@ -328,7 +337,10 @@ _SCHEME_FUNCTIONS = {
 
 
 def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
-    """Initialise every Linear/Conv weight of ``model`` with one scheme; set biases to 0.
+    """Initialise every Linear/Conv/ConvTranspose weight of ``model`` with one scheme; set biases to 0.
+
+    The fans of a transposed convolution's weight ``(in, out/groups, *kernel)`` are read
+    from the tensor as ``torch.nn.init`` does (dim 1 is fan_in), so a seeded draw equals torch's.
 
     Layers are visited in :meth:`~torch.nn.Module.modules` order, so with a seeded
     ``generator=`` the result is reproducible.
@@ -354,8 +366,8 @@ def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
     check_choice("scheme", scheme, SCHEMES)
     layers = [m for m in model.modules() if isinstance(m, INITIALISED_LAYERS)]
     if not layers:
-        names = ", ".join(c.__name__ for c in INITIALISED_LAYERS)
-        raise ValueError(f"model has no layer to initialise (looked for {names})")
+        raise ValueError(f"model has no layer to initialise (looked for {describe_kinds()}), got "
+                         f"{type(model).__name__}")
     function = _SCHEME_FUNCTIONS[scheme]
     # validate the keyword arguments on an empty tensor (draws nothing from the generator)
     # before touching the model
@@ -379,7 +391,7 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
           generator: torch.Generator | None = None) -> dict[str, int]:
     r"""Layer-sequential unit-variance initialisation (Mishkin & Matas 2016).
 
-    Start from orthogonal weights, then for each Linear/Conv layer from input to output
+    Start from orthogonal weights, then for each Linear/Conv/ConvTranspose layer from input to output
     run the batch ``x`` through the net and rescale the layer's weight until the
     standard deviation of its output is ``target_std``:
 
@@ -420,7 +432,8 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
     _check_generator(generator)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, INITIALISED_LAYERS)}
     if not layers:
-        raise ValueError("model has no Linear/Conv layer to initialise")
+        raise ValueError(f"model has no layer to initialise (looked for {describe_kinds()}), got "
+                         f"{type(model).__name__}")
     kept = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         model(x)  # a batch the model cannot take is the caller's mistake: say so before changing anything

@@ -9,6 +9,7 @@ from torch import nn
 
 from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
+from helpers._layers import WEIGHTED_LAYERS
 
 # PyTorch's fused modules under the course's names. tests/test_activations.py proves each
 # equal (outputs and gradients) to the course's from-scratch module of the same name,
@@ -395,7 +396,8 @@ def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Mo
     Biases are set to the constant ``bias``.
 
     Args:
-        model: any module; its Linear, Conv1d/2d/3d layers are re-initialised in place.
+        model: any module; its Linear, Conv and ConvTranspose 1d/2d/3d layers are re-initialised in place
+            (fan_in read from the weight's dim 1 and kernel, as torch.nn.init).
         gain: :math:`\sigma_w`, a real number > 0.
         bias: constant for every bias.
 
@@ -405,7 +407,7 @@ def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Mo
     check_real("gain", gain, minimum=0.0, strict_minimum=True)
     check_real("bias", bias)
     for module in model.modules():
-        if isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
+        if isinstance(module, WEIGHTED_LAYERS):
             fan_in = module.weight[0].numel()
             module.weight.normal_(0.0, gain / fan_in**0.5)
             if module.bias is not None:

@@ -15,6 +15,22 @@ from torch import nn
 
 from helpers._checks import check_int, check_real
 
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _opmath(t: torch.Tensor) -> torch.Tensor:
+    """float16/bfloat16 computed in float32, as torch's normalization kernels do; other dtypes as they are."""
+    return t.float() if t.dtype in _LOW_PRECISION else t
+
+
+def _check_dtype(layer: nn.Module, x: torch.Tensor, own: torch.dtype | None) -> None:
+    """As torch: the input's dtype is the layer's, or float16/bfloat16 into a float32 layer."""
+    if own is None or x.dtype == own or (x.dtype in _LOW_PRECISION and own == torch.float32):
+        return
+    raise TypeError(f"input of dtype {x.dtype} does not match {type(layer).__name__}'s {own} parameters "
+                    f"(torch calls this 'mixed dtype'); accepted: {own}, or float16/bfloat16 into float32. "
+                    f"Convert the layer (.to({x.dtype})) or the input (.to({own}))")
+
 
 def _check_momentum(momentum) -> float | None:
     if momentum is None:
@@ -67,32 +83,43 @@ class _BatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
+        _check_dtype(self, x, self.running_mean.dtype)
         dims = [0, *range(2, x.dim())]                  # every dimension except the channels
         shape = [1, self.num_features] + [1] * (x.dim() - 2)
+        xc = _opmath(x)  # float16/bfloat16 are normalised in float32 and rounded once, as torch does
         if self.training:
             count = x.numel() // self.num_features
-            if count <= 1:
+            if count == 1:
                 raise ValueError(f"batch norm needs more than 1 value per channel in training mode, "
                                  f"got input of shape {tuple(x.shape)}")
-            var, mean = torch.var_mean(x, dim=dims, correction=0)   # biased: normalises the batch
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
-                          else self.momentum)
-                # the running variance is the unbiased estimate, as in torch
-                self.running_mean.lerp_(mean.detach(), factor)
-                self.running_var.lerp_(var.detach() * (count / (count - 1)), factor)
+            if count == 0:  # an empty batch: as torch, nothing to average, the counter still advances
+                mean, var = xc.new_zeros(self.num_features), xc.new_ones(self.num_features)
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+            else:
+                var, mean = torch.var_mean(xc, dim=dims, correction=0)   # biased: normalises the batch
+                self._update_running(mean.detach(), var.detach(), count)
         else:
-            mean, var = self.running_mean, self.running_var
+            mean, var = _opmath(self.running_mean), _opmath(self.running_var)
         # y = (x - mean) / sqrt(var + eps) * weight + bias, folded into one scale and one shift per
         # channel so that only one operation touches the whole input
         scale = torch.rsqrt(var + self.eps)
         if self.affine:
-            scale = scale * self.weight
+            scale = scale * _opmath(self.weight)
         shift = -mean * scale
         if self.affine:
-            shift = shift + self.bias
-        return torch.addcmul(shift.reshape(shape), x, scale.reshape(shape))
+            shift = shift + _opmath(self.bias)
+        return torch.addcmul(shift.reshape(shape), xc, scale.reshape(shape)).to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+        self.num_batches_tracked.add_(1)
+        factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                  else self.momentum)
+        # the running variance is the unbiased estimate, as in torch
+        own = self.running_mean.dtype
+        self.running_mean.lerp_(mean.to(own), factor)
+        self.running_var.lerp_((var * (count / (count - 1))).to(own), factor)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}"
@@ -217,14 +244,18 @@ class LayerNorm(nn.Module):
         if tuple(x.shape[x.dim() - k:]) != self.normalized_shape or x.dim() < k:
             raise ValueError(f"LayerNorm{self.normalized_shape} expects an input ending in "
                              f"{self.normalized_shape}, got shape {tuple(x.shape)}")
-        dims = tuple(range(-k, 0))
-        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
-        y = (x - mean) * torch.rsqrt(var + self.eps)
+        _check_dtype(self, x, self.weight.dtype if self.weight is not None else None)
+        xc = _opmath(x)  # float16/bfloat16 normalised in float32 and rounded once, as torch does
+        if x.numel() == 0:  # an empty batch: an empty output (no statistics to take), as torch
+            y = xc
+        else:
+            var, mean = torch.var_mean(xc, dim=tuple(range(-k, 0)), correction=0, keepdim=True)
+            y = (xc - mean) * torch.rsqrt(var + self.eps)
         if self.weight is not None and self.bias is not None:
-            return torch.addcmul(self.bias, y, self.weight)
-        if self.weight is not None:
-            return y * self.weight
-        return y
+            y = torch.addcmul(_opmath(self.bias), y, _opmath(self.weight))
+        elif self.weight is not None:
+            y = y * _opmath(self.weight)
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"

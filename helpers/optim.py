@@ -8,11 +8,9 @@ The update rules are written one parameter at a time, for reading, not for speed
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from helpers._checks import check_real
+from helpers._checks import check_lr, check_real
 
 
 def _check_betas(betas) -> tuple[float, float]:
@@ -29,9 +27,32 @@ def _grad(p: torch.Tensor, maximize: bool) -> torch.Tensor:
     return -p.grad if maximize else p.grad
 
 
+def _real_view(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as pairs of reals (a view, trailing dimension 2), as torch.optim treats it."""
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def _scalar_dtype() -> torch.dtype:
+    """The dtype torch.optim stores ``step`` in: float64 under a float64 default dtype, else float32."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def _advance_step(state: dict) -> float:
+    """Add one to ``state["step"]`` (a tensor, as torch.optim stores it) and return it as a Python float.
+
+    The bias corrections are then computed in double precision from this float, as
+    ``torch.optim``'s single-tensor kernels do (``step_t.item()``).
+    """
+    step = state["step"]
+    if not torch.is_tensor(step):  # an old state dict (torch < 1.12 stored an int)
+        step = state["step"] = torch.tensor(float(step), dtype=_scalar_dtype())
+    step += 1
+    return step.item()
+
+
 def _adam_defaults(lr, betas, eps, weight_decay, **flags) -> dict:
     """Validated hyper-parameters of the Adam family, as a param-group defaults dict."""
-    check_real("lr", lr, minimum=0.0)
+    check_lr("lr", lr)
     betas = _check_betas(betas)
     check_real("eps", eps, minimum=0.0)
     check_real("weight_decay", weight_decay, minimum=0.0)
@@ -46,24 +67,30 @@ def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False)
 
     Decoupled decay shrinks the weights, :math:`p \leftarrow (1 - \eta\lambda) p`; otherwise
     :math:`\lambda p` is added to the gradient (L2), which the moments then rescale.
+
+    A complex parameter is treated as pairs of reals (``torch.view_as_real``), as in
+    ``torch.optim``: its real and imaginary parts each get their own second moment
+    :math:`(\operatorname{Re} g)^2` and :math:`(\operatorname{Im} g)^2` (not :math:`g\cdot g`, which is complex).
+    The returned ``m`` and ``v`` are such real views (the state keeps the complex tensors).
     """
     lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
     if not state:
-        state["step"] = 0
+        state["step"] = torch.tensor(0.0, dtype=_scalar_dtype())
         state["exp_avg"] = torch.zeros_like(p)
         state["exp_avg_sq"] = torch.zeros_like(p)
         if amsgrad:
             state["max_exp_avg_sq"] = torch.zeros_like(p)
-    state["step"] += 1
+    t = _advance_step(state)
+    p, g = _real_view(p), _real_view(g)
     if wd != 0:
         if decoupled:
             p.mul_(1 - lr * wd)
         else:
-            g = g + wd * p
-    m, v = state["exp_avg"], state["exp_avg_sq"]
-    m.mul_(beta1).add_(g, alpha=1 - beta1)
+            g = g.add(p, alpha=wd)
+    m, v = _real_view(state["exp_avg"]), _real_view(state["exp_avg_sq"])
+    m.lerp_(g, 1 - beta1)
     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    return state["step"], m, v
+    return t, m, v
 
 
 class _PerParameter(torch.optim.Optimizer):
@@ -84,6 +111,19 @@ class _PerParameter(torch.optim.Optimizer):
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, group: dict, state: dict) -> None:
         raise NotImplementedError
+
+    _flags: tuple[str, ...] = ("maximize",)
+
+    def __setstate__(self, state: dict) -> None:
+        """Accept every state dict torch.optim loads: missing flags are False, an int ``step`` a tensor."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for flag in self._flags:
+                group.setdefault(flag, False)
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if "step" in p_state and not torch.is_tensor(p_state["step"]):
+                    p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_scalar_dtype())
 
 
 class SGD(_PerParameter):
@@ -121,7 +161,7 @@ class SGD(_PerParameter):
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
-        check_real("lr", lr, minimum=0.0)
+        check_lr("lr", lr)
         check_real("momentum", momentum, minimum=0.0)
         check_real("dampening", dampening, minimum=0.0, maximum=1.0)
         check_real("weight_decay", weight_decay, minimum=0.0)
@@ -132,17 +172,19 @@ class SGD(_PerParameter):
                     "nesterov": bool(nesterov), "maximize": bool(maximize)}
         super().__init__(params, defaults)
 
+    _flags = ("maximize", "nesterov")
+
     def _update(self, p, d, group, state):
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
         if wd != 0:
-            d = d + wd * p
+            d = d.add(p, alpha=wd)
         if mu != 0:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = d.detach().clone()
             else:
                 buf.mul_(mu).add_(d, alpha=1 - tau)
-            d = d + mu * buf if group["nesterov"] else buf
+            d = d.add(buf, alpha=mu) if group["nesterov"] else buf
         p.add_(d, alpha=-lr)
 
 
@@ -167,6 +209,11 @@ class Adam(_PerParameter):
         weight_decay: :math:`\lambda \ge 0` (an L2 penalty).
         amsgrad: use the running maximum of the second moment.
         maximize: ascend instead of descend.
+        decoupled_weight_decay: shrink the weights directly, as :class:`AdamW` (torch >= 2.6 has
+            the same flag).
+
+    A complex parameter is treated as pairs of reals (each part has its own second moment),
+    and ``lr`` may be a one-element tensor, as in ``torch.optim.Adam``.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
@@ -176,21 +223,25 @@ class Adam(_PerParameter):
         tensor([ 0.9000, -0.9000])
     """
 
-    _decoupled = False
-
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False):
-        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize))
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 decoupled_weight_decay: bool = False):
+        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize,
+                                                decoupled_weight_decay=decoupled_weight_decay))
+
+    _flags = ("maximize", "amsgrad", "decoupled_weight_decay")
 
     def _update(self, p, g, group, state):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        t, m, v = _adam_moments(p, g, group, state, decoupled=self._decoupled, amsgrad=group["amsgrad"])
+        t, m, v = _adam_moments(p, g, group, state, decoupled=group["decoupled_weight_decay"],
+                                amsgrad=group["amsgrad"])
         if group["amsgrad"]:
-            torch.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
+            v_max = _real_view(state["max_exp_avg_sq"])
+            torch.maximum(v_max, v, out=v_max)
+            v = v_max
         bias1, bias2 = 1 - beta1 ** t, 1 - beta2 ** t
-        denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
-        p.addcdiv_(m, denom, value=-lr / bias1)
+        denom = (v.sqrt() / bias2 ** 0.5).add_(eps)
+        _real_view(p).addcdiv_(m, denom, value=-(lr / bias1))
 
 
 class AdamW(Adam):
@@ -216,12 +267,16 @@ class AdamW(Adam):
         tensor([1.9000])
     """
 
-    _decoupled = True
-
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize)
+                         maximize=maximize, decoupled_weight_decay=True)
+
+    def __setstate__(self, state: dict) -> None:
+        """As ``torch.optim.AdamW``: a loaded state dict always gets decoupled decay."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
 
 
 class RAdam(_PerParameter):
@@ -271,7 +326,9 @@ class RAdam(_PerParameter):
         rho_t = rho_inf - 2 * step * beta2 ** step / (1 - beta2 ** step)
         if rho_t <= 5:
             return None
-        return math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+        return ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+
+    _flags = ("maximize", "decoupled_weight_decay")
 
     def _update(self, p, g, group, state):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
@@ -279,7 +336,7 @@ class RAdam(_PerParameter):
         m_hat = m / (1 - beta1 ** t)
         r = self.rectification(t, beta2)
         if r is None:
-            p.add_(m_hat, alpha=-lr)
+            _real_view(p).add_(m_hat * lr, alpha=-1.0)
         else:
-            adaptive = math.sqrt(1 - beta2 ** t) / (v.sqrt() + eps)
-            p.add_(m_hat * adaptive, alpha=-lr * r)
+            adaptive = (1 - beta2 ** t) ** 0.5 / v.sqrt().add_(eps)
+            _real_view(p).add_(m_hat * lr * adaptive * r, alpha=-1.0)

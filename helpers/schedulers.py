@@ -1,16 +1,21 @@
 r"""Learning-rate schedules from scratch, and an LR range test (:func:`lr_finder`).
 
-Each schedule is a :class:`torch.optim.lr_scheduler.LRScheduler` subclass whose
-learning rate is a closed-form function of the step count :math:`t` (``last_epoch``):
-call ``scheduler.step()`` once per optimisation step (as :func:`helpers.training.fit`
-does) and the optimizer's learning rate follows the formula. Closed forms make each
-schedule easy to read and to plot, and ``state_dict()`` / ``load_state_dict()`` resume a
-schedule mid-way. :math:`\eta` is each parameter group's initial learning rate.
+Each schedule is a :class:`torch.optim.lr_scheduler.LRScheduler` subclass with a
+closed form, a function of the step count :math:`t` (``last_epoch``) and of each
+parameter group's initial learning rate :math:`\eta` (``lr_at(t, eta)``, and
+``_get_closed_form_lr()`` as in torch, used by ``step(epoch)``). Like torch's own
+schedulers, ``step()`` does not overwrite the rate with that formula: it multiplies the
+optimizer's *current* rate by the ratio of two consecutive values of the formula (the
+recursive, "chainable" form). So the schedules compose with each other and with torch's
+(``ChainedScheduler``, ``SequentialLR``), keep a rate changed by hand, and resume from
+``state_dict()``; alone, they follow the closed form. Learning rates may be Python floats
+or one-element tensors (then updated in place), as in ``torch.optim``.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from helpers._checks import check_choice, check_int, check_real
+from helpers.data import _batches, _check_data, _is_xy
 
 
 def _check_optimizer(optimizer) -> None:
@@ -27,21 +33,38 @@ def _check_optimizer(optimizer) -> None:
         raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
 
 
-class _ClosedForm(LRScheduler):
-    """A schedule given by ``factor(t, base_lr)``: the learning rate at step ``t``."""
+def _copy(lr):
+    """A learning rate that does not alias the optimizer's (tensors are cloned, as torch does)."""
+    return lr.clone() if isinstance(lr, torch.Tensor) else lr
+
+
+class _Chainable(LRScheduler):
+    """A schedule with a closed form ``lr_at(t, base_lr)`` and a recursive ``_next_lr(lr, t)``.
+
+    ``get_lr`` applies ``_next_lr`` to each group's current rate (chainable, as torch's
+    schedulers); ``_get_closed_form_lr`` evaluates the closed form from ``base_lrs``.
+    """
+
+    _closed_form_on_resume = False  # CosineAnnealingLR re-enters its closed form on the first step after resuming
 
     def lr_at(self, t: int, base_lr: float) -> float:
         raise NotImplementedError
 
-    def get_lr(self) -> list[float]:
+    def _next_lr(self, lr, t: int):
+        raise NotImplementedError
+
+    def get_lr(self) -> list:
+        t = self.last_epoch
+        if self._closed_form_on_resume and self._step_count == 1 and t > 0:
+            return self._get_closed_form_lr()
+        return [_copy(self._next_lr(group["lr"], t)) for group in self.optimizer.param_groups]
+
+    def _get_closed_form_lr(self) -> list:
         t = max(self.last_epoch, 0)
         return [self.lr_at(t, base) for base in self.base_lrs]
 
-    def _get_closed_form_lr(self) -> list[float]:
-        return self.get_lr()
 
-
-class StepDecay(_ClosedForm):
+class StepDecay(_Chainable):
     r"""Multiply the learning rate by ``gamma`` every ``step_size`` steps.
 
     .. math:: \eta_t = \eta\,\gamma^{\lfloor t / s \rfloor}
@@ -73,8 +96,11 @@ class StepDecay(_ClosedForm):
     def lr_at(self, t: int, base_lr: float) -> float:
         return base_lr * self.gamma ** (t // self.step_size)
 
+    def _next_lr(self, lr, t):
+        return lr if t == 0 or t % self.step_size else lr * self.gamma
 
-class ExponentialDecay(_ClosedForm):
+
+class ExponentialDecay(_Chainable):
     r"""Multiply the learning rate by ``gamma`` every step.
 
     .. math:: \eta_t = \eta\,\gamma^{t}
@@ -101,8 +127,11 @@ class ExponentialDecay(_ClosedForm):
     def lr_at(self, t: int, base_lr: float) -> float:
         return base_lr * self.gamma ** t
 
+    def _next_lr(self, lr, t):
+        return lr if self._is_initial else lr * self.gamma
 
-class LinearDecay(_ClosedForm):
+
+class LinearDecay(_Chainable):
     r"""Decrease the learning rate linearly to ``end_factor`` times its start over ``total_steps``.
 
     .. math:: \eta_t = \eta\Big(1 - (1 - f)\,\frac{\min(t, T)}{T}\Big)
@@ -132,6 +161,9 @@ class LinearDecay(_ClosedForm):
     def lr_at(self, t: int, base_lr: float) -> float:
         return base_lr * (1 - (1 - self.end_factor) * min(t, self.total_steps) / self.total_steps)
 
+    def _next_lr(self, lr, t):
+        return _linear_ratio(lr, t, self.total_steps, 1.0, self.end_factor, self._is_initial)
+
 
 def cosine(t: float, total: float, eta_max: float, eta_min: float = 0.0) -> float:
     r"""Cosine annealing from :math:`\eta_{max}` at :math:`t=0` to :math:`\eta_{min}` at :math:`t=T`.
@@ -149,11 +181,33 @@ def cosine(t: float, total: float, eta_max: float, eta_min: float = 0.0) -> floa
     total = check_real("total", total, minimum=0.0, strict_minimum=True)
     eta_max = check_real("eta_max", eta_max)
     eta_min = check_real("eta_min", eta_min)
+    return _cosine(t, total, eta_max, eta_min)
+
+
+def _cosine(t, total, eta_max, eta_min):
+    """:func:`cosine` without the checks (``eta_max`` may be a tensor), in the order of torch's closed form."""
     t = min(t, total)
-    return eta_min + 0.5 * (eta_max - eta_min) * (1 + math.cos(math.pi * t / total))
+    return eta_min + (eta_max - eta_min) * (1 + math.cos(math.pi * t / total)) / 2
 
 
-class CosineAnnealing(_ClosedForm):
+def _cosine_ratio(lr, t: int, total: int, eta_min: float):
+    r"""One recursive step of cosine annealing from the current rate: step :math:`t-1 \to t`, :math:`1 \le t \le T`."""
+    if t > total:
+        return lr
+    return ((1 + math.cos(math.pi * t / total)) / (1 + math.cos(math.pi * (t - 1) / total))
+            * (lr - eta_min) + eta_min)
+
+
+def _linear_ratio(lr, t: int, total: int, start: float, end: float, initial: bool):
+    r"""One recursive step of a linear ramp from ``start``·η to ``end``·η over ``total`` steps (``LinearLR``)."""
+    if t == 0:
+        return lr * start
+    if initial or t > total:
+        return lr
+    return lr * (1.0 + (end - start) / (total * start + (t - 1) * (end - start)))
+
+
+class CosineAnnealing(_Chainable):
     r"""Cosine annealing to ``eta_min`` over ``total_steps``, then constant.
 
     .. math:: \eta_t = \eta_{min} + \tfrac12(\eta - \eta_{min})\Big(1 + \cos\frac{\pi \min(t, T)}{T}\Big)
@@ -181,11 +235,16 @@ class CosineAnnealing(_ClosedForm):
         self.eta_min = check_real("eta_min", eta_min, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
+    _closed_form_on_resume = True
+
     def lr_at(self, t: int, base_lr: float) -> float:
-        return cosine(t, self.total_steps, base_lr, self.eta_min)
+        return _cosine(t, self.total_steps, base_lr, self.eta_min)
+
+    def _next_lr(self, lr, t):
+        return lr if self._is_initial else _cosine_ratio(lr, t, self.total_steps, self.eta_min)
 
 
-class WarmupCosine(_ClosedForm):
+class WarmupCosine(_Chainable):
     r"""Linear warm-up from ``start_factor``·η to η, then cosine annealing to ``eta_min``.
 
     With :math:`W` warm-up steps and :math:`T` steps in all:
@@ -226,11 +285,19 @@ class WarmupCosine(_ClosedForm):
                                        strict_minimum=True)
         super().__init__(optimizer, last_epoch)
 
+    _closed_form_on_resume = True
+
     def lr_at(self, t: int, base_lr: float) -> float:
         w = self.warmup_steps
         if t < w:
             return base_lr * (self.start_factor + (1 - self.start_factor) * t / w)
-        return cosine(t - w, self.total_steps - w, base_lr, self.eta_min)
+        return _cosine(t - w, self.total_steps - w, base_lr, self.eta_min)
+
+    def _next_lr(self, lr, t):
+        w = self.warmup_steps
+        if t <= w:
+            return _linear_ratio(lr, t, w, self.start_factor, 1.0, self._is_initial) if w else lr
+        return _cosine_ratio(lr, t - w, self.total_steps - w, self.eta_min)
 
 
 # --------------------------------------------------------------------------- LR finder
@@ -245,7 +312,8 @@ class LRFinderResult:
     loss is lowest and ``steepest_lr`` where it falls fastest against :math:`\\log \\eta`
     (:func:`suggest_lr`). ``suggested_lr`` is the one chosen by the ``suggestion`` rule of
     :func:`lr_finder`. ``diverged`` says whether the sweep stopped early because the loss
-    blew up.
+    blew up; ``data_exhausted`` whether it stopped because a one-shot iterable of batches
+    (e.g. a generator) ran out before ``num_steps``.
     """
 
     lrs: list[float]
@@ -255,6 +323,7 @@ class LRFinderResult:
     min_loss_lr: float
     steepest_lr: float
     diverged: bool
+    data_exhausted: bool = False
 
 
 def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
@@ -289,16 +358,18 @@ def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
 
 
 def _batch_stream(data, batch_size: int, seed: int):
-    from helpers.training import _batches
-
+    """Batches without end: tensors reshuffled, re-iterable data re-iterated; a one-shot iterator ends the stream."""
     generator = torch.Generator().manual_seed(seed)
+    yielded = False
     while True:
         empty = True
-        batches = _batches(data, batch_size, generator) if isinstance(data, tuple | list) else data
+        batches = _batches(data, batch_size, generator) if _is_xy(data) else data
         for batch in batches:
-            empty = False
+            empty, yielded = False, True
             yield batch
         if empty:
+            if yielded:
+                return  # a one-shot iterator (a generator) is used up: the sweep ends with what it has
             raise ValueError("train_data yielded no batch")
 
 
@@ -329,7 +400,8 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     Args:
         model: the network (trained in place during the sweep, then restored).
         train_data: ``(X, y)`` tensors (shuffled into batches, reshuffled when exhausted)
-            or an iterable of ``(x, y)`` batches (re-iterated when exhausted).
+            or an iterable of ``(x, y)`` batches: a list or a DataLoader is re-iterated when
+            exhausted; a one-shot iterator (a generator) ends the sweep early, keeping its results.
         loss_fn: maps (output, target) to a scalar loss.
         optimizer: an optimizer over the model's parameters; its ``lr`` is overwritten
             during the sweep and restored afterwards.
@@ -368,9 +440,10 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
     check_int("skip_start", skip_start, minimum=0)
-    from helpers.training import _check_data
-
     _check_data("train_data", train_data, required=True)
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError("model has no parameter that requires a gradient (all frozen); the LR range test "
+                         "needs at least one trainable parameter")
 
     if device is not None:
         model.to(device)
@@ -379,15 +452,20 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
     lrs, losses, smoothed = [], [], []
-    average, best, diverged = 0.0, math.inf, False
+    average, best, diverged, exhausted = 0.0, math.inf, False, False
+    stream = _batch_stream(train_data, batch_size, seed)
+    stream = itertools.chain([next(stream)], stream)  # no batch at all: ValueError before anything changes
     try:
         model.train()
-        stream = _batch_stream(train_data, batch_size, seed)
         for i in range(num_steps):
             lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = next(stream)
+            batch = next(stream, None)
+            if batch is None:
+                exhausted = True
+                break
+            x, y = batch
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
@@ -417,4 +495,5 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     min_loss_lr = float(lrs[int(np.argmin(smoothed))])
     return LRFinderResult(lrs=lrs, losses=losses, smoothed=smoothed,
                           suggested_lr=min_loss_lr / 10 if suggestion == "min/10" else steepest,
-                          min_loss_lr=min_loss_lr, steepest_lr=steepest, diverged=diverged)
+                          min_loss_lr=min_loss_lr, steepest_lr=steepest, diverged=diverged,
+                          data_exhausted=exhausted)

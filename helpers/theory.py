@@ -85,7 +85,7 @@ def chi(activation: str, sigma_w: float, sigma_b: float = 0.0, q: float | None =
         :math:`\chi`; gradients shrink (or grow) by :math:`\sqrt\chi` per layer.
 
     Example:
-        >>> chi("relu", sigma_w=2 ** 0.5)   # He initialisation keeps gradients' size
+        >>> round(chi("relu", sigma_w=2 ** 0.5), 12)   # He initialisation keeps gradients' size
         1.0
         >>> chi("sigmoid", sigma_w=1.0) < 1 / 16   # sigmoid' <= 1/4
         True
@@ -97,7 +97,7 @@ def chi(activation: str, sigma_w: float, sigma_b: float = 0.0, q: float | None =
             raise ValueError(f"the variance map diverges for {activation} with sigma_w={sigma_w}; pass q")
     check_real("q", q, minimum=0.0)
     _, slope = _phi_and_slope(activation, math.sqrt(q) * _NODES)
-    return round(sigma_w**2 * float(np.sum(_WEIGHTS * slope**2)), 12)
+    return sigma_w**2 * float(np.sum(_WEIGHTS * slope**2))
 
 
 def variance_preserving_gain(activation: str) -> float:

@@ -9,7 +9,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +17,9 @@ import torch
 from torch import nn
 
 from helpers._checks import check_int
+from helpers._fused import TINY
+from helpers._fused import norms as _norms
+from helpers.data import _batches, _check_data, _in_order, _is_xy
 from helpers.progress import progress_enabled
 
 
@@ -95,32 +98,6 @@ class History:
         return sum(tail) / len(tail) if tail else math.nan
 
 
-def _batches(data, batch_size: int, generator: torch.Generator) -> Iterable:
-    X, y = data
-    order = torch.randperm(len(X), generator=generator)
-    for start in range(0, len(X), batch_size):
-        index = order[start:start + batch_size]
-        yield X[index], y[index]
-
-
-def _check_data(name: str, data, required: bool) -> None:
-    if data is None:
-        if required:
-            raise TypeError(f"{name} must be a (X, y) tuple of tensors or a DataLoader, got None")
-        return
-    if isinstance(data, tuple | list):
-        if len(data) != 2 or not all(isinstance(t, torch.Tensor) for t in data):
-            raise TypeError(f"{name} as a tuple must be (X, y), two tensors; got {len(data)} items "
-                            f"of types {[type(t).__name__ for t in data]}")
-        if len(data[0]) != len(data[1]):
-            raise ValueError(f"{name}: X and y must have the same length, got {len(data[0])} and {len(data[1])}")
-        if len(data[0]) == 0:
-            raise ValueError(f"{name} is empty")
-    elif not isinstance(data, Iterable):
-        raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of batches, "
-                        f"got {type(data).__name__}")
-
-
 def _correct(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
     if output.dim() == 2 and output.shape[1] > 1 and not target.is_floating_point() and target.dim() == 1:
         return (output.argmax(dim=1) == target).sum()
@@ -137,8 +114,7 @@ def evaluate(model: nn.Module, data, loss_fn: Callable, batch_size: int = 512,
     model.eval()
     total_loss, correct, count, classification = 0.0, 0, 0, True
     try:
-        batches = (_batches(data, batch_size, torch.Generator().manual_seed(0))
-                   if isinstance(data, tuple | list) else data)
+        batches = _in_order(data, batch_size) if _is_xy(data) else data  # in order: nothing to shuffle
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             out = model(x)
@@ -244,7 +220,7 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
 
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no parameter that requires a gradient")
-    tensors = isinstance(train_data, tuple | list)
+    tensors = _is_xy(train_data)
     generator = torch.Generator().manual_seed(seed)
     history, start_epoch = History(), 0
     if resumed is not None:
@@ -301,6 +277,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
                     numbers = torch.stack([loss.detach().float(), grad_norm.float(),
                                            hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
                     loss_value, norm_value, hit_count = numbers
+                    if norm_value < TINY:  # float32 squares of tiny gradients underflow: again in float64
+                        norm_value = _exact_global_norm(params)
                     del output, loss  # free the graph's buffers now, so the allocator reuses them
                     if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
                         with guard.critical():
@@ -425,6 +403,7 @@ _PER_EPOCH = ("epoch_loss", "val_loss", "val_accuracy")
 CHECKPOINT_FORMAT = 1
 _CHECKPOINT_KEYS = {"format", "epoch", "model", "optimizer", "scheduler", "history", "generator",
                     "torch_rng", "cuda_rng", "seed", "batch_size"}
+_KIND_KEYS = {"optimizer_kind", "scheduler_kind"}  # recorded since issue 16; older checkpoints lack them
 
 
 def _check_path(name: str, path, must_exist: bool = False) -> Path:
@@ -492,6 +471,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "optimizer_kind": type(optimizer).__name__ if optimizer is not None else None,
+        "scheduler_kind": type(scheduler).__name__ if scheduler is not None else None,
         "history": history.to_dict() if history is not None else None,
         "generator": generator.get_state() if generator is not None else None,
         "torch_rng": torch.get_rng_state(),
@@ -510,7 +491,8 @@ def _read_checkpoint(path: Path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a pickle with code in it, a truncated file, not a checkpoint at all
         raise ValueError(f"{str(path)!r} is not a checkpoint that loads with weights_only=True: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT or set(payload) != _CHECKPOINT_KEYS:
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT \
+            or not _CHECKPOINT_KEYS <= set(payload) <= _CHECKPOINT_KEYS | _KIND_KEYS:
         raise ValueError(f"{str(path)!r} is not a checkpoint written by save_checkpoint "
                          f"(format {CHECKPOINT_FORMAT})")
     return payload
@@ -532,8 +514,17 @@ def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, nam
         groups = payload["optimizer"]["param_groups"]
         if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
             raise ValueError(f"{name} holds an optimizer state for other parameter groups")
+        _check_kind(name, "optimizer", optimizer, payload.get("optimizer_kind"),
+                    _same_optimizer_kind(optimizer, payload["optimizer"]))
     if scheduler is not None and payload["scheduler"] is None:
         raise ValueError(f"{name} holds no scheduler state, but a scheduler was given")
+    if scheduler is None and payload.get("scheduler") is not None:
+        kind = payload.get("scheduler_kind") or "a scheduler"
+        raise ValueError(f"{name} holds the state of {kind}, but scheduler=None; the learning rate would stay "
+                         f"frozen where it was saved. Pass a scheduler of that kind to continue the schedule")
+    if scheduler is not None:
+        _check_kind(name, "scheduler", scheduler, payload.get("scheduler_kind"),
+                    set(scheduler.state_dict()) == set(payload["scheduler"]))
     model.load_state_dict(saved)
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
@@ -542,6 +533,20 @@ def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, nam
     torch.set_rng_state(payload["torch_rng"])
     if payload["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
+
+
+def _same_optimizer_kind(optimizer, saved: dict) -> bool:
+    """For checkpoints without a recorded kind: the saved groups hold every hyper-parameter this optimizer reads."""
+    needed = {k for k, v in optimizer.defaults.items() if not isinstance(v, bool) and v is not None}
+    return all(needed <= set(group) for group in saved["param_groups"])
+
+
+def _check_kind(name: str, what: str, obj, saved_kind: str | None, structure_matches: bool) -> None:
+    """Raise before anything is loaded if ``obj`` is not of the kind whose state was saved."""
+    own = type(obj).__name__
+    if saved_kind is not None and saved_kind != own or saved_kind is None and not structure_matches:
+        raise ValueError(f"{name} holds the state of {what} {saved_kind or 'of another kind'}, but fit got "
+                         f"{what} {own}; pass a {what} of the kind that wrote the checkpoint")
 
 
 def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
@@ -581,6 +586,11 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
     history = History.from_dict(payload["history"]) if payload["history"] is not None else None
     return {"epoch": payload["epoch"], "history": history, "generator": payload["generator"],
             "seed": payload["seed"], "batch_size": payload["batch_size"]}
+
+
+def _exact_global_norm(params: list[torch.Tensor]) -> float:
+    grads = [p.grad for p in params if p.grad is not None]
+    return float(torch.linalg.vector_norm(_norms(grads))) if grads else 0.0
 
 
 def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:

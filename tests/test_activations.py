@@ -151,3 +151,89 @@ def test_forward_rejects_non_tensors():
 def test_repr_shows_arguments():
     assert repr(act.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
     assert repr(act.ELU(0.5)) == "ELU(alpha=0.5)"
+
+
+# ---- issue 16: second derivatives through the hand-written derivatives; low precision in float32
+
+
+def _second(module, x, dtype=torch.float64):
+    x = x.to(dtype).detach().requires_grad_()
+    (g,) = torch.autograd.grad(module(x).sum(), x, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), x)
+    return g.detach(), gg
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_second_derivative_equals_torch_at_zero_and_random_points(name):
+    ours, theirs = PAIRS[name]
+    x = torch.cat([torch.zeros(1), torch.randn(200, generator=torch.Generator().manual_seed(3)) * 4,
+                   torch.tensor([-1e-7, 1e-7, -30.0, 30.0])])
+    g1, gg1 = _second(ours, x)
+    if name == "identity":  # nn.Identity's gradient does not depend on x at all
+        g2, gg2 = torch.ones_like(g1), torch.zeros_like(gg1)
+    else:
+        g2, gg2 = _second(theirs, x)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(gg1, gg2, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name, expected", [("swish", 0.5), ("mish", 0.64), ("gelu_tanh", 0.798),
+                                            ("gelu", 0.798), ("sigmoid", 0.0), ("tanh", 0.0)])
+def test_second_derivative_at_exactly_zero_issue_example(name, expected):
+    _, gg = _second(PAIRS[name][0], torch.zeros(1))
+    assert gg.item() == pytest.approx(expected, abs=1e-3)
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "leaky_relu_0.2", "identity"])
+def test_piecewise_linear_second_derivative_is_zeros_not_an_error(name):
+    _, gg = _second(PAIRS[name][0], torch.tensor([-1.0, 0.0, 2.0]))
+    assert torch.equal(gg, torch.zeros(3, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_hand_written_derivative_passes_gradgradcheck(name):
+    module = PAIRS[name][0]
+    x = (torch.randn(12, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3)
+    smooth = name in ("sigmoid", "tanh", "gelu", "gelu_tanh", "swish", "mish", "identity")
+    x = torch.cat([x, torch.zeros(int(smooth), dtype=torch.float64)]).requires_grad_()  # 0 is a kink otherwise
+    assert torch.autograd.gradgradcheck(module, (x,))
+
+
+LOW_RANGE = torch.cat([torch.linspace(-12, 12, 481), torch.tensor([-700.0, 700.0, -2000.0, 2000.0, 6e4, -6e4])])
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", PAIRS)
+def test_low_precision_as_accurate_as_torch(name, dtype):
+    ours, theirs = PAIRS[name]
+    x = LOW_RANGE.to(dtype)
+    y1, g1 = _forward_backward(ours, x)
+    y2, g2 = _forward_backward(theirs, x)
+    assert y1.dtype == g1.dtype == dtype
+    assert torch.equal(torch.isfinite(y1), torch.isfinite(y2)) and torch.equal(torch.isfinite(g1), torch.isfinite(g2))
+    # against the float64 truth, ours is never more than one rounding (an ulp) worse than torch's
+    y_true, g_true = _forward_backward(ours, x.double())
+    for a, b, true in ((y1, y2, y_true), (g1, g2, g_true)):
+        finite = torch.isfinite(b)
+        ulp = torch.finfo(dtype).eps * true[finite].abs() + torch.finfo(dtype).tiny
+        err_ours = (a[finite].double() - true[finite]).abs()
+        err_torch = (b[finite].double() - true[finite]).abs()
+        assert torch.all(err_ours <= err_torch + ulp)
+
+
+def test_low_precision_issue_examples():
+    x = torch.tensor([700.0, -700.0, 1000.0], dtype=torch.float16, requires_grad=True)
+    act.GELU("tanh")(x).sum().backward()
+    assert torch.equal(x.grad, torch.tensor([1.0, 0.0, 1.0], dtype=torch.float16))
+    y = act.GELU()(torch.tensor([-3.0, -4.0], dtype=torch.bfloat16))
+    assert torch.equal(y, nn.GELU()(torch.tensor([-3.0, -4.0], dtype=torch.bfloat16)))
+    assert y[1].item() == pytest.approx(-1.27e-4, rel=0.01)
+
+
+def test_low_precision_second_derivative_close_to_torch():
+    x = torch.linspace(-4, 4, 33)
+    for name in ("swish", "gelu", "tanh", "mish"):
+        ours, theirs = PAIRS[name]
+        _, gg1 = _second(ours, x, torch.bfloat16)
+        _, gg2 = _second(theirs, x, torch.bfloat16)
+        torch.testing.assert_close(gg1.float(), gg2.float(), rtol=0.02, atol=0.02)

@@ -211,3 +211,83 @@ def test_bad_arguments_raise_and_modify_nothing(call, error, text):
         call(params)
     for p, s in zip(params, snapshot):
         assert (p.grad is None and s is None) or torch.equal(p.grad, s)
+
+
+# ---- issue 16: mixed dtypes round once (as torch); an empty generator warns; validation runs once
+
+import warnings  # noqa: E402
+
+from helpers import clipping as _clipping  # noqa: E402
+
+MIXED = [torch.float32, torch.bfloat16, torch.float16, torch.float64]
+
+
+def _mixed_params(seed, dtypes, scale):
+    g = torch.Generator().manual_seed(seed)
+    params = []
+    for i, dtype in enumerate(dtypes):
+        p = torch.nn.Parameter(torch.zeros(3 + i, dtype=dtype))
+        p.grad = (torch.randn(3 + i, generator=g) * scale).to(dtype)
+        params.append(p)
+    return params
+
+
+def test_mixed_dtype_issue_example_rounds_once():
+    a, b = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2, dtype=torch.bfloat16))
+    a.grad, b.grad = torch.tensor([3.0, 4.0, 0.0]), torch.tensor([12.0, 0.0], dtype=torch.bfloat16)
+    _clipping.clip_grad_norm_([a, b], 1.0)
+    assert b.grad[0].item() == 0.921875
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, float("inf")])
+@pytest.mark.parametrize("dtypes", [MIXED[:2], MIXED[:3], [torch.bfloat16, torch.float16], MIXED,
+                                    [torch.float16, torch.float64]], ids=str)
+def test_mixed_dtypes_equal_torch_bit_for_bit(dtypes, norm_type):
+    for seed in range(50):
+        ours = _mixed_params(seed, dtypes, scale=10.0 ** (seed % 5 - 1))
+        theirs = _mixed_params(seed, dtypes, scale=10.0 ** (seed % 5 - 1))
+        n1 = _clipping.clip_grad_norm_(ours, 1.0, norm_type)
+        n2 = torch.nn.utils.clip_grad_norm_(theirs, 1.0, norm_type)
+        assert n1.dtype == n2.dtype and torch.equal(n1, n2)
+        for p, q in zip(ours, theirs):
+            assert p.grad.dtype == q.grad.dtype and torch.equal(p.grad, q.grad), (seed, p.grad, q.grad)
+
+
+def test_low_precision_alone_equals_torch():
+    for dtype in (torch.bfloat16, torch.float16):
+        ours, theirs = _mixed_params(0, [dtype] * 3, 30.0), _mixed_params(0, [dtype] * 3, 30.0)
+        assert torch.equal(_clipping.clip_grad_norm_(ours, 0.5), torch.nn.utils.clip_grad_norm_(theirs, 0.5))
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(ours, theirs))
+
+
+def _warnings_of(fn):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn()
+    return [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("make", [lambda: (p for p in []), lambda: [], lambda: iter([]), lambda: ()],
+                         ids=["empty generator", "empty list", "empty iterator", "empty tuple"])
+def test_empty_parameters_warn_exactly_when_torch_does(make):
+    ours = _warnings_of(lambda: _clipping.clip_grad_norm_(make(), 1.0))
+    theirs = _warnings_of(lambda: torch.nn.utils.clip_grad_norm_(make(), 1.0))
+    assert ours == theirs
+
+
+def test_exhausted_generator_warns():
+    net = torch.nn.Linear(2, 2)
+    params = net.parameters()
+    list(params)
+    assert any("no gradient clipping will occur" in m
+               for m in _warnings_of(lambda: _clipping.clip_grad_norm_(params, 1.0)))
+
+
+def test_norm_type_is_validated_once_per_call(monkeypatch):
+    calls = []
+    original = _clipping._check_norm_type
+    monkeypatch.setattr(_clipping, "_check_norm_type", lambda v: calls.append(v) or original(v))
+    w = torch.nn.Parameter(torch.zeros(2))
+    w.grad = torch.ones(2)
+    _clipping.clip_grad_norm_([w], 1.0)
+    assert len(calls) == 1

@@ -208,6 +208,44 @@ CASES = {
         w.net, (w.data[0], w.data[1][:5]), F.mse_loss, w.opt), ValueError, "train_data"),
 }
 
+# issue 16: the new error paths
+CASES.update({
+    "SGD: lr a tensor of two elements": (lambda w: optim.SGD(w.params, lr=torch.tensor([0.1, 0.2])), ValueError,
+                                         r"lr as a tensor must have one .*shape \(2,\)"),
+    "Adam: lr a negative tensor": (lambda w: optim.Adam(w.params, lr=torch.tensor(-0.1)), ValueError, "lr must be >="),
+    "RAdam: lr an integer tensor": (lambda w: optim.RAdam(w.params, lr=torch.tensor(1)), ValueError,
+                                    "lr as a tensor .*torch.int64"),
+    "lr_finder: an all-frozen model": (lambda w: schedulers.lr_finder(
+        _frozen(w.net), w.data, F.mse_loss, w.opt), ValueError, "no parameter that requires a gradient"),
+    "lr_finder: an empty generator": (lambda w: schedulers.lr_finder(w.net, (b for b in []), F.mse_loss, w.opt),
+                                      ValueError, "train_data yielded no batch"),
+    "lr_finder: a list of neither tensors nor batches": (lambda w: schedulers.lr_finder(
+        w.net, [1, 2, 3], F.mse_loss, w.opt), TypeError, r"train_data .*list of \(x, y\) batches"),
+})
+
+
+def _frozen(net):
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def test_new_errors_of_other_modules_are_clear_and_modify_nothing():
+    """Issue 16: the mixed-dtype normalization error and the monitor on a model with nothing to watch."""
+    from helpers.diagnostics import GradientMonitor
+    from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+
+    for layer, x in ((BatchNorm1d(3), torch.randn(4, 3, dtype=torch.float64)),
+                     (BatchNorm2d(3), torch.randn(4, 3, 2, 2, dtype=torch.float64)),
+                     (LayerNorm(3), torch.randn(4, 3, dtype=torch.float64)),
+                     (BatchNorm1d(3).double(), torch.randn(4, 3).bfloat16())):
+        before = copy.deepcopy(layer.state_dict())
+        with pytest.raises(TypeError, match=r"input of dtype torch\.\w+ does not match .* accepted: "):
+            layer(x)
+        assert _same(before, layer.state_dict())
+    with pytest.raises(ValueError, match=r"nothing GradientMonitor can watch: .*ConvTranspose3d.*got ModuleList"):
+        GradientMonitor(nn.ModuleList())
+
 
 def _inf_grad():
     p = nn.Parameter(torch.zeros(2))

@@ -253,3 +253,28 @@ def test_lsuv_bad_arguments(kwargs, error):
     with pytest.raises(error):
         course.lsuv_(net, **arguments)
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+# ---- issue 16: orthogonal_ (and what uses it) on float16/bfloat16
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(4, 6), (6, 4), (5, 5), (3, 2, 2)])
+def test_orthogonal_low_precision_is_the_float32_draw_rounded_once(dtype, shape):
+    from helpers import init as hinit
+
+    ours = hinit.orthogonal_(torch.empty(shape, dtype=dtype), gain=2.0, generator=torch.Generator().manual_seed(0))
+    reference = torch.nn.init.orthogonal_(torch.empty(shape), gain=2.0, generator=torch.Generator().manual_seed(0))
+    assert ours.dtype == dtype and torch.equal(ours, reference.to(dtype))
+
+
+def test_init_weights_and_lsuv_on_half_models():
+    from helpers import init as hinit
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).bfloat16()
+    hinit.init_weights_(net, "orthogonal")
+    w = net[0].weight.float()
+    torch.testing.assert_close(w.T @ w, torch.eye(6), atol=0.05, rtol=0)
+    steps = hinit.lsuv_(net, torch.randn(64, 6).bfloat16())
+    assert list(steps) == ["0", "2"]

@@ -247,6 +247,103 @@ def test_batch_norm_non_finite_input_poisons_like_torch():
     assert not ours.running_mean.requires_grad and ours.running_mean.grad_fn is None
 
 
-def test_empty_batch_raises_in_training():
+def test_one_value_per_channel_raises_in_training():
     with pytest.raises(ValueError, match="more than 1 value per channel"):
-        BatchNorm2d(2)(torch.randn(0, 2, 3, 3))
+        BatchNorm2d(2)(torch.randn(1, 2, 1, 1))
+
+
+# ---- issue 16: empty batches, low precision and mixed dtypes as torch 2.13
+
+from helpers import normalization as _N  # noqa: E402
+
+_BN_CASES = [(_N.BatchNorm1d, nn.BatchNorm1d, (0, 4)), (_N.BatchNorm1d, nn.BatchNorm1d, (0, 4, 3)),
+             (_N.BatchNorm2d, nn.BatchNorm2d, (0, 4, 2, 2))]
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("ours, theirs, shape", _BN_CASES, ids=str)
+def test_empty_batch_like_torch(ours, theirs, shape, train):
+    a, b = ours(4), theirs(4)
+    a.train(train)
+    b.train(train)
+    outs = []
+    for m in (a, b):
+        with torch.no_grad():
+            m.weight.uniform_(0.5, 2.0)
+        x = torch.randn(shape, requires_grad=True)
+        y = m(x)
+        y.sum().backward()
+        outs.append((y.shape, x.grad.shape, m.weight.grad, m.bias.grad))
+    assert outs[0][:2] == outs[1][:2]
+    assert torch.equal(outs[0][2], outs[1][2]) and torch.equal(outs[0][3], outs[1][3])
+    for key in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(a.state_dict()[key], b.state_dict()[key]), key
+
+
+def test_layer_norm_empty_input_like_torch():
+    for shape in [(0, 4), (3, 0, 4)]:
+        grads = []
+        for m in (_N.LayerNorm(4), nn.LayerNorm(4)):
+            x = torch.randn(shape, requires_grad=True)
+            y = m(x)
+            y.sum().backward()
+            assert y.shape == x.shape
+            grads.append((m.weight.grad, m.bias.grad))
+        assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("ours, theirs, shape", [(_N.BatchNorm1d, nn.BatchNorm1d, (8, 4)),
+                                                 (_N.BatchNorm2d, nn.BatchNorm2d, (8, 4, 3, 3))], ids=str)
+def test_batch_norm_low_precision_input_like_torch(ours, theirs, shape, dtype):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)).to(dtype)
+    a, b = ours(4), theirs(4)
+    for train in (True, False):
+        a.train(train)
+        b.train(train)
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = a(xa), b(xb)
+        assert ya.dtype == yb.dtype == dtype
+        torch.testing.assert_close(ya, yb)
+        ya.float().square().sum().backward()
+        yb.float().square().sum().backward()
+        torch.testing.assert_close(xa.grad, xb.grad, rtol=0.02, atol=0.05)
+    assert a.running_mean.dtype == torch.float32
+    torch.testing.assert_close(a.running_mean, b.running_mean)
+    torch.testing.assert_close(a.running_var, b.running_var)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_layer_norm_low_precision_input_like_torch(dtype):
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(0)).to(dtype)
+    ya, yb = _N.LayerNorm(5)(x), nn.LayerNorm(5)(x)
+    assert ya.dtype == yb.dtype == dtype
+    torch.testing.assert_close(ya, yb)
+
+
+def test_layers_converted_to_low_precision_like_torch():
+    x = torch.randn(8, 4).bfloat16()
+    ya, yb = _N.BatchNorm1d(4).bfloat16()(x), nn.BatchNorm1d(4).bfloat16()(x)
+    assert ya.dtype == yb.dtype == torch.bfloat16
+    torch.testing.assert_close(ya, yb)
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_mlp_with_norm_under_autocast(norm):
+    from helpers.models import MLP
+
+    torch.manual_seed(0)
+    net = MLP(6, 3, width=8, depth=2, norm=norm)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(torch.randn(16, 6))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    out.float().sum().backward()
+
+
+@pytest.mark.parametrize("layer", [lambda: _N.BatchNorm1d(4), lambda: _N.LayerNorm(4)])
+def test_mixed_dtype_is_a_clear_error_that_modifies_nothing(layer):
+    m = layer()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(TypeError, match=r"input of dtype torch.float64 does not match .*torch.float32.*mixed dtype"):
+        m(torch.randn(8, 4, dtype=torch.float64))
+    assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())

@@ -153,3 +153,137 @@ def test_sparse_gradient_is_refused():
 def test_bad_arguments(make, error, text):
     with pytest.raises(error, match=text):
         make([nn.Parameter(torch.zeros(2))])
+
+
+# ---- issue 16: complex parameters, tensor learning rates, torch's state dicts (exact equality)
+
+COMPLEX_CASES = [
+    ("SGD", dict(lr=0.1)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    ("Adam", dict(lr=0.1)),
+    ("Adam", dict(lr=0.1, weight_decay=0.1, amsgrad=True)),
+    ("Adam", dict(lr=0.1, weight_decay=0.1, decoupled_weight_decay=True)),
+    ("AdamW", dict(lr=0.1, weight_decay=0.1)),
+    ("AdamW", dict(lr=0.1, amsgrad=True)),
+    ("RAdam", dict(lr=0.1)),
+    ("RAdam", dict(lr=0.1, weight_decay=0.1, decoupled_weight_decay=True)),
+]
+
+
+def _steps(module, name, kwargs, dtype, steps=12, shape=(3,)):
+    g = torch.Generator().manual_seed(0)
+    p = nn.Parameter(torch.randn(shape, generator=g, dtype=dtype))
+    opt = getattr(module, name)([p], **kwargs)
+    for _ in range(steps):
+        p.grad = torch.randn(shape, generator=g, dtype=dtype)
+        opt.step()
+    return p.detach(), opt
+
+
+@pytest.mark.parametrize("dtype", [torch.complex64, torch.complex128])
+@pytest.mark.parametrize("name, kwargs", COMPLEX_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in COMPLEX_CASES])
+def test_complex_parameters_equal_torch_exactly(name, kwargs, dtype):
+    # 12 steps: RAdam's adaptive phase starts after step 5
+    ours, _ = _steps(optim, name, kwargs, dtype)
+    theirs, _ = _steps(torch.optim, name, kwargs, dtype)
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "RAdam"])
+def test_complex_second_moment_is_per_real_part(name):
+    p = nn.Parameter(torch.tensor([1 + 2j]))
+    p.grad = torch.tensor([0.5 - 1j])
+    getattr(optim, name)([p], lr=0.1, weight_decay=0.0).step()
+    q = nn.Parameter(torch.tensor([1 + 2j]))
+    q.grad = torch.tensor([0.5 - 1j])
+    getattr(torch.optim, name)([q], lr=0.1, weight_decay=0.0).step()
+    assert torch.equal(p.detach(), q.detach())
+    if name != "RAdam":
+        torch.testing.assert_close(p.detach(), torch.tensor([0.9 + 2.1j]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("name, kwargs", COMPLEX_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in COMPLEX_CASES])
+def test_real_low_precision_equal_torch_exactly(name, kwargs, dtype):
+    ours, _ = _steps(optim, name, kwargs, dtype)
+    theirs, _ = _steps(torch.optim, name, kwargs, dtype)
+    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("lr_dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name, kwargs", COMPLEX_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in COMPLEX_CASES])
+def test_tensor_learning_rate_equals_torch(name, kwargs, lr_dtype):
+    kwargs = dict(kwargs, lr=torch.tensor(kwargs["lr"], dtype=lr_dtype))
+    ours, _ = _steps(optim, name, kwargs, torch.float64)
+    theirs, _ = _steps(torch.optim, name, dict(kwargs, lr=kwargs["lr"].clone()), torch.float64)
+    assert torch.equal(ours, theirs)
+
+
+def test_adam_decoupled_weight_decay_equals_adamw():
+    kwargs = dict(lr=0.1, weight_decay=0.3)
+    a, _ = _steps(optim, "Adam", dict(kwargs, decoupled_weight_decay=True), torch.float64)
+    b, _ = _steps(torch.optim, "Adam", dict(kwargs, decoupled_weight_decay=True), torch.float64)
+    c, _ = _steps(optim, "AdamW", kwargs, torch.float64)
+    assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def _resume(module, name, kwargs, state_dict, p0, grads):
+    import copy
+
+    p = nn.Parameter(p0.clone())
+    opt = getattr(module, name)([p], **kwargs)
+    opt.load_state_dict(copy.deepcopy(state_dict))  # loading shares the state's tensors
+    for g in grads:
+        p.grad = g.clone()
+        opt.step()
+    return p.detach()
+
+
+def _old_style(state_dict, step_type):
+    import copy
+
+    sd = copy.deepcopy(state_dict)
+    for s in sd["state"].values():
+        if "step" in s:
+            s["step"] = step_type(s["step"].item())
+    for group in sd["param_groups"]:
+        for key in ("decoupled_weight_decay", "foreach", "capturable", "differentiable", "fused"):
+            group.pop(key, None)
+    return sd
+
+
+@pytest.mark.parametrize("variant", ["tensor", "int", "float"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.complex128])
+@pytest.mark.parametrize("name, kwargs", COMPLEX_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in COMPLEX_CASES])
+def test_state_dict_saved_by_torch_resumes_with_torch_numbers(name, kwargs, dtype, variant):
+    p_after, torch_opt = _steps(torch.optim, name, kwargs, dtype, steps=6)
+    sd = torch_opt.state_dict()
+    if variant != "tensor":
+        sd = _old_style(sd, int if variant == "int" else float)
+    g = torch.Generator().manual_seed(5)
+    grads = [torch.randn(3, generator=g, dtype=dtype) for _ in range(3)]
+    ours = _resume(optim, name, kwargs, sd, p_after, grads)
+    theirs = _resume(torch.optim, name, kwargs, sd, p_after, grads)
+    assert torch.equal(ours, theirs)
+
+
+def test_state_dict_example_of_the_issue():
+    # torch stores step as a float32 tensor; the bias correction must still be computed in double
+    p = nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    t = torch.optim.Adam([p], lr=0.1)
+    p.grad = torch.tensor([0.3], dtype=torch.float64)
+    t.step()
+    grads = [torch.tensor([0.3], dtype=torch.float64)]
+    ours = _resume(optim, "Adam", dict(lr=0.1), t.state_dict(), p.detach(), grads)
+    theirs = _resume(torch.optim, "Adam", dict(lr=0.1), t.state_dict(), p.detach(), grads)
+    assert ours.item() == theirs.item() == pytest.approx(0.80000000667, abs=1e-11)
+
+
+@pytest.mark.parametrize("name, kwargs", COMPLEX_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in COMPLEX_CASES])
+def test_our_state_dict_loads_into_torch(name, kwargs):
+    p_after, ours = _steps(optim, name, kwargs, torch.float64, steps=6)
+    g = torch.Generator().manual_seed(5)
+    grads = [torch.randn(3, generator=g, dtype=torch.float64) for _ in range(3)]
+    a = _resume(torch.optim, name, kwargs, ours.state_dict(), p_after, grads)
+    b = _resume(optim, name, kwargs, ours.state_dict(), p_after, grads)
+    assert torch.equal(a, b)

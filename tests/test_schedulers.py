@@ -225,3 +225,206 @@ def test_lr_finder_bad_arguments(kwargs, error, text):
     with pytest.raises(error, match=text):
         lr_finder(net, _regression(), F.mse_loss, opt, **options)
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+# ---- issue 16: the schedules are chainable (recursive get_lr), as torch's, and keep a closed form
+
+from torch.optim import lr_scheduler as L  # noqa: E402
+
+from helpers import schedulers as S  # noqa: E402
+
+T16 = 10
+PAIRS16 = {  # ours, torch's counterpart (equal up to T16 steps), exact: bit-for-bit
+    "StepDecay": (lambda o: S.StepDecay(o, 3, gamma=0.5), lambda o: L.StepLR(o, 3, gamma=0.5), True),
+    "ExponentialDecay": (lambda o: S.ExponentialDecay(o, 0.9), lambda o: L.ExponentialLR(o, 0.9), True),
+    "LinearDecay": (lambda o: S.LinearDecay(o, T16, end_factor=0.1),
+                    lambda o: L.LinearLR(o, 1.0, 0.1, total_iters=T16), True),
+    "CosineAnnealing": (lambda o: S.CosineAnnealing(o, T16, eta_min=0.01),
+                        lambda o: L.CosineAnnealingLR(o, T16, eta_min=0.01), True),
+    # torch's SequentialLR(LinearLR, CosineAnnealingLR) resets the rate to the closed form at its milestone,
+    # so it is not chainable; the chainable reference is MultiplicativeLR by the ratio of the closed forms
+    # (with eta_min = 0 the cosine recursion is purely multiplicative)
+    "WarmupCosine": (lambda o: S.WarmupCosine(o, 3, T16, eta_min=0.0, start_factor=0.2),
+                     lambda o: _multiplicative_reference(o), False),
+}
+
+
+def _multiplicative_reference(o):
+    for g in o.param_groups:
+        g["lr"] = g["lr"] * 0.2  # the warm-up's first factor, applied at construction as LinearLR does
+    return L.MultiplicativeLR(o, lambda t: _warmup_closed(t) / _warmup_closed(t - 1))
+
+
+def _warmup_closed(t):
+    return S.WarmupCosine(_opt16(1.0), 3, T16, eta_min=0.0, start_factor=0.2).lr_at(t, 1.0)
+
+
+def test_warmup_cosine_alone_equals_sequential_lr():
+    def theirs(o):
+        return L.SequentialLR(o, [L.LinearLR(o, 0.2, total_iters=3), L.CosineAnnealingLR(o, T16 - 3, eta_min=0.0)],
+                              milestones=[3])
+
+    np.testing.assert_allclose(_trace(PAIRS16["WarmupCosine"][0]), _trace(theirs), rtol=1e-12)
+
+
+def _opt16(lr):
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1)), ], lr=lr)
+
+
+def _lr(o):
+    return float(o.param_groups[0]["lr"])
+
+
+def _trace(make, lr=0.5, *, steps=T16, manual=None, chain=None, resume_at=None):
+    """Learning rates over ``steps`` steps; ``manual``: step at which the rate is multiplied by 0.1 by hand;
+    ``chain``: a torch scheduler stepped after ours; ``resume_at``: rebuild everything from state dicts there."""
+    o = _opt16(lr)
+    scheds = [make(o)] + ([chain(o)] if chain else [])
+    out = [_lr(o)]
+    for t in range(steps):
+        o.step()
+        for s in scheds:
+            s.step()
+        if manual == t:
+            for g in o.param_groups:
+                g["lr"] = g["lr"] * 0.1
+        if resume_at == t:
+            o2 = _opt16(lr)  # torch's order: build, then load the optimizer's state, then the schedulers'
+            new = [make(o2)] + ([chain(o2)] if chain else [])
+            o2.load_state_dict(o.state_dict())
+            for a, b in zip(new, scheds):
+                a.load_state_dict(b.state_dict())
+            o, scheds = o2, new
+        out.append(_lr(o))
+    return out
+
+
+def _assert_same(ours, theirs, exact):
+    if exact:
+        assert ours == theirs
+    else:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS16))
+@pytest.mark.parametrize("variant", ["alone", "chained", "manual", "resumed", "chained+resumed"])
+def test_composes_like_its_torch_counterpart(name, variant):
+    ours, theirs, exact = PAIRS16[name]
+    kw = {}
+    if "chained" in variant:
+        kw["chain"] = lambda o: L.ExponentialLR(o, 0.9)
+    if variant == "manual":
+        kw["manual"] = 4
+    if "resumed" in variant:
+        kw["resume_at"] = 5
+    _assert_same(_trace(ours, **kw), _trace(theirs, **kw), exact)
+
+
+def test_issue_example_cosine_and_exponential_chained():
+    def run(cos, exp):
+        o = _opt16(0.5)
+        chained = L.ChainedScheduler([cos(o), exp(o)])
+        for _ in range(4):
+            o.step()
+            chained.step()
+        return _lr(o)
+
+    ours = run(lambda o: S.CosineAnnealing(o, total_steps=10), lambda o: S.ExponentialDecay(o, gamma=0.9))
+    theirs = run(lambda o: L.CosineAnnealingLR(o, T_max=10), lambda o: L.ExponentialLR(o, gamma=0.9))
+    assert ours == theirs == pytest.approx(0.2147, abs=1e-4)
+
+
+def test_manual_change_under_step_decay_is_kept():
+    o = _opt16(1.0)
+    s = S.StepDecay(o, step_size=3, gamma=0.5)
+    o.step()
+    s.step()
+    o.param_groups[0]["lr"] *= 0.1
+    o.step()
+    s.step()
+    assert _lr(o) == pytest.approx(0.1)
+    o.step()
+    s.step()
+    assert _lr(o) == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS16))
+def test_inside_sequential_lr_like_torch(name):
+    ours, theirs, exact = PAIRS16[name]
+
+    def seq(make):
+        return lambda o: L.SequentialLR(o, [L.ConstantLR(o, 0.5, total_iters=2), make(o)], milestones=[4])
+
+    if name == "WarmupCosine":  # at the milestone SequentialLR calls step(0): the closed form, then recursion
+        o = _opt16(0.5)
+        expected = [0.25, 0.25, 0.5, 0.5] + [S.WarmupCosine(o, 3, T16, 0.0, 0.2).lr_at(t, 0.5) for t in range(7)]
+        np.testing.assert_allclose(_trace(seq(ours)), expected, rtol=1e-12)
+    else:
+        np.testing.assert_allclose(_trace(seq(ours)), _trace(seq(theirs)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS16))
+@pytest.mark.parametrize("lr_dtype", [torch.float32, torch.float64])
+def test_tensor_learning_rate_like_torch(name, lr_dtype):
+    ours, theirs, exact = PAIRS16[name]
+    a = _trace(ours, lr=torch.tensor(0.5, dtype=lr_dtype), chain=lambda o: L.ExponentialLR(o, 0.9))
+    b = _trace(theirs, lr=torch.tensor(0.5, dtype=lr_dtype), chain=lambda o: L.ExponentialLR(o, 0.9))
+    _assert_same(a, b, exact and lr_dtype == torch.float64)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS16))
+def test_closed_form_is_kept_for_reading_and_for_step_with_epoch(name):
+    ours, _, _ = PAIRS16[name]
+    o = _opt16(0.5)
+    s = ours(o)
+    alone = _trace(ours)
+    for t in range(T16 + 1):
+        s.last_epoch = t
+        assert s._get_closed_form_lr()[0] == pytest.approx(alone[t], rel=1e-12)
+        assert s.lr_at(t, 0.5) == pytest.approx(alone[t], rel=1e-12)
+
+
+# ---- issue 16: lr_finder on one-shot generators, lists of batches, frozen models
+
+
+def _lrf_world():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    X = torch.randn(160, 3)
+    y = X @ torch.tensor([[1.0], [-2.0], [0.5]])
+    return net, X, y
+
+
+def test_lr_finder_one_shot_generator_keeps_its_results():
+    net, X, y = _lrf_world()
+    batches = ((X[i:i + 32], y[i:i + 32]) for i in range(0, 160, 32))  # 5 batches, once
+    result = S.lr_finder(net, batches, F.mse_loss, torch.optim.SGD(net.parameters()), num_steps=20,
+                         start_lr=1e-4, end_lr=1e-1)
+    assert len(result.lrs) == 5 and result.data_exhausted and not result.diverged
+
+
+def test_lr_finder_accepts_a_list_of_batches_like_a_loader():
+    net, X, y = _lrf_world()
+    batches = [(X[i:i + 32], y[i:i + 32]) for i in range(0, 160, 32)]
+    opt = torch.optim.SGD(net.parameters())
+    a = S.lr_finder(net, batches, F.mse_loss, opt, num_steps=12, start_lr=1e-4, end_lr=1e-1)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(X, y), batch_size=32)
+    b = S.lr_finder(net, loader, F.mse_loss, opt, num_steps=12, start_lr=1e-4, end_lr=1e-1)
+    assert len(a.lrs) == 12 and not a.data_exhausted and a.losses == b.losses
+
+
+def test_lr_finder_on_a_frozen_model_is_a_clear_error_that_modifies_nothing():
+    net, X, y = _lrf_world()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(ValueError, match="no parameter that requires a gradient"):
+        S.lr_finder(net, (X, y), F.mse_loss, torch.optim.SGD(net.parameters()))
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_lr_finder_empty_generator_says_so():
+    net, X, y = _lrf_world()
+    with pytest.raises(ValueError, match="yielded no batch"):
+        S.lr_finder(net, (b for b in []), F.mse_loss, torch.optim.SGD(net.parameters()))

@@ -109,3 +109,19 @@ def test_seed_curves_draw_a_median_and_a_band_per_configuration():
     ax = plot_seed_points({"x": [1.0, 2.0, np.nan, 3.0, 4.0]}, reference=0.5)
     assert "1 diverged" in [t.get_text() for t in ax.texts]
     plt.close("all")
+
+
+# ---- issue 16: claim_close takes an absolute tolerance
+
+
+def test_claim_close_absolute_tolerance(capsys):
+    from helpers.claims import claim_close
+
+    claim_close("the mean is zero", 3e-9, 0.0, abs=1e-6)
+    claim_close("the slope equals the depth", 9.98, 10, rel=0.01)  # the old signature
+    claim_close("either tolerance", 10.5, 10, rel=0.01, abs=1.0)
+    assert capsys.readouterr().out.count("✓") == 3
+    with pytest.raises(AssertionError, match="expected 0.0"):
+        claim_close("the mean is zero", 3e-3, 0.0, abs=1e-6)
+    with pytest.raises(AssertionError):
+        claim_close("a relative tolerance alone never accepts a non-zero value at 0", 1e-12, 0.0, rel=0.5)

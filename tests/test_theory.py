@@ -76,3 +76,8 @@ def test_variance_preserving_gain():
     assert (gain**2 * torch.nn.functional.gelu(z).square().mean()).item() == pytest.approx(1.0, abs=0.005)
     with pytest.raises(ValueError, match="activation"):
         variance_preserving_gain("softsign")
+
+
+def test_chi_is_not_rounded_for_callers():
+    # the doctest rounds; a caller gets the full-precision value (issue 16)
+    assert chi("relu", 1e-7) == pytest.approx(0.5e-14, rel=1e-9)  # rounding to 12 digits would give 0

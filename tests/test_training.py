@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -213,3 +214,108 @@ def test_clip_fraction_counts_the_steps_where_the_norm_exceeded_the_threshold():
 def test_without_clip_nothing_is_recorded():
     history = _fit(MLP(5, 3, width=8, depth=1))
     assert history.clipped == [] and history.clipped_grad_norm == [] and math.isnan(history.clip_fraction)
+
+
+# ---- issue 16: resume_from with another optimizer or scheduler kind fails before modifying anything
+
+
+def _resume_world(tmp_path, make_opt, make_sched):
+    import os
+
+    from helpers.schedulers import CosineAnnealing  # noqa: F401
+
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 3), torch.randn(64, 1)
+    net = torch.nn.Linear(3, 1)
+    opt = make_opt(net)
+    path = os.path.join(tmp_path, "ckpt.pt")
+    fit(net, (X, y), epochs=1, optimizer=opt, loss_fn=torch.nn.functional.mse_loss,
+        scheduler=make_sched(opt) if make_sched else None, checkpoint_path=path, progress=False)
+    return X, y, path
+
+
+@pytest.mark.parametrize("case", ["optimizer kind", "scheduler kind", "scheduler None", "old checkpoint optimizer",
+                                  "old checkpoint scheduler"])
+def test_resume_from_another_kind_raises_and_modifies_nothing(tmp_path, case):
+    from helpers import optim as hoptim
+    from helpers.schedulers import CosineAnnealing, StepDecay
+
+    X, y, path = _resume_world(tmp_path, lambda n: hoptim.AdamW(n.parameters(), lr=0.01),
+                               lambda o: CosineAnnealing(o, total_steps=10))
+    if case.startswith("old"):
+        payload = torch.load(path, weights_only=True)
+        del payload["optimizer_kind"], payload["scheduler_kind"]
+        torch.save(payload, path)
+    torch.manual_seed(1)
+    net = torch.nn.Linear(3, 1)
+    if "optimizer" in case:
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    else:
+        opt = hoptim.AdamW(net.parameters(), lr=0.01)
+    sched = None if case == "scheduler None" else (
+        CosineAnnealing(opt, total_steps=10) if "optimizer" in case else StepDecay(opt, 2))
+    before = ({k: v.clone() for k, v in net.state_dict().items()}, copy.deepcopy(opt.state_dict()),
+              sched.state_dict() if sched else None)
+    with pytest.raises(ValueError, match="resume_from holds the state of"):
+        fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=torch.nn.functional.mse_loss, scheduler=sched,
+            resume_from=path, progress=False)
+    assert all(torch.equal(v, before[0][k]) for k, v in net.state_dict().items())
+    assert opt.state_dict() == before[1]
+    assert sched is None or sched.state_dict() == before[2]
+
+
+def test_resume_from_same_kind_and_torch_counterpart_still_works(tmp_path):
+    from helpers import optim as hoptim
+    from helpers.schedulers import CosineAnnealing
+
+    X, y, path = _resume_world(tmp_path, lambda n: hoptim.AdamW(n.parameters(), lr=0.01),
+                               lambda o: CosineAnnealing(o, total_steps=10))
+    for make in (lambda n: hoptim.AdamW(n.parameters(), lr=0.01), lambda n: torch.optim.AdamW(n.parameters(), lr=0.01)):
+        net = torch.nn.Linear(3, 1)
+        opt = make(net)
+        history = fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=torch.nn.functional.mse_loss,
+                      scheduler=CosineAnnealing(opt, total_steps=10), resume_from=path, progress=False)
+        assert history.steps > 0 and len(history.epoch_loss) == 2
+
+
+def test_evaluate_iterates_in_order():
+    from helpers.training import evaluate
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append(x[:, 0].clone())
+            return x[:, :1] * 0 + self.w
+
+    X = torch.arange(10.0).reshape(10, 1)
+    evaluate(Recorder(), (X, torch.zeros(10, 1)), F.mse_loss, batch_size=4)
+    assert torch.equal(torch.cat(seen), torch.arange(10.0))
+
+
+def test_fit_accepts_a_list_of_batches():
+    torch.manual_seed(0)
+    X, y = torch.randn(64, 3), torch.randn(64, 1)
+    net = torch.nn.Linear(3, 1)
+    batches = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    history = fit(net, batches, epochs=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                  loss_fn=F.mse_loss, progress=False)
+    assert history.steps == 8
+
+
+def test_fit_grad_norm_does_not_underflow():
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 3), torch.randn(32, 1)
+    net = torch.nn.Linear(3, 1)
+
+    def tiny_loss(out, target):
+        return F.mse_loss(out, target) * 1e-30
+
+    history = fit(net, (X, y), epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=tiny_loss,
+                  batch_size=32, progress=False)
+    expected = math.sqrt(sum(float(torch.linalg.vector_norm(p.grad.double())) ** 2 for p in net.parameters()))
+    assert history.grad_norm[0] > 0 and history.grad_norm[0] == pytest.approx(expected, rel=1e-5)
