@@ -1,6 +1,6 @@
 """One command for every budget of DESIGN.md: writes benchmarks/RESULTS.md.
 
-Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick] [--only overhead]
+Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick] [--only overhead|ensemble]
 
 Measures, on this machine:
 
@@ -10,6 +10,8 @@ Measures, on this machine:
   HEAD into a temporary directory, with the pip cache of this machine); budget 15 min;
 * ``fit()`` against a hand-written loop and a step with ``GradientMonitor`` against one
   without (:mod:`benchmarks.overhead`); budgets 5 % and 10 %;
+* ``helpers.ensemble``: 32 models trained at once against a loop of ``fit`` over the same 32
+  (:mod:`benchmarks.ensemble`); budget >= 8x, with the GFLOP/s reached against torch.bmm's;
 * each from-scratch component against its torch counterpart: clipping, optimizers, and
   normalization layers and recurrent cells when those modules exist (DESIGN.md sets no
   budget for these: the ratios are reported for information);
@@ -41,11 +43,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import ensemble as ensemble_bench  # noqa: E402
 import overhead as overhead_bench  # noqa: E402
 
 import notebooks as notebook_bench  # noqa: E402
 
-MAKE_TEST_BUDGET_S = 15 * 60
+MAKE_TEST_BUDGET_S = 12 * 60
 FIT_BUDGET, MONITOR_BUDGET = 0.05, 0.10  # DESIGN.md: fit <= 5 %, GradientMonitor <= 10 %
 
 
@@ -244,11 +247,16 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--skip-fresh-clone", action="store_true")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["overhead"], default=None,
+    parser.add_argument("--only", choices=["overhead", "ensemble"], default=None,
                         help="measure one section and replace it in the existing report")
     args = parser.parse_args()
     if args.only == "overhead":
         return only_overhead(args)
+    if args.only == "ensemble":
+        lines = ensemble_bench.section(ensemble_bench.measure(args.repeat))
+        print("\n".join(lines))
+        ensemble_bench.update_results(lines, args.output or ROOT / "benchmarks" / "RESULTS.md")
+        return 0
     if args.quick:
         args.repeat = 1
         args.skip_fresh_clone = True
@@ -267,6 +275,8 @@ def main() -> int:
         lines += section_fresh_clone()
     print("overhead ...", flush=True)
     lines += section_overhead(args.repeat)
+    print("ensemble ...", flush=True)
+    lines += ensemble_bench.section(ensemble_bench.measure(1 if args.quick else args.repeat))
     print("components ...", flush=True)
     lines += section_components(torch.device("cpu"), args.repeat, args.quick)
     if torch.cuda.is_available():

@@ -70,8 +70,15 @@ def claim_true(statement: str, condition: bool) -> None:
 MIN_SEEDS = 5
 
 
+def _as_array(values) -> np.ndarray:
+    return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+
+
 def _seed_values(name: str, values) -> np.ndarray:
-    array = np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float).reshape(-1)
+    array = _as_array(values)
+    if sum(d > 1 for d in array.shape) > 1:
+        raise ValueError(f"{name} must hold one value per seed (a 1-D sequence), got shape {array.shape}")
+    array = array.reshape(-1)
     if array.size < MIN_SEEDS:
         raise ValueError(f"{name} must hold one value per seed, at least {MIN_SEEDS} seeds, got {array.size}")
     return array
@@ -84,7 +91,7 @@ def seed_spread(values) -> dict:
         >>> seed_spread([0.9, 0.8, 0.85, 0.95, 0.7])["median"]
         0.85
     """
-    array = np.asarray(values, dtype=float).reshape(-1)
+    array = _as_array(values).reshape(-1)
     finite = array[np.isfinite(array)]
     if finite.size == 0:
         return {"n": array.size, "finite": 0, "median": math.nan, "q1": math.nan, "q3": math.nan,
@@ -118,6 +125,11 @@ def claim_seeds(statement: str, values, *, low: float | None = None, high: float
     """
     if low is None and high is None:
         raise ValueError("claim_seeds needs low, high or both")
+    for bound_name, bound in (("low", low), ("high", high)):
+        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float) or math.isnan(bound)):
+            raise ValueError(f"{bound_name} must be a real number or None, got {bound!r}")
+    if low is not None and high is not None and low > high:
+        raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
     array = _seed_values("values", values)
     n = array.size
     inside = np.isfinite(array) & (array >= (-math.inf if low is None else low)) & \
@@ -145,7 +157,8 @@ def claim_gap(statement: str, better, worse, *, margin: float | None = None) -> 
 
     The gap is the difference of the medians; it must exceed ``margin``, by default the
     larger of the two interquartile ranges (so a gap that one unlucky seed could close
-    does not count). Use values where higher is better (negate a loss).
+    does not count). Use values where higher is better (negate a loss). A NaN (a diverged
+    seed) counts as the worst value in either group.
 
     Raises:
         AssertionError: the gap is not larger than the margin (or a median is NaN).
@@ -155,11 +168,15 @@ def claim_gap(statement: str, better, worse, *, margin: float | None = None) -> 
         ✓ He beats the default init (median gap over 5 seeds beyond their spread)
     """
     a, b = _seed_values("better", better), _seed_values("worse", worse)
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)
+                               or not margin >= 0):
+        raise ValueError(f"margin must be a number >= 0 or None (the seeds' spread), got {margin!r}")
     sa, sb = seed_spread(a), seed_spread(b)
     spread = max(sa["q3"] - sa["q1"], sb["q3"] - sb["q1"])
     margin = spread if margin is None else float(margin)
-    gap = sa["median"] - sb["median"]
-    if not (gap > margin) or sa["finite"] * 2 <= sa["n"]:
+    worst = np.where(np.isfinite(a), a, -math.inf), np.where(np.isfinite(b), b, -math.inf)
+    gap = float(np.median(worst[0]) - np.median(worst[1]))
+    if not (gap > margin):
         raise AssertionError(f"claim failed: {statement}: median gap {gap!r} not above margin {margin!r} "
                              f"(better {np.round(a, 6).tolist()}, worse {np.round(b, 6).tolist()})")
     print(f"✓ {statement} (median gap over {min(a.size, b.size)} seeds beyond their spread)")

@@ -30,6 +30,13 @@ from helpers._checks import check_real
 _EPS = 1e-6  # added to the total norm before dividing, as torch.nn.utils does
 
 
+
+def _check_max_norm(max_norm) -> float:
+    """A real max_norm >= 0; +inf is accepted, as torch does (it leaves the gradients as they are)."""
+    if isinstance(max_norm, Real) and not isinstance(max_norm, bool) and max_norm == math.inf:
+        return math.inf
+    return check_real("max_norm", max_norm, minimum=0.0)
+
 def _as_list(parameters, name: str = "parameters") -> list[torch.Tensor]:
     if isinstance(parameters, torch.Tensor):
         return [parameters]
@@ -170,7 +177,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor)
         tensor([3.0000, 4.0000])
     """
     params = _as_list(parameters)
-    max_norm = check_real("max_norm", max_norm, minimum=0.0)
+    max_norm = _check_max_norm(max_norm)
     if not isinstance(total_norm, torch.Tensor) or total_norm.numel() != 1:
         got = f"shape {tuple(total_norm.shape)}" if isinstance(total_norm, torch.Tensor) else type(total_norm).__name__
         raise TypeError(f"total_norm must be a tensor with one element (e.g. from get_total_norm), got {got}")
@@ -224,7 +231,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     """
     is_generator = isinstance(parameters, types.GeneratorType)
     params = _as_list(parameters)
-    max_norm = check_real("max_norm", max_norm, minimum=0.0)
+    max_norm = _check_max_norm(max_norm)
     p = _check_norm_type(norm_type)
     if is_generator and not params:
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
@@ -379,7 +386,7 @@ def distributed_clip_grad_norm_(parameters, max_norm: float, norm_type: float = 
     import torch.distributed as dist
 
     params = _as_list(parameters)
-    check_real("max_norm", max_norm, minimum=0.0)
+    _check_max_norm(max_norm)
     p = _check_norm_type(norm_type)
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("distributed_clip_grad_norm_ needs torch.distributed to be initialised "

@@ -36,22 +36,28 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers import activations
 from helpers._checks import check_choice, check_int, check_real
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
 from helpers.recurrent import SequenceModel
+from helpers.regularization import Dropout
 
 __all__ = ["Ensemble", "EnsembleHistory", "fit_ensemble", "from_seeds"]
 
 _LINEAR = (nn.Linear,)
 _BATCH_NORM = (BatchNorm1d, nn.BatchNorm1d)
 _LAYER_NORM = (LayerNorm, nn.LayerNorm)
+# layers the stacked path may apply to (N, B, features) as they are: elementwise, no parameters
+_ELEMENTWISE = (activations.Activation, Dropout, nn.Dropout, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU,
+                nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardtanh)
 
 
 def from_seeds(build: Callable[[], nn.Module], seeds: Sequence[int]) -> Ensemble:
@@ -130,6 +136,7 @@ class Ensemble:
         self.buffers = {name: torch.stack([s[name] for s in states]).detach().clone()
                         for name in states[0] if name not in self.params}
         self.training = True
+        self._per_member_input = False   # fit_ensemble sets it while each member has its own batches
         weights = [name for name, p in self.params.items() if name.endswith("weight") and p.dim() >= 3]
         self.first_weight = weights[0] if weights else None
         self.last_weight = weights[-1] if weights else None
@@ -181,7 +188,7 @@ class Ensemble:
         """
         X, y = _check_xy("data", data)
         loss_fn = _loss_function(loss)
-        was_training, per_member = self.training, getattr(self, "_per_member_input", False)
+        was_training, per_member = self.training, self._per_member_input
         self.eval()
         self._per_member_input = False            # every member sees the same evaluation data
         total, hits, count = 0.0, 0.0, 0
@@ -223,6 +230,9 @@ def _check_models(models) -> list[nn.Module]:
         if other != shapes:
             diff = sorted(set(other.items()) ^ set(shapes.items()))[:3]
             raise ValueError(f"models[{i}] differs from models[0] in parameters or buffers: {diff}")
+        if repr(m) != repr(first):
+            raise ValueError(f"models[{i}] is configured differently from models[0] (same tensors, other layers or "
+                             f"settings): {repr(m)[:200]!r} vs {repr(first)[:200]!r}")
         if m.training != first.training:
             raise ValueError(f"models[{i}] is in {'training' if m.training else 'eval'} mode, models[0] is not")
     return models
@@ -248,17 +258,19 @@ def _transposed_names(model: nn.Module) -> set[str]:
 
 def _unsupported_layer(model: nn.Module) -> str | None:
     """Name and type of the first layer the stacked path cannot run, or None."""
+    frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
+    if frozen:
+        return f"{frozen[0]} (a frozen parameter: the stacked path trains every parameter)"
     if isinstance(model, SequenceModel):
         return None
     if not isinstance(model, nn.Sequential):
         return f"{type(model).__name__} (not an nn.Sequential)"
     for name, module in model.named_children():
-        if isinstance(module, _LINEAR + _BATCH_NORM):
+        if isinstance(module, _LINEAR + _BATCH_NORM + _ELEMENTWISE):
             continue
         if isinstance(module, _LAYER_NORM) and len(module.normalized_shape) == 1:
             continue
-        if list(module.parameters(recurse=True)) or list(module.buffers()) or list(module.children()):
-            return f"{name} ({type(module).__name__})"
+        return f"{name} ({type(module).__name__})"
     return None
 
 
@@ -401,7 +413,7 @@ def _vmap_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
     def one(params, buffers, xb):
         return functional_call(base, (params, buffers), (xb,))
 
-    x_dim = 0 if (x.dim() >= 2 and x.shape[0] == ens.n and getattr(ens, "_per_member_input", False)) else None
+    x_dim = 0 if (x.dim() >= 2 and x.shape[0] == ens.n and ens._per_member_input) else None
     with warnings.catch_warnings():
         # functorch has no batching rule for some in-place updates (lerp_ of running statistics)
         # and falls back to a loop over members, saying so each time: correct, only slower
@@ -427,6 +439,9 @@ def _cross_entropy(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if tuple(target.shape[-(out.dim() - 1):]) != tuple(out.shape[1:]) and tuple(target.shape) != tuple(out.shape):
+        raise ValueError(f"loss='mse' needs targets shaped like one member's output {tuple(out.shape[1:])}, "
+                         f"got {tuple(target.shape)}")
     return (out - target).square().flatten(1).mean(dim=1)
 
 
@@ -492,13 +507,14 @@ class EnsembleHistory:
             raise ValueError(f"i must be < n = {self.n}, got {i}")
         stop = self.diverged_at[i] if self.diverged[i] else self.loss.shape[0]
         epochs = int(np.isfinite(self.epoch_loss[:, i]).sum())
+        evaluations = int(np.isfinite(self.val_loss[:, i]).sum()) if self.val_loss.size else 0
 
         def col(a, k=stop):
             return [float(v) for v in a[:k, i]] if a.size else []
 
         return History(loss=col(self.loss), accuracy=col(self.accuracy) if np.isfinite(self.accuracy).any() else [],
                        lr=col(self.lr), grad_norm=col(self.grad_norm), epoch_loss=col(self.epoch_loss, epochs),
-                       val_loss=col(self.val_loss, epochs), val_accuracy=col(self.val_accuracy, epochs),
+                       val_loss=col(self.val_loss, evaluations), val_accuracy=col(self.val_accuracy, evaluations),
                        diverged=bool(self.diverged[i]),
                        diverged_at=self.diverged_at[i] if self.diverged[i] else None)
 
@@ -670,41 +686,64 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
     rates = _per_member("lr", lr, n, minimum=0.0)
     thresholds = None if clip is None else _per_member("clip", clip, n, minimum=0.0, strict=True, allow_inf=True)
     loss_fn = _loss_function(loss)
-    seeds = [seed] if isinstance(seed, int) else list(seed) if isinstance(seed, Sequence) else None
+    if isinstance(seed, torch.Tensor) and seed.dim() == 0:
+        seed = int(seed) if not seed.is_floating_point() else seed
+    seeds = [seed] if isinstance(seed, Integral) else list(seed) if isinstance(seed, Sequence) else None
     if seeds is None or len(seeds) not in (1, n):
         raise TypeError(f"seed must be an int or a sequence of {n} ints (one per member), got {seed!r}")
-    for s in seeds:
-        check_int("seed", s, minimum=0)
+    seeds = [check_int("seed", s, minimum=0) for s in seeds]
     steps_per_epoch = math.ceil(len(X) / batch_size)
     factors = _lr_factors(lr_factors, steps_per_epoch * epochs, n)
 
+    _check_targets(ensemble, X, y, loss_fn)
     run = _Run(ensemble, loss_fn, _Optimizer(optimizer, ensemble.parameters(), momentum, nesterov, betas, eps,
                                              weight_decay), rates, thresholds, factors)
     run.val_data, run.eval_every = val_data, eval_every
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    per_member = len(seeds) > 1
-    ensemble._per_member_input = per_member
+    ensemble._per_member_input = len(seeds) > 1
     bar = progress(range(epochs * steps_per_epoch), desc=desc, enabled=progress_bar)
-    ticks = iter(bar)
+    try:
+        _train(run, ensemble, X, y, epochs, batch_size, generators, iter(bar))
+    finally:
+        ensemble._per_member_input = False
+        if hasattr(bar, "close"):
+            bar.close()
+    return run.history()
+
+
+def _check_targets(ens: Ensemble, X, y, loss_fn) -> None:
+    """One forward pass on two examples in eval mode (nothing changes): do targets and loss fit?"""
+    if loss_fn is _cross_entropy and (y.dim() != 1 or y.is_floating_point() or y.is_complex()):
+        raise ValueError(f"loss='cross_entropy' needs integer class labels of shape (n,), got {tuple(y.shape)} "
+                         f"{y.dtype}")
+    was_training = ens.training
+    ens.eval()
+    try:
+        with torch.no_grad():
+            losses = loss_fn(ens(X[:2]), y[:2])
+    finally:
+        ens.train(was_training)
+    if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (ens.n,):
+        got = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
+        raise ValueError(f"loss must give one mean loss per member, shape ({ens.n},), got {got}")
+
+
+def _train(run, ensemble, X, y, epochs, batch_size, generators, ticks) -> None:
     ensemble.train()
     for _ in range(epochs):
         for index in _batches(len(X), batch_size, generators):
             xb, yb = X[index], y[index]
             run.step(xb, yb)
             next(ticks, None)
-            if eval_every is not None and run.t % eval_every == 0:
+            if run.eval_every is not None and run.t % run.eval_every == 0:
                 run.evaluate()
             if not run.active.any():
                 break
         run.end_epoch()
         if not run.active.any():
             break
-    if eval_every is not None and run.t % eval_every != 0:
+    if run.eval_every is not None and run.t % run.eval_every != 0:
         run.evaluate()
-    if hasattr(bar, "close"):
-        bar.close()
-    ensemble._per_member_input = False
-    return run.history()
 
 
 class _Run:
@@ -718,6 +757,8 @@ class _Run:
         self.thresholds = None if thresholds is None else thresholds.to(device=device, dtype=dtype)
         self.factors = factors
         self.state = self.params + [b for b in ens.buffers.values() if b.is_floating_point()]
+        self.all_buffers = list(ens.buffers.values())
+        self.frozen_buffers = [b.clone() for b in self.all_buffers]   # as each member froze
         self.kept = [t.detach().clone() for t in self.state]
         self.active = torch.ones(ens.n, dtype=torch.bool)
         self.diverged_at = [None] * ens.n
@@ -732,12 +773,22 @@ class _Run:
         rate = self.rates
         if self.factors is not None:
             f = self.factors(self.t) if callable(self.factors) else self.factors[self.t]
-            rate = rate * torch.as_tensor(f, dtype=torch.float64, device=rate.device)
+            try:
+                f = torch.as_tensor(f, dtype=torch.float64, device=rate.device)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"lr_factors({self.t}) must return a number or {self.ens.n} numbers, "
+                                 f"got {f!r}") from None
+            if f.shape not in ((), (self.ens.n,)) or not torch.isfinite(f).all() or (f < 0).any():
+                raise ValueError(f"lr_factors({self.t}) must return a finite number >= 0 or {self.ens.n} of them, "
+                                 f"got {f.tolist()}")
+            rate = rate * f
         return rate
 
     def step(self, xb, yb):
         ens, n = self.ens, self.ens.n
+        rate = self._rate()                     # validated before this step changes anything
         out = ens(xb)
+        self._hold_frozen_buffers()
         losses = self.loss_fn(out, yb)
         grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
@@ -761,9 +812,10 @@ class _Run:
                     t.copy_(torch.where(mask.view(-1, *[1] * (t.dim() - 1)), k, t))
             for i in torch.nonzero(bad_loss | bad_norm).flatten().tolist():
                 self.diverged_at[i] = self.t
+            if (bad_loss | bad_norm).any():
+                self._freeze_buffers(bad_loss | bad_norm)
             self.active &= ~(bad_loss | bad_norm)
             torch._foreach_copy_(self.kept, self.state)
-            rate = self._rate()
             lr_record = rate.clone()
             if not self.active.all():
                 keep = self.active.to(grads[0].device)
@@ -779,6 +831,20 @@ class _Run:
             self.optimizer.step(grads, rate.to(self.params[0].dtype))
         self._record(numbers, lr_record.cpu(), clipped)
         self.t += 1
+
+    @torch.no_grad()
+    def _freeze_buffers(self, newly: torch.Tensor) -> None:
+        for b, frozen in zip(self.all_buffers, self.frozen_buffers):
+            frozen.copy_(torch.where(newly.to(b.device).view(-1, *[1] * (b.dim() - 1)), b, frozen))
+
+    @torch.no_grad()
+    def _hold_frozen_buffers(self) -> None:
+        """A frozen member's forward pass still runs (in the batch): put back its running statistics."""
+        if self.active.all():
+            return
+        dead = (~self.active).to(self.params[0].device)
+        for b, frozen in zip(self.all_buffers, self.frozen_buffers):
+            b.copy_(torch.where(dead.view(-1, *[1] * (b.dim() - 1)), frozen, b))
 
     def _record(self, numbers, lr, clipped):
         dead = ~self.active

@@ -241,15 +241,20 @@ def plot_seed_curves(curves: Mapping[str, np.ndarray], x=None, ax=None, title: s
     check_int("smooth", smooth, minimum=1)
     if not isinstance(curves, Mapping) or not curves:
         raise ValueError(f"curves must be a non-empty mapping {{label: array (steps, seeds)}}, got {curves!r}")
+    if colors is not None and not isinstance(colors, Mapping):
+        raise TypeError(f"colors must be a mapping {{label: colour}}, got {type(colors).__name__}")
     ax = _axes(ax)
     for k, (label, values) in enumerate(curves.items()):
         values = np.asarray(values, dtype=float)
         if values.ndim != 2:
             raise ValueError(f"curves[{label!r}] must have shape (steps, seeds), got {values.shape}")
-        if smooth > 1:
-            values = np.stack([_smooth(values[:, j], smooth) for j in range(values.shape[1])], axis=1)
+        if x is not None and len(x) != len(values):
+            raise ValueError(f"x must have one value per step of curves[{label!r}] ({len(values)}), got {len(x)}")
+        width = min(smooth, len(values)) if len(values) else 1
+        if width > 1:
+            values = np.stack([_smooth(values[:, j], width) for j in range(values.shape[1])], axis=1)
         median, lo, hi = _band(values, band)
-        steps = np.arange(1, len(median) + 1) + (smooth - 1) if x is None else np.asarray(x)[smooth - 1:]
+        steps = np.arange(1, len(median) + 1) + (width - 1) if x is None else np.asarray(x)[width - 1:]
         color = (colors or {}).get(label, f"C{k}")
         ax.plot(steps, median, color=color, label=f"{label} (median of {values.shape[1]})")
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
@@ -281,6 +286,8 @@ def plot_seed_points(groups: Mapping[str, Sequence[float]], ax=None, title: str 
     """
     if not isinstance(groups, Mapping) or not groups:
         raise ValueError(f"groups must be a non-empty mapping {{label: per-seed values}}, got {groups!r}")
+    if colors is not None and not isinstance(colors, Mapping):
+        raise TypeError(f"colors must be a mapping {{label: colour}}, got {type(colors).__name__}")
     ax = _axes(ax)
     labels = list(groups)
     for k, label in enumerate(labels):

@@ -58,3 +58,20 @@ def test_seed_spread_and_description():
     assert describe_seeds([1.0, 2.0, math.nan, 3.0, 4.0], ".1f") == "median 2.5 [1.0, 4.0] over 5 seeds, 1 diverged"
     assert math.isnan(seed_spread([math.nan])["median"])
     assert seed_spread(np.array([[1.0], [3.0]]))["median"] == 2.0
+
+
+def test_claims_refuse_arguments_that_would_assert_something_else():
+    with pytest.raises(ValueError, match="1-D sequence"):
+        claim_seeds("x", np.ones((5, 3)), low=0.5)
+    with pytest.raises(ValueError, match="low must be <= high"):
+        claim_seeds("x", GOOD, low=2, high=0)
+    with pytest.raises(ValueError, match="low must be a real number"):
+        claim_seeds("x", GOOD, low=math.nan)
+    with pytest.raises(ValueError, match="margin must be a number >= 0"):
+        claim_gap("x", [0.5] * 5, [0.6] * 5, margin=-1)
+
+
+def test_claim_gap_counts_a_diverged_seed_as_the_worst():
+    with pytest.raises(AssertionError):          # 2 of 5 'better' seeds diverged: its median drops to 0.9 ... or NaN
+        claim_gap("x", [0.9, 0.9, math.nan, math.nan, math.nan], [0.5] * 5)
+    claim_gap("a run that trains beats one that diverges", [0.9] * 5, [0.1, math.nan, math.nan, math.nan, 0.2])

@@ -250,3 +250,67 @@ def test_eval_every_records_held_out_metrics_at_those_steps():
     np.testing.assert_allclose(h.val_loss[-1], loss)
     with pytest.raises(ValueError, match="eval_every needs val_data"):
         fit_ensemble(ens, (X, y), epochs=1, lr=0.05, eval_every=4, progress_bar=False)
+
+
+def test_layers_the_stacked_path_cannot_run_go_through_vmap_and_stay_right():
+    torch.manual_seed(0)
+    frozen = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    frozen[2].bias.data.fill_(5.0)
+    frozen[2].bias.requires_grad_(False)
+    softmax = nn.Sequential(nn.Linear(6, 3), nn.LogSoftmax(dim=1))
+    x = torch.randn(4, 6)
+    for model in (frozen, softmax):
+        ens = Ensemble([model, copy.deepcopy(model)])
+        assert ens.backend == "vmap"
+        torch.testing.assert_close(ens(x)[1], model(x))
+    with pytest.raises(ValueError, match="frozen parameter"):
+        Ensemble([frozen], backend="stacked")
+
+
+def test_models_configured_differently_are_refused():
+    with pytest.raises(ValueError, match="configured differently"):
+        Ensemble([nn.Sequential(nn.Linear(4, 2), nn.ReLU()), nn.Sequential(nn.Linear(4, 2), nn.Tanh())])
+    with pytest.raises(ValueError, match="configured differently"):
+        Ensemble([MLP(4, 2, 8, 2, residual=True), MLP(4, 2, 8, 2, residual=True, residual_scale=0.1)])
+
+
+def test_a_frozen_members_running_statistics_stay_as_fit_leaves_them():
+    X, y = _data()
+    models = _models(dict(norm="batch"), 2)
+    ens = Ensemble(copy.deepcopy(models))
+    h = fit_ensemble(ens, (X, y), epochs=3, lr=[0.05, 1e38], progress_bar=False, batch_size=8)
+    assert h.diverged.tolist() == [False, True]
+    alone = fit(models[1], (X, y), epochs=3, optimizer=torch.optim.SGD(models[1].parameters(), lr=1e38),
+                loss_fn=F.cross_entropy, progress=False, batch_size=8)
+    assert alone.diverged and alone.diverged_at == h.diverged_at[1]
+    for a, b in zip(ens.member(1).state_dict().values(), models[1].state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, data, words", [
+    (dict(loss="mse"), "labels", "loss='mse' needs targets shaped like"),
+    (dict(), "float", "needs integer class labels"),
+    (dict(), "column", "needs integer class labels"),
+    (dict(lr_factors=lambda t: -1.0), "labels", "lr_factors\\(0\\) must return a finite number >= 0"),
+    (dict(lr_factors=lambda t: "x"), "labels", "must return a number"),
+    (dict(lr_factors=lambda t: [1.0, 1.0, 1.0]), "labels", "must return a finite number"),
+    (dict(loss=lambda out, y: out.sum()), "labels", "one mean loss per member"),
+])
+def test_bad_targets_and_schedules_raise_before_any_running_statistic_moves(kwargs, data, words):
+    X, y = _data()
+    y = {"labels": y, "float": y.float(), "column": y[:, None]}[data]
+    ens = Ensemble(_models(dict(norm="batch"), 2))
+    before = {k: v.clone() for k, v in {**ens.params, **ens.buffers}.items()}
+    with pytest.raises(ValueError, match=words):
+        fit_ensemble(ens, (X, y), epochs=1, lr=0.1, progress_bar=False, **kwargs)
+    for k, v in {**ens.params, **ens.buffers}.items():
+        assert torch.equal(v, before[k]), k
+    assert ens._per_member_input is False
+
+
+def test_member_history_keeps_every_evaluation_and_numpy_seeds_work():
+    X, y = _data()
+    ens = Ensemble(_models(dict(), 2))
+    h = fit_ensemble(ens, (X, y), epochs=1, lr=0.1, val_data=(X, y), eval_every=2, batch_size=32,
+                     seed=np.int64(3), progress_bar=False)
+    assert len(h.member(0).val_loss) == len(h.val_steps) == 3
