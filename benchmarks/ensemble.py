@@ -4,8 +4,10 @@ Usage: python benchmarks/ensemble.py [--repeat N] [--update]
 
 Workload (DESIGN.md's budget): 32 MLPs of depth 20 and width 64 on the digits, mini-batches
 of 64, SGD with momentum, 2 torch threads. One round trains the 32 models once with a loop
-of ``fit`` calls and once as one ``fit_ensemble`` call, one epoch each, interleaved;
-the ratio of the medians over ``--repeat`` rounds is the speed-up (budget: >= 8x).
+of ``fit`` calls and once as one ``fit_ensemble`` call, ``EPOCHS`` epochs each, interleaved;
+the ratio of the medians over ``--repeat`` rounds is the speed-up in throughput (model-steps per
+second; budget: >= 8x). The 32 models are built before the clock starts on both sides (building
+them is not training); stacking them into the ensemble is timed.
 
 Also printed: the GFLOP/s the ensemble reaches (forward + backward = 3x the forward's
 multiply-adds, x2 flops each) against the rate torch.bmm itself reaches on the layer's
@@ -30,7 +32,7 @@ from helpers.ensemble import Ensemble, fit_ensemble
 from helpers.models import MLP
 from helpers.training import fit
 
-MODELS, DEPTH, WIDTH, BATCH, THREADS = 32, 20, 64, 64, 2
+MODELS, DEPTH, WIDTH, BATCH, THREADS, EPOCHS = 32, 20, 64, 64, 2, 2
 BUDGET = 8.0
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## `helpers.ensemble` against a loop of `fit`"
@@ -45,16 +47,18 @@ def _models() -> list:
 
 
 def loop_of_fit(data) -> float:
+    models = _models()
     start = time.perf_counter()
-    for model in _models():
-        fit(model, data.train, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+    for model in models:
+        fit(model, data.train, epochs=EPOCHS, optimizer=torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
             loss_fn=F.cross_entropy, progress=False, batch_size=BATCH)
     return time.perf_counter() - start
 
 
 def ensemble(data) -> float:
+    models = _models()
     start = time.perf_counter()
-    fit_ensemble(Ensemble(_models()), data.train, epochs=1, lr=0.01, momentum=0.9, batch_size=BATCH,
+    fit_ensemble(Ensemble(models), data.train, epochs=EPOCHS, lr=0.01, momentum=0.9, batch_size=BATCH,
                  progress_bar=False)
     return time.perf_counter() - start
 
@@ -82,7 +86,7 @@ def measure(repeat: int) -> dict:
     for _ in range(repeat):
         loops.append(loop_of_fit(data))
         ensembles.append(ensemble(data))
-    steps = -(-len(data.X_train) // BATCH)
+    steps = -(-len(data.X_train) // BATCH) * EPOCHS
     t_loop, t_ens = statistics.median(loops), statistics.median(ensembles)
     return {"loop_s": t_loop, "ensemble_s": t_ens, "speedup": t_loop / t_ens, "steps": steps,
             "ms_per_model_step_loop": 1e3 * t_loop / (steps * MODELS),
@@ -94,10 +98,10 @@ def section(r: dict) -> list[str]:
     verdict = "within" if r["speedup"] >= BUDGET else "**over**"
     return [HEADING, "",
             f"{MODELS} MLPs (depth {DEPTH}, width {WIDTH}) on the digits, batch {BATCH}, SGD + momentum, "
-            f"{THREADS} torch threads; one epoch ({r['steps']} steps) each way, median of {r['repeat']} interleaved "
-            "round(s) (benchmarks/ensemble.py).", "",
+            f"{THREADS} torch threads; {EPOCHS} epochs ({r['steps']} steps) each way, models built before the clock "
+            f"starts, median of {r['repeat']} interleaved round(s) (benchmarks/ensemble.py).", "",
             "| measured | loop of `fit` | ensemble | speed-up | budget | verdict |", "|---|---:|---:|---:|---:|---|",
-            f"| helpers.ensemble: 32 models, one epoch | {r['loop_s']:.2f} s "
+            f"| helpers.ensemble: 32 models, {EPOCHS} epochs | {r['loop_s']:.2f} s "
             f"({r['ms_per_model_step_loop']:.2f} ms/model-step) | {r['ensemble_s']:.2f} s "
             f"({r['ms_per_model_step_ensemble']:.3f} ms/model-step) | {r['speedup']:.1f}x | >= {BUDGET:.0f}x | "
             f"{verdict} |", "",

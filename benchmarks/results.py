@@ -1,6 +1,7 @@
 """One command for every budget of DESIGN.md: writes benchmarks/RESULTS.md.
 
-Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick] [--only overhead|ensemble]
+Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick]
+                                    [--only overhead|ensemble]
 
 Measures, on this machine:
 

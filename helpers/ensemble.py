@@ -285,8 +285,10 @@ def _stacked_forward(ens: Ensemble, x: torch.Tensor) -> torch.Tensor:
     h = x.expand(n, *x.shape) if x.dim() == 2 else x
     if getattr(base, "residual", False):
         return _walk_plan(ens, h)
+    fresh = False       # whether h is an intermediate result nobody else holds (may be changed in place)
     for name, module in base.named_children():
-        h = _layer(ens, name, module, h)
+        h = _layer(ens, name, module, h, fresh)
+        fresh = isinstance(module, _LINEAR + _BATCH_NORM + _LAYER_NORM) or (fresh and type(module) is nn.ReLU)
     return h
 
 
@@ -310,7 +312,7 @@ def _walk_plan(ens: Ensemble, h: torch.Tensor) -> torch.Tensor:
     return h
 
 
-def _layer(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor) -> torch.Tensor:
+def _layer(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor, fresh: bool = False) -> torch.Tensor:
     p = ens.params
     if isinstance(module, _LINEAR):
         weight = p[f"{name}.weight"]
@@ -324,6 +326,8 @@ def _layer(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor) -> torc
         if weight is not None and bias is not None:
             return torch.addcmul(bias.unsqueeze(1), y, weight.unsqueeze(1))
         return y if weight is None else y * weight.unsqueeze(1)
+    if fresh and type(module) is nn.ReLU:
+        return torch.relu_(h)   # in place on a fresh product: saves an allocation per layer
     return module(h)  # parameter-free and elementwise: activations, dropout, identity
 
 
@@ -552,7 +556,9 @@ def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | Non
 class _Optimizer:
     """SGD (momentum, Nesterov, weight decay) or Adam/AdamW, each member with its own rate.
 
-    The update rules and their order of operations are torch.optim's single-tensor ones.
+    The update rules and their order of operations are torch.optim's single-tensor ones. The
+    new values are written into ``out`` (one tensor per parameter), not into the parameters:
+    the caller swaps the two, so that the weights before the step are kept without a copy.
     """
 
     def __init__(self, kind, params, momentum, nesterov, betas, eps, weight_decay):
@@ -562,16 +568,16 @@ class _Optimizer:
         self.t = 0
 
     @torch.no_grad()
-    def step(self, grads, lr: torch.Tensor):
+    def step(self, grads, lr: torch.Tensor, out: list[torch.Tensor]):
         self.t += 1
-        for k, (p, g) in enumerate(zip(self.params, grads)):
+        for k, (p, g, o) in enumerate(zip(self.params, grads, out)):
             rate = lr.view(-1, *[1] * (p.dim() - 1))
             if self.kind == "sgd":
-                self._sgd(k, p, g, rate)
+                self._sgd(k, p, g, rate, o)
             else:
-                self._adam(k, p, g, rate)
+                self._adam(k, p, g, rate, o)
 
-    def _sgd(self, k, p, g, rate):
+    def _sgd(self, k, p, g, rate, out):
         if self.wd:
             g = g.add(p, alpha=self.wd)
         if self.momentum:
@@ -579,24 +585,24 @@ class _Optimizer:
             if buf is None:
                 buf = self.state[k] = g.detach().clone()
             else:
-                buf.mul_(self.momentum).add_(g)
+                torch.add(g, buf, alpha=self.momentum, out=buf)      # buf <- momentum * buf + g, one pass
             g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
-        p.addcmul_(g, rate, value=-1.0)
+        torch.addcmul(p, g, rate, value=-1.0, out=out)
 
-    def _adam(self, k, p, g, rate):
+    def _adam(self, k, p, g, rate, out):
         if self.state[k] is None:
             self.state[k] = (torch.zeros_like(p), torch.zeros_like(p))
         m, v = self.state[k]
         beta1, beta2 = self.betas
         if self.wd and self.kind == "adamw":
-            p.mul_(1 - rate * self.wd)
+            p = p * (1 - rate * self.wd)
         elif self.wd:
             g = g.add(p, alpha=self.wd)
         m.lerp_(g, 1 - beta1)
         v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
         step_size = rate / (1 - beta1 ** self.t)
         denom = (v.sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
-        p.addcmul_(m / denom, step_size, value=-1.0)
+        torch.addcmul(p, m / denom, step_size, value=-1.0, out=out)
 
 
 def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
@@ -756,10 +762,13 @@ class _Run:
         self.rates = rates.to(device)
         self.thresholds = None if thresholds is None else thresholds.to(device=device, dtype=dtype)
         self.factors = factors
-        self.state = self.params + [b for b in ens.buffers.values() if b.is_floating_point()]
+        # the weights before the last step (fit's divergence guard keeps the same): the optimizer writes
+        # the new weights into these and the two are swapped, so keeping them costs no copy
+        self.previous = [p.detach().clone() for p in self.params]
+        self.float_buffers = [b for b in ens.buffers.values() if b.is_floating_point()]
+        self.kept_buffers = [b.clone() for b in self.float_buffers]
         self.all_buffers = list(ens.buffers.values())
         self.frozen_buffers = [b.clone() for b in self.all_buffers]   # as each member froze
-        self.kept = [t.detach().clone() for t in self.state]
         self.active = torch.ones(ens.n, dtype=torch.bool)
         self.diverged_at = [None] * ens.n
         self.t = 0
@@ -807,15 +816,16 @@ class _Run:
         bad_norm = self.active & ~bad_loss & ~torch.isfinite(norm_v)
         with torch.no_grad():
             if bad_loss.any():       # these members' weights produced a non-finite loss: back to the kept ones
-                mask = bad_loss.to(self.state[0].device)
-                for t, k in zip(self.state, self.kept):
+                mask = bad_loss.to(self.params[0].device)
+                for t, k in zip(self.params + self.float_buffers, self.previous + self.kept_buffers):
                     t.copy_(torch.where(mask.view(-1, *[1] * (t.dim() - 1)), k, t))
             for i in torch.nonzero(bad_loss | bad_norm).flatten().tolist():
                 self.diverged_at[i] = self.t
             if (bad_loss | bad_norm).any():
                 self._freeze_buffers(bad_loss | bad_norm)
             self.active &= ~(bad_loss | bad_norm)
-            torch._foreach_copy_(self.kept, self.state)
+            if self.float_buffers:
+                torch._foreach_copy_(self.kept_buffers, self.float_buffers)
             lr_record = rate.clone()
             if not self.active.all():
                 keep = self.active.to(grads[0].device)
@@ -828,7 +838,9 @@ class _Run:
                 coef = (self.thresholds / (norm + 1e-6)).clamp(max=1.0)
                 clipped = (coef < 1.0).cpu()
                 torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
-            self.optimizer.step(grads, rate.to(self.params[0].dtype))
+            self.optimizer.step(grads, rate.to(self.params[0].dtype), out=self.previous)
+            for p, new in zip(self.params, self.previous):
+                p.data, new.data = new.data, p.data          # now previous holds the weights before the step
         self._record(numbers, lr_record.cpu(), clipped)
         self.t += 1
 
