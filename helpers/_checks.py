@@ -70,3 +70,13 @@ def check_lr(name: str, value):
         return value
     check_real(name, value, minimum=0.0)
     return value
+
+
+def check_int_sequence(name: str, values, *, minimum: int, what: str) -> tuple[int, ...]:
+    """Return ``values`` as a non-empty tuple of ints, each at least ``minimum``; ``what`` names one entry."""
+    if isinstance(values, int | str) or not isinstance(values, Iterable):
+        raise TypeError(f"{name} must be a sequence of ints, got {values!r}")
+    values = tuple(values)
+    if not values:
+        raise ValueError(f"{name} must name at least one {what}, got ()")
+    return tuple(check_int(f"{name} entries", v, minimum=minimum) for v in values)

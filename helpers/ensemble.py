@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import activations
-from helpers._checks import check_choice, check_int, check_real
+from helpers._checks import check_choice, check_int, check_int_sequence, check_real
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
 from helpers.recurrent import SequenceModel
@@ -75,11 +75,7 @@ def from_seeds(build: Callable[[], nn.Module], seeds: Sequence[int]) -> Ensemble
     """
     if not callable(build):
         raise TypeError(f"build must be callable, got {type(build).__name__}")
-    seeds = list(seeds)
-    if not seeds:
-        raise ValueError("seeds must name at least one seed, got an empty sequence")
-    for s in seeds:
-        check_int("seeds entries", s, minimum=0)
+    seeds = check_int_sequence("seeds", seeds, minimum=0, what="seed")
     with torch.random.fork_rng(devices=[]):
         models = []
         for s in seeds:

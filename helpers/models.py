@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from helpers import activations
-from helpers._checks import check_choice, check_int, check_real
+from helpers._checks import check_choice, check_int, check_int_sequence, check_real
 from helpers._layers import WEIGHTED_LAYERS
 
 # PyTorch's fused modules under the course's names. tests/test_activations.py proves each
@@ -294,13 +294,7 @@ class ConvNet(_ResidualSequential):
                  learn_residual_scale: bool = False, image_size: int = 8, from_scratch: bool = False):
         from helpers.normalization import BatchNorm2d
 
-        if isinstance(channels, int | str) or not hasattr(channels, "__iter__"):
-            raise TypeError(f"channels must be a sequence of ints, got {channels!r}")
-        channels = tuple(channels)
-        if not channels:
-            raise ValueError("channels must name at least one convolution, got ()")
-        for c in channels:
-            check_int("channels entries", c, minimum=1)
+        channels = check_int_sequence("channels", channels, minimum=1, what="convolution")
         check_int("out_features", out_features, minimum=1)
         check_choice("activation", activation, ACTIVATION_NAMES)
         _check_norm(norm, (None, "batch"))
