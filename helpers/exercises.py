@@ -17,6 +17,7 @@ Worked *solutions* live in :mod:`helpers.solutions`, not in the notebooks:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Callable
 
 import torch
@@ -24,7 +25,7 @@ from torch import nn
 
 from helpers.diagnostics import layer_grad_norms
 from helpers.models import MLP
-from helpers.solutions import show_solution as show_solution  # re-exported: exercises.show_solution("3.1")
+from helpers.solutions import SOLUTIONS, exercise_id
 from helpers.theory import chi
 
 _TITLES = {
@@ -43,6 +44,25 @@ _ATTEMPTED: set[str] = set()
 def attempted() -> frozenset[str]:
     """The exercises whose checker has checked an attempt (right or wrong) in this session."""
     return frozenset(_ATTEMPTED)
+
+
+def show_solution(exercise, *, force: bool = False) -> None:
+    """Print the worked solution of ``exercise`` (e.g. ``"3.1"``) once you have tried it.
+
+    Shown when the exercise's checker has checked an attempt of yours in this session, or
+    with ``force=True``; otherwise a note asks you to try first. Prints, returns nothing.
+    """
+    key = exercise_id(exercise)
+    solution = SOLUTIONS[key]
+    title = f"Exercise {key} ({_TITLES[key]})"
+    if not force and key not in attempted():
+        print(f"{title}: try first. Write your function, run its checker cell "
+              f"(exercises.{solution.checker}), then ask again; show_solution({key!r}, force=True) shows it now.")
+        return
+    print(f"{title}: a worked solution (it passes exercises.{solution.checker}).\n")
+    print(solution.code)
+    print()
+    print(textwrap.fill(f"Why: {solution.explanation}", width=100))
 
 
 def _report(exercise: str, ok: bool | None, hint: str = "") -> None:

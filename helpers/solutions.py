@@ -363,31 +363,11 @@ SOLUTIONS: dict[str, Solution] = {exercise: Solution(exercise, checker, function
                                   for exercise, checker, function, explanation in _TABLE}
 
 
-def _exercise_id(exercise) -> str:
+def exercise_id(exercise) -> str:
+    """The key of ``exercise`` in :data:`SOLUTIONS` ('3.1', 3.1 and 'Exercise 3.1' all give '3.1')."""
     if isinstance(exercise, bool) or not isinstance(exercise, str | int | float):
         raise TypeError(f"exercise must be an id like '3.1', got {type(exercise).__name__} {exercise!r}")
     key = str(exercise).strip().removeprefix("Exercise").strip()
     if key not in SOLUTIONS:
         raise ValueError(f"exercise must be one of {', '.join(SOLUTIONS)}; got {exercise!r}")
     return key
-
-
-def show_solution(exercise, *, force: bool = False) -> None:
-    """Print the worked solution of ``exercise`` (e.g. ``"3.1"``) once you have tried it.
-
-    Shown when the exercise's checker has checked an attempt of yours in this session, or
-    with ``force=True``; otherwise a note asks you to try first. Prints, returns nothing.
-    """
-    from helpers import exercises
-
-    key = _exercise_id(exercise)
-    solution = SOLUTIONS[key]
-    title = f"Exercise {key} ({exercises._TITLES[key]})"
-    if not force and key not in exercises.attempted():
-        print(f"{title}: try first. Write your function, run its checker cell "
-              f"(exercises.{solution.checker}), then ask again; show_solution({key!r}, force=True) shows it now.")
-        return
-    print(f"{title}: a worked solution (it passes exercises.{solution.checker}).\n")
-    print(solution.code)
-    print()
-    print(textwrap.fill(f"Why: {solution.explanation}", width=100))

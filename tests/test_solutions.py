@@ -7,7 +7,8 @@ import pytest
 
 from helpers import exercises as ex
 from helpers import solutions
-from helpers.solutions import SOLUTIONS, show_solution
+from helpers.exercises import show_solution
+from helpers.solutions import SOLUTIONS
 
 CHECKER_IDS = {name: re.search(r'_report\("([\d.]+)"', inspect.getsource(fn))[1]
                for name, fn in inspect.getmembers(ex, inspect.isfunction)
