@@ -581,7 +581,7 @@ class _Optimizer:
             if buf is None:
                 buf = self.state[k] = g.detach().clone()
             else:
-                torch.add(g, buf, alpha=self.momentum, out=buf)      # buf <- momentum * buf + g, one pass
+                buf.mul_(self.momentum).add_(g)                      # in torch's order: the same roundings
             g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
         torch.addcmul(p, g, rate, value=-1.0, out=out)
 
