@@ -60,10 +60,12 @@ unit: install
 
 # NB= narrows it to some notebooks, e.g. make nbval NB=notebooks/02_vanishing_exploding.ipynb
 NB ?= notebooks
-# Threads per notebook kernel in nbval runs (2 kernels run at a time).
+# Threads per notebook kernel in nbval runs, and kernels at a time (threads x kernels = the 2 cores:
+# more would make OpenMP threads wait for each other and run many times slower).
 GATE_THREADS ?= 1
+GATE_KERNELS ?= 2
 NBVAL_RUN = env $(NB_ENV) OMP_NUM_THREADS=$(GATE_THREADS) MKL_NUM_THREADS=$(GATE_THREADS) \
-	$(BIN)/python -m pytest -q $(NBVAL) -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q $(NBVAL) -n $(GATE_KERNELS) --dist loadfile
 nbval: install
 	$(NBVAL_RUN) $(NB)
 
@@ -76,7 +78,7 @@ float-paths: install
 
 float-paths-full: install
 	$(MAKE) float-paths GATE_THREADS=1
-	$(MAKE) float-paths GATE_THREADS=2
+	$(MAKE) float-paths GATE_THREADS=2 GATE_KERNELS=1
 
 # `make test` needs headless Chromium and a CJK font for the site's browser test (tests/test_site.py): as root
 # with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. COURSE_SKIP_BROWSER=1
