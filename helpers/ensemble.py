@@ -45,6 +45,7 @@ from torch import nn
 
 from helpers import activations
 from helpers._checks import check_choice, check_int, check_int_sequence, check_real
+from helpers.data import _check_data, _is_xy
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
 from helpers.recurrent import SequenceModel
@@ -235,14 +236,11 @@ def _check_models(models) -> list[nn.Module]:
 
 
 def _check_xy(name: str, data):
-    if not isinstance(data, tuple | list) or len(data) != 2 or not all(torch.is_tensor(t) for t in data):
+    """An ``(X, y)`` pair of tensors (an ensemble batches the tensors itself: no DataLoader)."""
+    if not _is_xy(data):
         raise TypeError(f"{name} must be a (X, y) tuple of two tensors, got {type(data).__name__}")
-    X, y = data
-    if len(X) != len(y):
-        raise ValueError(f"{name}: X and y must have the same length, got {len(X)} and {len(y)}")
-    if len(X) == 0:
-        raise ValueError(f"{name} is empty")
-    return X, y
+    _check_data(name, data, required=True)
+    return data[0], data[1]
 
 
 def _transposed_names(model: nn.Module) -> set[str]:
