@@ -256,7 +256,9 @@ def plot_seed_curves(curves: Mapping[str, np.ndarray], x=None, ax=None, title: s
         median, lo, hi = _band(values, band)
         steps = np.arange(1, len(median) + 1) + (width - 1) if x is None else np.asarray(x)[width - 1:]
         color = (colors or {}).get(label, f"C{k}")
-        ax.plot(steps, median, color=color, label=f"{label} (median of {values.shape[1]})")
+        n = values.shape[1]
+        what = f"median of {n}" if np.isfinite(values).all() else f"median of the running seeds, {n} in all"
+        ax.plot(steps, median, color=color, label=f"{label} ({what})")
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
     if log_y:
         ax.set_yscale("log")
