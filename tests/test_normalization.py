@@ -1,8 +1,10 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
 
-from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, WeightNormLinear
+from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm, WeightNormLinear
 
 TOL = {"rtol": 1e-10, "atol": 1e-12}
 
@@ -174,6 +176,69 @@ def test_layer_norm_is_independent_of_the_batch():
 def test_layer_norm_bad_arguments(kwargs, error, text):
     with pytest.raises(error, match=text):
         LayerNorm(**kwargs)
+
+
+@pytest.mark.parametrize("shape, normalized", [((4, 7), 7), ((3, 5, 6), (5, 6)), ((2, 3, 4), [4])])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("eps", [None, 1e-4])
+def test_rms_norm_equals_torch(shape, normalized, affine, eps):
+    torch.manual_seed(0)
+    ref = nn.RMSNorm(normalized, eps=eps, elementwise_affine=affine).double()
+    if affine:
+        with torch.no_grad():
+            ref.weight.uniform_(0.5, 1.5)
+    ours = RMSNorm(normalized, eps=eps, elementwise_affine=affine).double()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    _assert_same_step(ours, ref, 2 * torch.randn(*shape, dtype=torch.float64) + 1)
+    if affine:
+        torch.testing.assert_close(ours.weight.grad, ref.weight.grad, **TOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layer_dtype", [torch.float32, "same"])
+@pytest.mark.parametrize("eps", [None, 1e-6])
+def test_rms_norm_bit_equal_to_torch_in_float32_and_low_precision(dtype, layer_dtype, eps):
+    """float16/bfloat16 are normalised in float32 (eps=None: float32's epsilon) and rounded once."""
+    layer_dtype = dtype if layer_dtype == "same" else layer_dtype
+    torch.manual_seed(0)
+    ref = nn.RMSNorm(10, eps=eps).to(layer_dtype)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+    ours = RMSNorm(10, eps=eps).to(layer_dtype)
+    ours.load_state_dict(ref.state_dict())
+    a = (3 * torch.randn(7, 3, 10)).to(dtype).requires_grad_(True)
+    b = a.detach().clone().requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")          # torch: "cannot dispatch to fused implementation"
+        ya, yb = ours(a), ref(b)
+    assert ya.dtype == yb.dtype == dtype and torch.equal(ya, yb)
+    upstream = torch.randn_like(ya)
+    ya.backward(upstream)
+    yb.backward(upstream)
+    assert torch.equal(a.grad, b.grad) and torch.equal(ours.weight.grad, ref.weight.grad)
+
+
+def test_rms_norm_empty_batch_and_independence_of_the_batch():
+    rms = RMSNorm(8)
+    assert rms(torch.randn(0, 8)).shape == (0, 8)
+    x = torch.randn(6, 8)
+    torch.testing.assert_close(rms(x)[:1], rms(x[:1]))
+
+
+@pytest.mark.parametrize("kwargs, x, error, text", [
+    ({"normalized_shape": 0}, None, ValueError, "normalized_shape entries must be an int >= 1"),
+    ({"normalized_shape": (3, "a")}, None, TypeError, "normalized_shape entries"),
+    ({"normalized_shape": 3, "eps": 0.0}, None, ValueError, "eps must be > 0.0"),
+    ({"normalized_shape": 3, "elementwise_affine": 1}, None, TypeError, "elementwise_affine must be a bool"),
+    ({"normalized_shape": 3}, torch.randn(4, 5), ValueError, r"RMSNorm\(3,\) expects an input ending in"),
+    ({"normalized_shape": 3}, [1.0, 2.0, 3.0], TypeError, "input must be a tensor"),
+    ({"normalized_shape": 3}, torch.randn(2, 3, dtype=torch.float64), TypeError, "mixed dtype"),
+])
+def test_rms_norm_bad_arguments(kwargs, x, error, text):
+    with pytest.raises(error, match=text):
+        layer = RMSNorm(**kwargs)
+        layer(x)
 
 
 @pytest.mark.parametrize("bias", [True, False])
