@@ -405,7 +405,8 @@ def _cycle_trace(make, optimizer="sgd", steps=40, lr=0.5):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "plain-sgd"])
 @pytest.mark.parametrize("strategy", ["cos", "linear"])
-@pytest.mark.parametrize("steps, pct, div, final", [(40, 0.25, 25.0, 1e4), (17, 0.5, 10.0, 100.0), (100, 0.3, 4.0, 1e3)])
+@pytest.mark.parametrize("steps, pct, div, final",
+                         [(40, 0.25, 25.0, 1e4), (17, 0.5, 10.0, 100.0), (100, 0.3, 4.0, 1e3)])
 def test_one_cycle_equals_torch_rates_and_momenta(optimizer, strategy, steps, pct, div, final):
     kw = {"pct_start": pct, "anneal_strategy": strategy, "div_factor": div, "final_div_factor": final,
           "base_momentum": 0.8, "max_momentum": 0.93}
