@@ -443,7 +443,9 @@ class WarmupStableDecay(_Chainable):
     then constant at :math:`e\eta`. The stable phase needs no end date, so a run can be
     extended, or several decays branched off one stable run (Hu et al. 2024, MiniCPM §4;
     Hägele et al. 2024, who recommend the sqrt shape over ~20 % of the steps). torch has no
-    WSD scheduler; the same rates come from ``LambdaLR`` with this closed form.
+    WSD scheduler; with the linear shape the same rates come from ``SequentialLR`` of
+    ``LinearLR(f, 1, W)``, ``ConstantLR(1.0, 0)`` and ``LinearLR(1, e, D)`` with milestones
+    :math:`W, T - D`, and with any shape from ``LambdaLR`` of this closed form (tested).
 
     Args:
         optimizer: the wrapped optimizer.

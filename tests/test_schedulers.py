@@ -444,6 +444,16 @@ def test_warmup_stable_decay_follows_its_closed_form_and_lambda_lr(shape, W, D, 
     np.testing.assert_allclose(ours, lam, rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # SequentialLR's own deprecation notes
+@pytest.mark.parametrize("W, D, T, f, e", [(20, 44, 220, 0.1, 0.0), (3, 5, 12, 0.5, 0.2)])
+def test_linear_warmup_stable_decay_equals_sequential_lr_of_linear_ramps(W, D, T, f, e):
+    ours = _sequence(lambda o: S.WarmupStableDecay(o, W, D, T, start_factor=f, end_factor=e), T + 1)
+    theirs = _sequence(lambda o: L.SequentialLR(o, [
+        L.LinearLR(o, f, 1.0, total_iters=W), L.ConstantLR(o, 1.0, total_iters=0),
+        L.LinearLR(o, 1.0, e, total_iters=D)], milestones=[W, T - D]), T + 1)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-15)
+
+
 def _ratio_reference(closed):
     """A chainable torch reference: the first factor at construction (as LinearLR), then MultiplicativeLR."""
     def make(o):
