@@ -18,7 +18,9 @@ The right order in a training step::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 
@@ -274,4 +276,113 @@ def overflow_fraction(values: torch.Tensor, dtype: torch.dtype = torch.float16) 
     return float((cast == 0).sum()) / n, float(torch.isinf(cast).sum()) / n
 
 
-__all__ = ["DynamicLossScaler", "overflow_fraction"]
+@dataclass
+class AccumulatedStep:
+    """What :func:`accumulation_step` did: the mean loss over the micro-batches, the
+    gradient norm before clipping (``nan`` when not clipped), whether the step was skipped
+    for an ``inf``/``NaN`` gradient, and the scale used for the backward passes."""
+
+    loss: float
+    grad_norm: float
+    skipped: bool
+    scale: float
+
+
+def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler, micro_batches,
+                      loss_fn, *, max_norm: float | None = None, dtype: torch.dtype | None = torch.float16,
+                      ) -> AccumulatedStep:
+    r"""One optimizer step from gradients accumulated over ``k`` micro-batches, with loss scaling.
+
+    For each micro-batch :math:`(x_j, y_j)`: forward under ``torch.autocast(dtype)`` and
+    backward of :math:`S \cdot L_j / k`, so the ``.grad`` fields sum to
+    :math:`S \cdot \tfrac1k \sum_j \nabla L_j` — the gradient of the mean loss, as one batch
+    of all the examples would give (micro-batches of equal size). Then, **once** per
+    optimizer step: unscale (divide by :math:`S`, record overflow from any micro-batch),
+    clip the accumulated true gradient to ``max_norm``, step (skipped on overflow) and
+    update the scale::
+
+        for x, y in micro_batches:
+            with autocast: loss = loss_fn(model(x), y) / k
+            scaler.scale(loss).backward()        # gradients add up, still times S
+        scaler.unscale_(optimizer)               # once, after the last micro-batch
+        clip_grad_norm_(params, max_norm)        # clip the accumulated, unscaled gradient
+        scaler.step(optimizer); scaler.update(); optimizer.zero_grad()
+
+    Unscaling or clipping per micro-batch would be wrong: ``unscale_`` may run once per
+    step, and a clip threshold is chosen for the full gradient, not for a :math:`1/k` part
+    of it. This is the recipe of PyTorch's AMP examples ("gradient accumulation" with
+    "gradient clipping"); the tests check it gives the same weights, scales and skipped
+    steps with :class:`DynamicLossScaler` as with ``torch.amp.GradScaler``.
+
+    Args:
+        model: the network; its parameters get their gradients accumulated.
+        optimizer: the optimizer of ``model``'s parameters; its gradients are zeroed after the step.
+        scaler: a :class:`DynamicLossScaler` or ``torch.amp.GradScaler`` (anything with
+            ``scale``, ``unscale_``, ``step``, ``update``, ``get_scale``).
+        micro_batches: a non-empty sequence of ``(x, y)`` pairs (equal sizes for the mean to be exact).
+        loss_fn: ``loss_fn(output, y)`` → a scalar mean loss.
+        max_norm: clip the accumulated gradient's global 2-norm to this (> 0); ``None``: no clipping.
+        dtype: autocast type (``torch.float16``, ``torch.bfloat16``), or ``None`` for no autocast.
+
+    Returns:
+        :class:`AccumulatedStep`.
+
+    Raises:
+        TypeError, ValueError: on a bad argument, before any gradient is computed.
+
+    Example:
+        >>> model = torch.nn.Linear(3, 1)
+        >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        >>> scaler = DynamicLossScaler(init_scale=2.0**8)
+        >>> chunks = [(torch.ones(4, 3), torch.zeros(4, 1))] * 2
+        >>> out = accumulation_step(model, optimizer, scaler, chunks, torch.nn.functional.mse_loss,
+        ...                         max_norm=1.0, dtype=None)
+        >>> out.skipped, out.scale
+        (False, 256.0)
+
+    Source: PyTorch documentation, "CUDA Automatic Mixed Precision examples", sections
+    "Gradient accumulation" and "Gradient clipping".
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    missing = [m for m in ("scale", "unscale_", "step", "update", "get_scale") if not hasattr(scaler, m)]
+    if missing:
+        raise TypeError(f"scaler must be a DynamicLossScaler or torch.amp.GradScaler, got "
+                        f"{type(scaler).__name__} (lacks {missing})")
+    if not isinstance(micro_batches, list | tuple) or not micro_batches:
+        raise ValueError(f"micro_batches must be a non-empty list or tuple of (x, y) pairs, got {micro_batches!r:.60}")
+    for j, pair in enumerate(micro_batches):
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            raise ValueError(f"micro_batches[{j}] must be an (x, y) pair, got {type(pair).__name__}")
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if max_norm is not None:
+        check_real("max_norm", max_norm, minimum=0.0, strict_minimum=True)
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+
+    k = len(micro_batches)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    device_type = params[0].device.type if params else "cpu"
+    scale = float(scaler.get_scale())
+    total = 0.0
+    for x, y in micro_batches:
+        with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = loss_fn(model(x), y) / k
+        scaler.scale(loss).backward()
+        total += float(loss.detach())
+    scaler.unscale_(optimizer)
+    grads = [p.grad for p in params if p.grad is not None]
+    skipped = not all(bool(torch.isfinite(g).all()) for g in grads)
+    grad_norm = math.nan
+    if max_norm is not None:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+    return AccumulatedStep(loss=total, grad_norm=grad_norm, skipped=skipped, scale=scale)
+
+
+__all__ = ["DynamicLossScaler", "overflow_fraction", "accumulation_step", "AccumulatedStep"]

@@ -548,7 +548,7 @@ def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | Non
 
 
 class _Optimizer:
-    """SGD (momentum, Nesterov, weight decay) or Adam/AdamW, each member with its own rate.
+    """SGD (momentum, Nesterov, weight decay), Adam/AdamW or RAdam, each member with its own rate.
 
     The update rules and their order of operations are torch.optim's single-tensor ones. The
     new values are written into ``out`` (one tensor per parameter), not into the parameters:
@@ -568,6 +568,8 @@ class _Optimizer:
             rate = lr.view(-1, *[1] * (p.dim() - 1))
             if self.kind == "sgd":
                 self._sgd(k, p, g, rate, o)
+            elif self.kind == "radam":
+                self._radam(k, p, g, rate, o)
             else:
                 self._adam(k, p, g, rate, o)
 
@@ -597,6 +599,29 @@ class _Optimizer:
         step_size = rate / (1 - beta1 ** self.t)
         denom = (v.sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
         torch.addcmul(p, m / denom, step_size, value=-1.0, out=out)
+
+
+    def _radam(self, k, p, g, rate, out):
+        # torch.optim.RAdam's single-tensor rule (L2 weight decay): a momentum step while the
+        # variance estimate is unreliable (rho_t <= 5), then Adam's step times the rectifier r_t
+        if self.state[k] is None:
+            self.state[k] = (torch.zeros_like(p), torch.zeros_like(p))
+        m, v = self.state[k]
+        beta1, beta2 = self.betas
+        if self.wd:
+            g = g.add(p, alpha=self.wd)
+        m.lerp_(g, 1 - beta1)
+        v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        corrected = m / (1 - beta1 ** self.t)
+        bias2 = 1 - beta2 ** self.t
+        rho_inf = 2 / (1 - beta2) - 1
+        rho_t = rho_inf - 2 * self.t * (beta2 ** self.t) / bias2
+        if rho_t > 5.0:
+            rect = math.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+            adaptive = math.sqrt(bias2) / v.sqrt().add_(self.eps)
+            torch.sub(p, corrected * rate * adaptive * rect, out=out)
+        else:
+            torch.sub(p, corrected * rate, out=out)
 
 
 def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
@@ -629,8 +654,8 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
         train_data: ``(X, y)`` tensors, X (n, …), y (n,) class labels or (n, k) targets.
         epochs: passes over the data, >= 1.
         lr: learning rate, one number or one per member (N,), >= 0.
-        optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``), ``"adam"`` or ``"adamw"``
-            (``betas``, ``eps``), each with ``weight_decay`` as in ``torch.optim``.
+        optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``), ``"adam"``, ``"adamw"`` or
+            ``"radam"`` (``betas``, ``eps``), each with ``weight_decay`` as in ``torch.optim``.
         clip: ``None``, or a global-norm threshold > 0 per member (one number or (N,);
             ``math.inf`` leaves that member unclipped).
         lr_factors: ``None``, a callable ``step -> factor`` (a float or (N,)), or an
@@ -672,7 +697,7 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
             raise ValueError("eval_every needs val_data")
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
-    check_choice("optimizer", optimizer, ("sgd", "adam", "adamw"))
+    check_choice("optimizer", optimizer, ("sgd", "adam", "adamw", "radam"))
     momentum = check_real("momentum", momentum, minimum=0.0)
     if not isinstance(nesterov, bool):
         raise TypeError(f"nesterov must be a bool, got {type(nesterov).__name__}")

@@ -300,6 +300,212 @@ class WarmupCosine(_Chainable):
         return _cosine_ratio(lr, t - w, self.total_steps - w, self.eta_min)
 
 
+def _anneal(start, end, x: float, strategy: str):
+    """From ``start`` at x = 0 to ``end`` at x = 1: cosine or linear, in the order of torch's OneCycleLR."""
+    if strategy == "cos":
+        return end + (start - end) / 2.0 * (math.cos(math.pi * x) + 1)
+    return (end - start) * x + start
+
+
+class OneCycle(_Chainable):
+    r"""One cycle (Smith & Topin 2019): up from η/``div_factor`` to η, then down far below the start.
+
+    With :math:`T` steps in all, :math:`p` = ``pct_start``, :math:`a(s, e, x)` the annealing
+    from :math:`s` to :math:`e` as :math:`x` goes from 0 to 1 (cosine
+    :math:`e + \tfrac12(s - e)(1 + \cos\pi x)`, or linear), :math:`t_1 = pT - 1` and
+    :math:`\eta_{lo} = \eta / d`, :math:`\eta_{end} = \eta_{lo} / d_{final}`:
+
+    .. math::
+        \eta_t = \begin{cases}
+        a\big(\eta_{lo}, \eta, \, t / t_1\big) & t \le t_1 \\
+        a\big(\eta, \eta_{end}, \, (\min(t, T-1) - t_1) / (T - 1 - t_1)\big) & t > t_1
+        \end{cases}
+
+    The optimizer's learning rate is the peak η (torch's ``max_lr``). With
+    ``cycle_momentum`` the momentum (or Adam's :math:`\beta_1`) runs the other way, from
+    ``max_momentum`` down to ``base_momentum`` at the peak and back: a large rate with a
+    small momentum. It is *set* at every step (an absolute value, as torch does), so a
+    chained scheduler can change the rate but not the momentum. Up to step :math:`T-1` this
+    equals ``torch.optim.lr_scheduler.OneCycleLR(max_lr=η, total_steps=T, ...)``
+    (two phases), rates and momenta; after it the rate stays at :math:`\eta_{end}` (torch
+    raises).
+
+    Args:
+        optimizer: the wrapped optimizer (its lr is the peak).
+        total_steps: :math:`T`, steps in the cycle.
+        pct_start: :math:`p` in (0, 1), share of the steps spent rising; :math:`1 < pT < T`.
+        anneal_strategy: ``"cos"`` or ``"linear"``.
+        cycle_momentum: cycle the momentum / :math:`\beta_1` too (the optimizer must have one).
+        base_momentum: momentum at the peak rate, in [0, 1).
+        max_momentum: momentum at the ends, in [``base_momentum``, 1).
+        div_factor: :math:`d > 0`, the start is η/d.
+        final_div_factor: :math:`d_{final} > 0`, the end is η/(d·d_final).
+        last_epoch: the step to resume from (-1: start).
+
+    Raises:
+        TypeError, ValueError: on a bad argument, before the optimizer is touched.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.9)
+        >>> sched = OneCycle(opt, total_steps=11, pct_start=0.5, anneal_strategy="linear", div_factor=10.0)
+        >>> [round(sched.lr_at(t, 1.0), 3) for t in (0, 2, 4, 10)]
+        [0.1, 0.55, 1.0, 1e-05]
+
+    Source: L. N. Smith, N. Topin, "Super-convergence: very fast training of neural networks
+    using large learning rates", 2019, §3 (the 1cycle policy).
+    """
+
+    def __init__(self, optimizer, total_steps: int, pct_start: float = 0.3, anneal_strategy: str = "cos",
+                 cycle_momentum: bool = True, base_momentum: float = 0.85, max_momentum: float = 0.95,
+                 div_factor: float = 25.0, final_div_factor: float = 1e4, last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.total_steps = check_int("total_steps", total_steps, minimum=2)
+        self.pct_start = check_real("pct_start", pct_start, minimum=0.0, maximum=1.0,
+                                    strict_minimum=True, strict_maximum=True)
+        if not 1 < self.pct_start * self.total_steps < self.total_steps:
+            raise ValueError(f"pct_start * total_steps must lie in (1, total_steps), got pct_start={pct_start} "
+                             f"with total_steps={total_steps}")
+        self.anneal_strategy = check_choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
+        if not isinstance(cycle_momentum, bool):
+            raise TypeError(f"cycle_momentum must be a bool, got {type(cycle_momentum).__name__}")
+        self.base_momentum = check_real("base_momentum", base_momentum, minimum=0.0, maximum=1.0,
+                                        strict_maximum=True)
+        self.max_momentum = check_real("max_momentum", max_momentum, minimum=self.base_momentum, maximum=1.0,
+                                       strict_maximum=True)
+        self.div_factor = check_real("div_factor", div_factor, minimum=0.0, strict_minimum=True)
+        self.final_div_factor = check_real("final_div_factor", final_div_factor, minimum=0.0, strict_minimum=True)
+        if cycle_momentum and "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+            raise ValueError(f"cycle_momentum=True needs an optimizer with momentum or betas, got "
+                             f"{type(optimizer).__name__}; pass cycle_momentum=False")
+        self.cycle_momentum = cycle_momentum
+        self._use_beta1 = "betas" in optimizer.defaults
+        self._peak_end = self.pct_start * self.total_steps - 1
+        super().__init__(optimizer, last_epoch)
+
+    def _phase(self, t: int):
+        """(phase 0 or 1, x in [0, 1]) at step t, as torch's OneCycleLR splits the cycle."""
+        t = min(t, self.total_steps - 1)
+        if t <= self._peak_end:
+            return 0, t / self._peak_end
+        return 1, (t - self._peak_end) / (self.total_steps - 1 - self._peak_end)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        phase, x = self._phase(t)
+        low = base_lr / self.div_factor
+        if phase == 0:
+            return _anneal(low, base_lr, x, self.anneal_strategy)
+        return _anneal(base_lr, low / self.final_div_factor, x, self.anneal_strategy)
+
+    def momentum_at(self, t: int) -> float:
+        """The momentum (or :math:`\\beta_1`) at step ``t``: max → base over the rise, base → max after."""
+        phase, x = self._phase(t)
+        if phase == 0:
+            return _anneal(self.max_momentum, self.base_momentum, x, self.anneal_strategy)
+        return _anneal(self.base_momentum, self.max_momentum, x, self.anneal_strategy)
+
+    def _next_lr(self, lr, t):
+        if t == 0:
+            return lr * self.lr_at(0, 1.0)
+        if self._is_initial or t >= self.total_steps:
+            return lr
+        return lr * (self.lr_at(t, 1.0) / self.lr_at(t - 1, 1.0))
+
+    def get_lr(self) -> list:
+        lrs = super().get_lr()
+        if self.cycle_momentum:
+            m = self.momentum_at(max(self.last_epoch, 0))
+            for group in self.optimizer.param_groups:
+                if self._use_beta1:
+                    group["betas"] = (m, *group["betas"][1:])
+                else:
+                    group["momentum"] = m
+        return lrs
+
+
+_WSD_SHAPES = ("linear", "cosine", "sqrt")
+
+
+class WarmupStableDecay(_Chainable):
+    r"""Warm-up, a long constant phase, then a short decay at the end ("WSD", trapezoidal).
+
+    With :math:`W` warm-up steps, :math:`D` decay steps, :math:`T` steps in all, the decay
+    starting at :math:`T - D`, :math:`x = (\min(t, T) - (T - D))/D` and a decay shape
+    :math:`d(x)` from 1 to 0 (linear :math:`1 - x`, cosine :math:`\tfrac12(1 + \cos\pi x)`,
+    or sqrt :math:`1 - \sqrt x`):
+
+    .. math::
+        \eta_t = \begin{cases}
+        \eta\big(f + (1-f)\,t/W\big) & t < W \\
+        \eta & W \le t < T - D \\
+        \eta\big(e + (1 - e)\, d(x)\big) & t \ge T - D
+        \end{cases}
+
+    then constant at :math:`e\eta`. The stable phase needs no end date, so a run can be
+    extended, or several decays branched off one stable run (Hu et al. 2024, MiniCPM §4;
+    Hägele et al. 2024, who recommend the sqrt shape over ~20 % of the steps). torch has no
+    WSD scheduler; with the linear shape the same rates come from ``SequentialLR`` of
+    ``LinearLR(f, 1, W)``, ``ConstantLR(1.0, 0)`` and ``LinearLR(1, e, D)`` with milestones
+    :math:`W, T - D`, and with any shape from ``LambdaLR`` of this closed form (tested).
+
+    Args:
+        optimizer: the wrapped optimizer.
+        warmup_steps: :math:`W \ge 0`.
+        decay_steps: :math:`D \ge 1`.
+        total_steps: :math:`T \ge W + D`.
+        start_factor: :math:`f` in (0, 1], the warm-up's first factor.
+        end_factor: :math:`e` in [0, 1], the factor at the end of the decay.
+        decay: ``"linear"``, ``"cosine"`` or ``"sqrt"``.
+        last_epoch: the step to resume from (-1: start).
+
+    Raises:
+        TypeError, ValueError: on a bad argument, before the optimizer is touched.
+
+    Example:
+        >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+        >>> sched = WarmupStableDecay(opt, warmup_steps=2, decay_steps=2, total_steps=8, start_factor=0.5)
+        >>> [round(sched.lr_at(t, 1.0), 3) for t in range(10)]
+        [0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.0, 0.0]
+    """
+
+    def __init__(self, optimizer, warmup_steps: int, decay_steps: int, total_steps: int,
+                 start_factor: float = 0.1, end_factor: float = 0.0, decay: str = "linear", last_epoch: int = -1):
+        _check_optimizer(optimizer)
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
+        self.decay_steps = check_int("decay_steps", decay_steps, minimum=1)
+        self.total_steps = check_int("total_steps", total_steps, minimum=1)
+        if self.total_steps < self.warmup_steps + self.decay_steps:
+            raise ValueError(f"total_steps must be >= warmup_steps + decay_steps ({warmup_steps + decay_steps}), "
+                             f"got {total_steps}")
+        self.start_factor = check_real("start_factor", start_factor, minimum=0.0, maximum=1.0,
+                                       strict_minimum=True)
+        self.end_factor = check_real("end_factor", end_factor, minimum=0.0, maximum=1.0)
+        self.decay = check_choice("decay", decay, _WSD_SHAPES)
+        super().__init__(optimizer, last_epoch)
+
+    def _shape(self, x: float) -> float:
+        if self.decay == "linear":
+            return 1.0 - x
+        if self.decay == "cosine":
+            return (1 + math.cos(math.pi * x)) / 2
+        return 1.0 - math.sqrt(x)
+
+    def lr_at(self, t: int, base_lr: float) -> float:
+        w, start = self.warmup_steps, self.total_steps - self.decay_steps
+        if t < w:
+            return base_lr * (self.start_factor + (1 - self.start_factor) * t / w)
+        if t < start:
+            return base_lr
+        x = (min(t, self.total_steps) - start) / self.decay_steps
+        return base_lr * (self.end_factor + (1 - self.end_factor) * self._shape(x))
+
+    def _next_lr(self, lr, t):
+        if t == 0:
+            return lr * self.lr_at(0, 1.0)
+        if self._is_initial or t > self.total_steps:
+            return lr
+        return lr * (self.lr_at(t, 1.0) / self.lr_at(t - 1, 1.0))
+
+
 # --------------------------------------------------------------------------- LR finder
 
 

@@ -1,6 +1,7 @@
 """DynamicLossScaler reproduces torch.amp.GradScaler (which runs on the CPU in torch 2.13)."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -270,3 +271,101 @@ def test_sparse_gradients_are_refused_before_anything_changes():
     with pytest.raises(ValueError, match="sparse"):
         scaler.unscale_(optimizer)
     assert torch.equal(grad, dense.weight.grad)
+
+
+# ---- issue 15: gradient accumulation with a loss scaler (unscale once per step, clip after accumulating)
+
+from helpers.amp import accumulation_step  # noqa: E402
+
+
+def _accumulation_world(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    g = torch.Generator().manual_seed(seed + 1)
+    x, y = torch.randn(48, 6, generator=g), torch.randint(0, 3, (48,), generator=g)
+    return model, x, y
+
+
+def _torch_recipe(model, optimizer, scaler, chunks, max_norm, dtype):
+    """PyTorch's AMP example: accumulate scaled gradients, unscale once, clip, step, update."""
+    for x, y in chunks:
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(x), y) / len(chunks)
+        scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    if max_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, None])
+@pytest.mark.parametrize("k, max_norm, init_scale", [(4, 0.5, 2.0**24), (3, None, 2.0**16), (1, 1.0, 2.0**30)])
+def test_accumulation_step_equals_grad_scaler_recipe(dtype, k, max_norm, init_scale):
+    model, x, y = _accumulation_world()
+    twin = copy.deepcopy(model)
+    ours_opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    theirs_opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    ours = DynamicLossScaler(init_scale=init_scale, growth_interval=2)
+    theirs = torch.amp.GradScaler("cpu", init_scale=init_scale, growth_interval=2)
+    skipped = []
+    for step in range(8):
+        rows = torch.arange(step * 6, step * 6 + 48) % 48
+        chunks = list(zip(x[rows].chunk(k), y[rows].chunk(k)))
+        before = [p.detach().clone() for p in twin.parameters()]
+        out = accumulation_step(model, ours_opt, ours, chunks, torch.nn.functional.cross_entropy,
+                                max_norm=max_norm, dtype=dtype)
+        _torch_recipe(twin, theirs_opt, theirs, chunks, max_norm, dtype)
+        skipped.append(out.skipped)
+        assert out.skipped == all(torch.equal(b, p) for b, p in zip(before, twin.parameters()))
+        assert ours.get_scale() == theirs.get_scale()
+        for a, b in zip(model.parameters(), twin.parameters()):
+            assert torch.equal(a, b)
+            assert a.grad is None or not a.grad.any()
+    if dtype is torch.float16 and init_scale >= 2.0**24:
+        assert any(skipped)  # the large start overflows in float16 and backs off, like GradScaler
+
+
+def test_accumulation_equals_one_big_batch_and_clips_the_accumulated_gradient():
+    model, x, y = _accumulation_world()
+    big = copy.deepcopy(model)
+    loss = torch.nn.functional.cross_entropy(big(x), y)
+    loss.backward()
+    full_norm = float(torch.nn.utils.clip_grad_norm_(big.parameters(), 0.1))
+    torch.optim.SGD(big.parameters(), lr=0.5).step()
+    chunks = list(zip(x.chunk(4), y.chunk(4)))
+    out = accumulation_step(model, torch.optim.SGD(model.parameters(), lr=0.5), DynamicLossScaler(),
+                            chunks, torch.nn.functional.cross_entropy, max_norm=0.1, dtype=None)
+    assert out.grad_norm == pytest.approx(full_norm, rel=1e-5) and out.grad_norm > 0.1
+    assert out.loss == pytest.approx(float(loss.detach()), rel=1e-5)
+    for a, b in zip(model.parameters(), big.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    # clipping each micro-batch instead would clip parts whose norms are each below the whole's
+    parts = []
+    for cx, cy in chunks:
+        m = copy.deepcopy(big)
+        torch.nn.functional.cross_entropy(m(cx), cy).div(4).backward()
+        parts.append(float(torch.nn.utils.clip_grad_norm_(m.parameters(), math.inf)))
+    assert max(parts) < out.grad_norm
+
+
+@pytest.mark.parametrize("kwargs, error, text", [
+    ({"micro_batches": []}, ValueError, "micro_batches"),
+    ({"micro_batches": [(1, 2, 3)]}, ValueError, "micro_batches"),
+    ({"max_norm": 0.0}, ValueError, "max_norm"),
+    ({"dtype": torch.int32}, TypeError, "dtype"),
+    ({"scaler": object()}, TypeError, "scaler"),
+    ({"loss_fn": 3}, TypeError, "loss_fn"),
+    ({"optimizer": "sgd"}, TypeError, "optimizer"),
+])
+def test_accumulation_step_bad_arguments_modify_nothing(kwargs, error, text):
+    model, x, y = _accumulation_world()
+    weights = [p.detach().clone() for p in model.parameters()]
+    args = {"model": model, "optimizer": torch.optim.SGD(model.parameters(), lr=0.1), "scaler": DynamicLossScaler(),
+            "micro_batches": [(x[:8], y[:8])], "loss_fn": torch.nn.functional.cross_entropy}
+    args.update(kwargs)
+    with pytest.raises(error, match=text):
+        accumulation_step(**args)
+    assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
+    assert all(p.grad is None for p in model.parameters())

@@ -27,6 +27,8 @@ def _torch_optimizer(kind, params, lr, **kw):
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=kw.get("momentum", 0.0), nesterov=kw.get("nesterov", False),
                                weight_decay=kw.get("weight_decay", 0.0))
+    if kind == "radam":
+        return torch.optim.RAdam(params, lr=lr, weight_decay=kw.get("weight_decay", 0.0))
     cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
     return cls(params, lr=lr, weight_decay=kw.get("weight_decay", 0.0 if kind == "adam" else 0.01))
 
@@ -37,6 +39,8 @@ CASES = {
     "nesterov-wd": (dict(), "sgd", dict(momentum=0.9, nesterov=True, weight_decay=1e-3)),
     "adam": (dict(activation="tanh"), "adam", dict()),
     "adamw": (dict(), "adamw", dict(weight_decay=0.01)),
+    "radam": (dict(), "radam", dict()),
+    "radam-wd": (dict(activation="tanh"), "radam", dict(weight_decay=1e-3)),
     "batch-norm": (dict(norm="batch"), "sgd", dict(momentum=0.9)),
     "layer-norm": (dict(norm="layer", activation="gelu"), "adam", dict()),
     "residual": (dict(residual=True, norm="batch"), "sgd", dict(momentum=0.9)),

@@ -385,6 +385,157 @@ def test_closed_form_is_kept_for_reading_and_for_step_with_epoch(name):
         assert s.lr_at(t, 0.5) == pytest.approx(alone[t], rel=1e-12)
 
 
+# ---- issue 15: one-cycle (equal to OneCycleLR, momentum included) and warmup-stable-decay (closed form)
+
+
+def _cycle_trace(make, optimizer="sgd", steps=40, lr=0.5):
+    """(lr, momentum or beta1) before each step."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    o = (torch.optim.SGD([p], lr=lr, momentum=0.9) if optimizer == "sgd"
+         else torch.optim.Adam([p], lr=lr) if optimizer == "adam" else torch.optim.SGD([p], lr=lr))
+    s = make(o)
+    out = []
+    for _ in range(steps):
+        g = o.param_groups[0]
+        out.append((float(g["lr"]), g["betas"][0] if "betas" in g else g["momentum"]))
+        o.step()
+        s.step()
+    return np.array(out)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "plain-sgd"])
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+@pytest.mark.parametrize("steps, pct, div, final",
+                         [(40, 0.25, 25.0, 1e4), (17, 0.5, 10.0, 100.0), (100, 0.3, 4.0, 1e3)])
+def test_one_cycle_equals_torch_rates_and_momenta(optimizer, strategy, steps, pct, div, final):
+    kw = {"pct_start": pct, "anneal_strategy": strategy, "div_factor": div, "final_div_factor": final,
+          "base_momentum": 0.8, "max_momentum": 0.93}
+    ours = _cycle_trace(lambda o: S.OneCycle(o, steps, **kw), optimizer, steps)
+    theirs = _cycle_trace(lambda o: L.OneCycleLR(o, max_lr=0.5, total_steps=steps, **kw), optimizer, steps)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_one_cycle_without_momentum_cycling_leaves_momentum_and_then_stays_at_the_end():
+    lrs = _cycle_trace(lambda o: S.OneCycle(o, 20, cycle_momentum=False), "sgd", 30)
+    assert (lrs[:, 1] == 0.9).all()
+    assert lrs[0, 0] == pytest.approx(0.5 / 25) and lrs[:, 0].max() == pytest.approx(0.5)
+    np.testing.assert_allclose(lrs[19:, 0], 0.5 / 25 / 1e4, rtol=1e-12)
+    plain = _cycle_trace(lambda o: S.OneCycle(o, 20), "plain-sgd", 5)  # torch cycles a plain SGD's momentum too
+    assert plain[0, 1] == pytest.approx(0.95)
+
+
+def _wsd_closed(t, eta, W, D, T, f, e, shape):
+    if t < W:
+        return eta * (f + (1 - f) * t / W)
+    if t < T - D:
+        return eta
+    x = (min(t, T) - (T - D)) / D
+    d = {"linear": 1 - x, "cosine": (1 + math.cos(math.pi * x)) / 2, "sqrt": 1 - math.sqrt(x)}[shape]
+    return eta * (e + (1 - e) * d)
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine", "sqrt"])
+@pytest.mark.parametrize("W, D, T, f, e", [(5, 10, 40, 0.1, 0.0), (0, 3, 12, 0.5, 0.1), (4, 16, 20, 0.01, 0.0)])
+def test_warmup_stable_decay_follows_its_closed_form_and_lambda_lr(shape, W, D, T, f, e):
+    expected = [[_wsd_closed(t, lr, W, D, T, f, e, shape) for lr in (0.5, 0.02)] for t in range(T + 5)]
+    ours = _sequence(lambda o: S.WarmupStableDecay(o, W, D, T, start_factor=f, end_factor=e, decay=shape), T + 5)
+    np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-15)
+    lam = _sequence(lambda o: L.LambdaLR(o, lambda t: _wsd_closed(t, 1.0, W, D, T, f, e, shape)), T + 5)
+    np.testing.assert_allclose(ours, lam, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # SequentialLR's own deprecation notes
+@pytest.mark.parametrize("W, D, T, f, e", [(20, 44, 220, 0.1, 0.0), (3, 5, 12, 0.5, 0.2)])
+def test_linear_warmup_stable_decay_equals_sequential_lr_of_linear_ramps(W, D, T, f, e):
+    ours = _sequence(lambda o: S.WarmupStableDecay(o, W, D, T, start_factor=f, end_factor=e), T + 1)
+    theirs = _sequence(lambda o: L.SequentialLR(o, [
+        L.LinearLR(o, f, 1.0, total_iters=W), L.ConstantLR(o, 1.0, total_iters=0),
+        L.LinearLR(o, 1.0, e, total_iters=D)], milestones=[W, T - D]), T + 1)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-15)
+
+
+def _ratio_reference(closed):
+    """A chainable torch reference: the first factor at construction (as LinearLR), then MultiplicativeLR."""
+    def make(o):
+        for g in o.param_groups:
+            g["lr"] = g["lr"] * closed(0)
+        return L.MultiplicativeLR(o, lambda t: closed(t) / closed(t - 1) if closed(t - 1) else 1.0)
+    return make
+
+
+NEW15 = {
+    "OneCycle": (lambda o: S.OneCycle(o, T16, pct_start=0.3, cycle_momentum=False),
+                 lambda t: S.OneCycle(_opt16(1.0), T16, pct_start=0.3, cycle_momentum=False).lr_at(t, 1.0)),
+    "WarmupStableDecay": (lambda o: S.WarmupStableDecay(o, 2, 4, T16, start_factor=0.2, end_factor=0.05),
+                          lambda t: _wsd_closed(t, 1.0, 2, 4, T16, 0.2, 0.05, "linear")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NEW15))
+@pytest.mark.parametrize("variant", ["alone", "chained", "manual", "resumed", "chained+resumed"])
+def test_new_schedules_compose_like_a_chainable_torch_reference(name, variant):
+    ours, closed = NEW15[name]
+    kw = {}
+    if "chained" in variant:
+        kw["chain"] = lambda o: L.ExponentialLR(o, 0.9)
+    if variant == "manual":
+        kw["manual"] = 4
+    if "resumed" in variant:
+        kw["resume_at"] = 5
+    np.testing.assert_allclose(_trace(ours, **kw), _trace(_ratio_reference(closed), **kw), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(NEW15))
+def test_new_schedules_in_chained_scheduler_like_the_product_of_factors(name):
+    ours, closed = NEW15[name]
+    o = _opt16(0.5)
+    chained = L.ChainedScheduler([ours(o), L.ExponentialLR(o, 0.9)])
+    got = [_lr(o)]
+    for _ in range(T16):
+        o.step()
+        chained.step()
+        got.append(_lr(o))
+    np.testing.assert_allclose(got, [0.5 * closed(t) * 0.9 ** t for t in range(T16 + 1)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("make, error, text", [
+    (lambda o: S.OneCycle(o, 10, pct_start=0.05), ValueError, "pct_start"),
+    (lambda o: S.OneCycle(o, 10, pct_start=1.0), ValueError, "pct_start"),
+    (lambda o: S.OneCycle(o, 10, anneal_strategy="exp"), ValueError, "anneal_strategy"),
+    (lambda o: S.OneCycle(o, 10, div_factor=0.0), ValueError, "div_factor"),
+    (lambda o: S.OneCycle(o, 10, base_momentum=0.9, max_momentum=0.8), ValueError, "max_momentum"),
+    (lambda o: S.OneCycle(o, 10.0), TypeError, "total_steps"),
+    (lambda o: S.WarmupStableDecay(o, 5, 6, 10), ValueError, "total_steps"),
+    (lambda o: S.WarmupStableDecay(o, 2, 0, 10), ValueError, "decay_steps"),
+    (lambda o: S.WarmupStableDecay(o, 2, 2, 10, decay="exp"), ValueError, "decay"),
+    (lambda o: S.WarmupStableDecay(o, 2, 2, 10, start_factor=0.0), ValueError, "start_factor"),
+    (lambda o: S.WarmupStableDecay(o, 2, 2, 10, end_factor=1.5), ValueError, "end_factor"),
+])
+def test_new_schedules_bad_arguments_modify_nothing(make, error, text):
+    opt = _optimizer()
+    momenta = [g["momentum"] for g in opt.param_groups]
+    with pytest.raises(error, match=text):
+        make(opt)
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.02]
+    assert [g["momentum"] for g in opt.param_groups] == momenta
+    assert all("initial_lr" not in g for g in opt.param_groups)
+
+
+def test_one_cycle_needs_momentum_to_cycle_it():
+    class NoMomentum(torch.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, {"lr": 0.1})
+
+        def step(self, closure=None):
+            return None
+
+    opt = NoMomentum([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ValueError, match="cycle_momentum"):
+        S.OneCycle(opt, 10)
+    assert opt.param_groups[0]["lr"] == 0.1
+    S.OneCycle(opt, 10, cycle_momentum=False)
+
+
 # ---- issue 16: lr_finder on one-shot generators, lists of batches, frozen models
 
 
