@@ -644,7 +644,9 @@ def attention_stats(model: nn.Module, tokens: torch.Tensor) -> dict[str, dict[st
 
 
 def block_grad_norms(model: nn.Module) -> dict[str, float]:
-    r"""The gradient norm of each block's weight matrices together, :math:`\sqrt{\sum_{W \in \text{block}}\lVert\nabla_W L\rVert_F^2}`.
+    r"""The gradient norm of each block's weight matrices together.
+
+    .. math:: \lVert \nabla_{\text{block}} L \rVert = \sqrt{\sum_{W \in \text{block}}\lVert\nabla_W L\rVert_F^2}
 
     Call it after ``loss.backward()``. Reads :func:`helpers.diagnostics.layer_grad_norms`
     and groups the layers named ``blocks.<i>.…``; other layers (the head) are left out.
