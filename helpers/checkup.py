@@ -12,11 +12,13 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from helpers._checks import check_real
+from helpers._checks import check_int, check_real
 from helpers.diagnostics import GradientMonitor
 from helpers.training import History
 
 CHECKS = ("non-finite", "vanishing", "exploding", "frozen layers", "large updates", "saturation", "dead units")
+# checks run only when asked for (their thresholds are given), reported after CHECKS
+OPTIONAL_CHECKS = ("loss spikes",)
 
 REMEDIES = {
     "non-finite": "clip the gradient norm (07), lower the learning rate (10), use loss scaling in fp16 (12)",
@@ -27,7 +29,46 @@ REMEDIES = {
     "large updates": "lower the learning rate, or warm it up (10); clip the gradient norm (07)",
     "saturation": "scale the init down (03), normalize before the activation (05), or use ReLU-like units (04)",
     "dead units": "lower the learning rate (10), He init (03), leaky ReLU or ELU (04)",
+    "loss spikes": "clip the gradient norm at 1.0 (07), lower Adam's beta2 or raise its eps (15), "
+                   "normalise queries and keys (15), lower the learning rate (10)",
 }
+
+
+def loss_spikes(losses, factor: float = 2.0, window: int = 10, min_rise: float = 0.1) -> list[int]:
+    r"""The steps at which the training loss spiked: jumped well above its recent level.
+
+    Step :math:`t` is a spike when, with :math:`m_t` the median of the ``window`` losses before it,
+
+    .. math:: L_t > 	ext{factor}\cdot m_t \quad	ext{and}\quad L_t - m_t > 	ext{min\_rise}.
+
+    The ratio finds jumps at any loss level, the absolute rise ignores the noise of a loss that
+    is already near zero. A non-finite loss counts as a spike.
+
+    Args:
+        losses: the per-step training losses (a sequence of numbers).
+        factor: > 1, how many times the recent median a spike exceeds.
+        window: >= 1, the number of earlier steps the median is taken over.
+        min_rise: >= 0, the smallest absolute jump (in the loss's units, nats for cross-entropy).
+
+    Returns:
+        the indices of the spiking steps (the first ``window`` steps are never spikes).
+
+    Example:
+        >>> loss_spikes([1.0] * 10 + [0.5, 3.0, 0.5, 0.5])
+        [11]
+    """
+    check_real("factor", factor, minimum=1.0, strict_minimum=True)
+    check_int("window", window, minimum=1)
+    check_real("min_rise", min_rise, minimum=0.0)
+    values = [float(v) for v in losses]
+    spikes = []
+    for t in range(window, len(values)):
+        recent = statistics.median(values[t - window:t]) if all(map(math.isfinite, values[t - window:t])) \
+            else math.nan
+        if not math.isfinite(values[t]) or (math.isfinite(recent) and values[t] > factor * recent
+                                            and values[t] - recent > min_rise):
+            spikes.append(t)
+    return spikes
 
 
 @dataclass(frozen=True)
@@ -87,7 +128,8 @@ def _names(layers: list[str], limit: int = 4) -> str:
 
 def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishing: float = 1e-3,
             exploding: float = 1e3, update_low: float = 1e-5, update_high: float = 1e-1,
-            saturated: float = 0.2, dead: float = 0.2, spike: float = 100.0) -> CheckupReport:
+            saturated: float = 0.2, dead: float = 0.2, spike: float = 100.0,
+            loss_spike: float | None = None, max_spikes: int = 0) -> CheckupReport:
     r"""Run the course's gradient-flow checklist on what ``monitor`` recorded.
 
     With :math:`r = \lVert \partial L/\partial W_1 \rVert / \lVert \partial L/\partial W_L \rVert`
@@ -108,6 +150,13 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
     Checks with nothing to measure (no sigmoid/tanh layer, a single weighted layer) pass
     and say so.
 
+    With ``loss_spike`` given (and a ``history``), one more check, reported last:
+
+    * **loss spikes**: more than ``max_spikes`` steps where the loss jumped above
+      ``loss_spike`` times the median of the 10 steps before it (and by more than 0.1; see
+      :func:`loss_spikes`). Transformers trained at a high learning rate show them
+      (notebook 15).
+
     Args:
         monitor: a :class:`~helpers.diagnostics.GradientMonitor` with at least one record.
         history: the :class:`~helpers.training.History` of the same run (optional).
@@ -115,6 +164,8 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
         update_low, update_high: bounds on every layer's update ratio :math:`u_\ell`.
         saturated, dead: largest acceptable fraction of saturated / dead units, in (0, 1].
         spike: largest acceptable ratio of the largest to the median global gradient norm.
+        loss_spike: ``None`` (no loss-spike check), or the factor > 1 of :func:`loss_spikes`.
+        max_spikes: the number of loss spikes accepted, >= 0.
 
     Returns:
         a :class:`CheckupReport`; ``print`` it for the checklist, read ``.problems`` in code.
@@ -143,6 +194,11 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
         check_real(name, value, minimum=0.0, strict_minimum=True)
     for name, value in (("saturated", saturated), ("dead", dead)):
         check_real(name, value, minimum=0.0, maximum=1.0, strict_minimum=True)
+    if loss_spike is not None:
+        check_real("loss_spike", loss_spike, minimum=1.0, strict_minimum=True)
+        if history is None:
+            raise ValueError("loss_spike needs the run's history (the losses to look for spikes in)")
+    check_int("max_spikes", max_spikes, minimum=0)
     if vanishing >= exploding:
         raise ValueError(f"vanishing must be < exploding, got vanishing={vanishing!r}, exploding={exploding!r}")
     if update_low >= update_high:
@@ -216,4 +272,10 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
         over = [n for n, v in fractions.items() if v > limit]
         add(check, not over, f"{fractions[worst]:.0%} {what} in {worst}"
             + (f"; over {limit:.0%} in {_names(over)}" if over else f" (fails above {limit:.0%})"), fractions[worst])
+    if loss_spike is not None:
+        steps = loss_spikes(history.loss, factor=loss_spike)
+        shown = ", ".join(map(str, steps[:5])) + (" …" if len(steps) > 5 else "")
+        add("loss spikes", len(steps) <= max_spikes,
+            f"{len(steps)} steps with the loss above {loss_spike:g} × its recent median"
+            + (f" (at {shown})" if steps else "") + f"; fails above {max_spikes}", len(steps))
     return CheckupReport(tuple(findings))

@@ -182,6 +182,53 @@ def adding_problem(n: int, seq_len: int, seed: int = 0, device=None):
     return X, y
 
 
+def copy_task(n: int, length: int = 6, vocab: int = 10, seed: int = 0, device=None):
+    r"""A next-token task with a known answer: read ``length`` random symbols, then write them again.
+
+    Each sequence is :math:`a_1 \dots a_k \;\texttt{SEP}\; a_1 \dots a_k` with :math:`k` = ``length``,
+    symbols :math:`a_i` drawn uniformly from :math:`\{0, \dots, V-1\}` (:math:`V` = ``vocab``) and the
+    separator token :math:`V`. A causal language model reads the first :math:`2k` tokens (``X``) and
+    predicts each next one (``y``, ``X`` shifted by one). The first half is random, so those
+    targets are set to ``-100`` (no loss); the separator and the copy are fully determined by the
+    prefix, so
+
+    .. math:: \min L = 0, \qquad L_{\text{chance}} = \log(V + 1) \ \text{(uniform guess)}, \qquad
+              L_{\text{no copy}} = \tfrac{k}{k+1}\log V \ \text{(knows only where SEP goes)}.
+
+    Copying :math:`a_i` from :math:`k+1` positions back needs attention: a model that has not
+    learned to attend stays at the "no copy" loss.
+
+    Args:
+        n: number of sequences, >= 1.
+        length: :math:`k`, symbols to copy, >= 1.
+        vocab: :math:`V`, distinct symbols, >= 2 (the model needs ``vocab + 1`` tokens).
+        seed: seed of a private generator (the global RNG is untouched).
+        device: where the tensors go (default: the CPU).
+
+    Returns:
+        ``(X, y)``: int64 tensors of shape (n, 2k); ``y[:, :k-1]`` is ``-100``, ``y[:, k-1]`` is SEP,
+        ``y[:, k:]`` the copy.
+
+    Example:
+        >>> X, y = copy_task(1, length=3, vocab=5)
+        >>> X[0, :3].tolist() == y[0, 3:].tolist(), X[0, 3].item(), y[0, :3].tolist()[:2]
+        (True, 5, [-100, -100])
+    """
+    check_int("n", n, minimum=1)
+    check_int("length", length, minimum=1)
+    check_int("vocab", vocab, minimum=2)
+    check_int("seed", seed, minimum=0)
+    g = torch.Generator().manual_seed(seed)
+    symbols = torch.randint(0, vocab, (n, length), generator=g)
+    sep = torch.full((n, 1), vocab, dtype=torch.long)
+    sequence = torch.cat([symbols, sep, symbols], dim=1)
+    X, y = sequence[:, :-1].clone(), sequence[:, 1:].clone()
+    y[:, :length - 1] = -100
+    if device is not None:
+        X, y = X.to(device), y.to(device)
+    return X, y
+
+
 # -- batching shared by training and the LR finder (low layer: no import upward) --
 
 

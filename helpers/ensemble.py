@@ -162,6 +162,8 @@ class Ensemble:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a tensor, got {type(x).__name__}")
         if self.backend == "stacked":
+            if _own_stacked_forward(self.base):
+                return self.base.stacked_forward(self.params, self.buffers, x)
             return _stacked_forward(self, x)
         return _vmap_forward(self, x)
 
@@ -243,8 +245,16 @@ def _check_xy(name: str, data):
     return data[0], data[1]
 
 
+def _own_stacked_forward(model: nn.Module) -> bool:
+    """Whether the model runs N members itself: a ``stacked_forward(params, buffers, x)`` method
+    taking the stacked tensors under their ``state_dict`` names (e.g. helpers.transformer.TinyCausalLM)."""
+    return callable(getattr(model, "stacked_forward", None))
+
+
 def _transposed_names(model: nn.Module) -> set[str]:
     """The weights the stacked path keeps as (N, in, out): every matrix that multiplies from the right."""
+    if _own_stacked_forward(model):
+        return set()
     if isinstance(model, SequenceModel):
         return {name for name, p in model.named_parameters() if p.dim() == 2}
     return {f"{name}.weight" for name, m in model.named_children() if isinstance(m, _LINEAR)}
@@ -255,7 +265,7 @@ def _unsupported_layer(model: nn.Module) -> str | None:
     frozen = [name for name, p in model.named_parameters() if not p.requires_grad]
     if frozen:
         return f"{frozen[0]} (a frozen parameter: the stacked path trains every parameter)"
-    if isinstance(model, SequenceModel):
+    if isinstance(model, SequenceModel) or _own_stacked_forward(model):
         return None
     if not isinstance(model, nn.Sequential):
         return f"{type(model).__name__} (not an nn.Sequential)"

@@ -1078,3 +1078,79 @@ def check_separable_conv(fn: Callable) -> None:
             return _report("14.2", False, "The output is not pointwise(depthwise(x)): apply the two "
                            "convolutions one after the other, with nothing in between.")
     return _report("14.2", True)
+
+
+# --------------------------------------------------------------------------- notebook 15
+
+_TITLES.update({
+    "15.1": "causal attention",
+    "15.2": "find the loss spikes",
+})
+
+
+def check_causal_attention(fn: Callable) -> None:
+    r"""Exercise 15.1: ``fn(q, k, v)`` returns causal scaled dot-product attention.
+
+    :math:`\operatorname{softmax}(QK^\top/\sqrt d + M)V` with :math:`M_{ij} = -\infty` for
+    :math:`j > i` (a query never sees a later key); ``q``, ``k``, ``v`` are (B, T, d). Checked against
+    ``torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)``.
+    """
+    g = torch.Generator().manual_seed(151)
+    for shape in ((2, 5, 4), (3, 7, 16)):
+        q, k, v = (3 * torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(3))
+        attempted, answer = _attempt("15.1", fn, q.clone(), k.clone(), v.clone())
+        if not attempted:
+            return _report("15.1", None)
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if not isinstance(answer, torch.Tensor) or answer.shape != expected.shape:
+            got = tuple(answer.shape) if isinstance(answer, torch.Tensor) else type(answer).__name__
+            return _report("15.1", False, f"Return a tensor shaped like v, {tuple(expected.shape)}; got {got}.")
+        if _close(answer, expected, 1e-6):
+            continue
+        free = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        if _close(answer, free, 1e-6):
+            return _report("15.1", False, "Without a mask every query sees the whole sequence, the future "
+                           "included: set the logits above the diagonal (key j > query i) to -inf.")
+        if torch.allclose(answer[:, -1].double(), v[:, -1]) and not torch.allclose(answer[:, 0].double(), v[:, 0]):
+            return _report("15.1", False, "The mask is the wrong way round: query i may see keys j <= i "
+                           "(torch.tril), not j >= i.")
+        unscaled = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=1.0)
+        if _close(answer, unscaled, 1e-6):
+            return _report("15.1", False, "Divide the logits by √d (d = the last dimension of q): without it "
+                           "the softmax saturates as d grows.")
+        return _report("15.1", False, "Compute softmax(q @ kᵀ / √d) over the keys (the last dimension), with "
+                       "-inf where the key comes after the query, then multiply by v.")
+    return _report("15.1", True)
+
+
+def check_loss_spikes(fn: Callable) -> None:
+    r"""Exercise 15.2: ``fn(losses, factor, window)`` returns the indices of the spiking steps.
+
+    Step :math:`t \ge` ``window`` spikes when ``losses[t]`` exceeds ``factor`` times the median of
+    the ``window`` losses before it (``losses[t - window:t]``, step :math:`t` itself excluded).
+    """
+    import statistics
+
+    g = torch.Generator().manual_seed(152)
+    cases = []
+    for n, factor, window in ((60, 2.0, 10), (40, 1.5, 5)):
+        base = (1.5 * torch.exp(-torch.arange(n) / 15) + 0.05 * torch.rand(n, generator=g)).tolist()
+        for t in (window + 3, n // 2, n - 1, n // 2 + 1):
+            base[t] = base[t] * (factor + 1.5)
+        cases.append((base, factor, window))
+    cases.append(([0.1, 0.1, 0.1, 1.0, 0.25, 0.1, 0.1], 2.0, 3))   # after a spike: the median, not the mean
+    for losses, factor, window in cases:
+        expected = [t for t in range(window, len(losses))
+                    if losses[t] > factor * statistics.median(losses[t - window:t])]
+        attempted, answer = _attempt("15.2", fn, list(losses), factor, window)
+        if not attempted:
+            return _report("15.2", None)
+        try:
+            got = sorted(int(t) for t in answer)
+        except (TypeError, ValueError):
+            return _report("15.2", False, "Return a list of step indices (ints).")
+        if got != expected:
+            return _report("15.2", False, f"For factor={factor}, window={window} the spikes are at {expected}, you "
+                           f"found {got}. Compare losses[t] with factor × the median (not the mean) of "
+                           "losses[t - window:t], the steps before t only, for every t >= window.")
+    return _report("15.2", True)

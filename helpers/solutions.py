@@ -257,6 +257,21 @@ def separable_conv(c_in, c_out, k):
                          nn.Conv2d(c_in, c_out, 1, bias=False))                                # pointwise
 
 
+# --- notebook 15 ---------------------------------------------------------------------------
+
+def causal_attention(q, k, v):
+    d, T = q.shape[-1], q.shape[-2]
+    logits = q @ k.transpose(-2, -1) / math.sqrt(d)
+    future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)        # key j > query i
+    return torch.softmax(logits.masked_fill(future, -math.inf), dim=-1) @ v
+
+
+def loss_spikes(losses, factor, window):
+    import statistics
+    return [t for t in range(window, len(losses))
+            if losses[t] > factor * statistics.median(losses[t - window:t])]
+
+
 _TABLE = [
     ("1.1", "check_quadratic_gradient", quadratic_gradient,
      "∇(½θᵀAθ) = Aθ for a symmetric A, and ∇(bᵀθ) = b; the result has theta's shape."),
@@ -357,6 +372,12 @@ _TABLE = [
     ("14.2", "check_separable_conv", separable_conv,
      "A depthwise convolution (groups = c_in, one filter per channel) followed by a 1×1 pointwise one "
      "that mixes the channels; no bias, no activation in between."),
+    ("15.1", "check_causal_attention", causal_attention,
+     "Logits q·kᵀ/√d, -inf above the diagonal (a later key) so that softmax gives it weight 0, softmax over "
+     "the keys, then the weighted sum of the values."),
+    ("15.2", "check_loss_spikes", loss_spikes,
+     "Compare each step with the median of the steps before it: the median ignores earlier spikes, and "
+     "leaving step t out of its own window lets a spike stand out."),
 ]
 
 SOLUTIONS: dict[str, Solution] = {exercise: Solution(exercise, checker, function, explanation)

@@ -43,6 +43,8 @@ _update_ratios = SOLUTIONS["13.1"].function
 _verdict = SOLUTIONS["13.2"].function
 _split_once = SOLUTIONS["14.1"].function
 _separable_conv = SOLUTIONS["14.2"].function
+_causal_attention = SOLUTIONS["15.1"].function
+_loss_spikes = SOLUTIONS["15.2"].function
 
 
 def not_attempted(*args):
@@ -407,6 +409,31 @@ CASES_14 = {
 
 
 
+CASES_15 = {
+    ex.check_causal_attention: (_causal_attention, [
+        lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -1) @ v,          # no mask
+        lambda q, k, v: torch.softmax((q @ k.transpose(-2, -1)).masked_fill(                              # no √d
+            torch.ones(q.shape[1], q.shape[1], dtype=torch.bool).triu(1), -math.inf), -1) @ v,
+        lambda q, k, v: torch.softmax((q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).masked_fill(      # j < i
+            torch.ones(q.shape[1], q.shape[1], dtype=torch.bool).tril(-1), -math.inf), -1) @ v,
+        lambda q, k, v: torch.softmax((q @ k.transpose(-2, -1) / q.shape[-1]).masked_fill(                 # / d
+            torch.ones(q.shape[1], q.shape[1], dtype=torch.bool).triu(1), -math.inf), -1) @ v,
+        lambda q, k, v: "attention",
+    ]),
+    ex.check_loss_spikes: (_loss_spikes, [
+        lambda losses, f, w: [t for t in range(w, len(losses))                                        # mean
+                              if losses[t] > f * sum(losses[t - w:t]) / w],
+        lambda losses, f, w: [t for t in range(w, len(losses))                                        # t in window
+                              if losses[t] > f * sorted(losses[t - w + 1:t + 1])[w // 2]],
+        lambda losses, f, w: [t for t in range(len(losses))                                           # global median
+                              if losses[t] > f * sorted(losses)[len(losses) // 2]],
+        lambda losses, f, w: [t - 1 for t in range(w, len(losses))                                    # off by one
+                              if losses[t] > f * sorted(losses[t - w:t])[w // 2]],
+        lambda losses, f, w: None,
+    ]),
+}
+
+
 def test_split_once_hint_names_the_seed_001_mistake(capsys):
     ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
     assert "seed 001" in capsys.readouterr().out
@@ -443,7 +470,7 @@ def test_every_notebook_after_the_welcome_has_two_checked_exercises():
 
 
 # --------------------------------------------------------------------------- every table
-ALL_CASES = {**CASES, **CASES_11_12, **CASES_5, **CASES_05_08, **CASES_13, **CASES_14}
+ALL_CASES = {**CASES, **CASES_11_12, **CASES_5, **CASES_05_08, **CASES_13, **CASES_14, **CASES_15}
 
 
 @pytest.mark.parametrize("checker", list(ALL_CASES), ids=lambda c: c.__name__)
