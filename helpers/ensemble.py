@@ -58,7 +58,7 @@ _BATCH_NORM = (BatchNorm1d, nn.BatchNorm1d)
 _LAYER_NORM = (LayerNorm, nn.LayerNorm)
 # layers the stacked path may apply to (N, B, features) as they are: elementwise, no parameters
 _ELEMENTWISE = (activations.Activation, Dropout, nn.Dropout, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU,
-                nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardtanh)
+                nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardtanh)
 
 
 def from_seeds(build: Callable[[], nn.Module], seeds: Sequence[int]) -> Ensemble:
