@@ -270,6 +270,43 @@ class ELU(Activation):
         return f"alpha={self.alpha}"
 
 
+class SELU(Activation):
+    r"""The scaled exponential linear unit of Klambauer et al. (2017), "self-normalising".
+
+    .. math::
+        \mathrm{SELU}(x) = \lambda \begin{cases} x & x > 0 \\ \alpha\,(e^{x} - 1) & x \le 0 \end{cases},
+        \qquad \mathrm{SELU}'(x) = \lambda \begin{cases} 1 & x > 0 \\ \alpha\,e^{x} & x \le 0 \end{cases}
+
+    with the fixed constants :math:`\alpha \approx 1.6733` and :math:`\lambda \approx 1.0507`
+    (the same as ``torch.nn.SELU``), chosen so that for :math:`z \sim \mathcal N(0, 1)` the output
+    has mean 0 and variance 1: with LeCun-normal weights :math:`\mathcal N(0, 1/n_{in})` (gain 1)
+    the mean and variance of a deep net's units are driven back to (0, 1) layer after layer.
+    (``torch.nn.init.calculate_gain("selu")`` is 3/4, which gives up that fixed point; for
+    self-normalisation PyTorch's documentation recommends the ``"linear"`` gain, 1.)
+
+    Source: G. Klambauer, T. Unterthiner, A. Mayr, S. Hochreiter, "Self-normalizing neural
+    networks", NeurIPS 2017, eq. (2) and Theorem 1.
+
+    Example:
+        >>> SELU()(torch.tensor([0.0, 1.0]))
+        tensor([0.0000, 1.0507])
+    """
+
+    name = "selu"
+    alpha = 1.6732632423543772848170429916717
+    scale = 1.0507009873554804934193349852946
+
+    def function(self, x):
+        negative = (self.scale * self.alpha) * torch.expm1(torch.clamp(x, max=0))  # e^x only where x <= 0
+        return torch.where(x <= 0, negative, self.scale * x)
+
+    def derivative(self, x):
+        # at 0 the left branch, scale * alpha (as torch)
+        strictly_negative = torch.where(x < 0, x, torch.zeros_like(x))
+        return torch.where(x <= 0, (self.scale * self.alpha) * torch.exp(strictly_negative),
+                           torch.full_like(x, self.scale))
+
+
 class GELU(Activation):
     r"""The Gaussian error linear unit of Hendrycks & Gimpel (2016).
 
@@ -386,7 +423,7 @@ class Identity(Activation):
         return torch.ones_like(x)
 
 
-_CLASSES = {cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, GELU, Swish, Mish)}
+_CLASSES = {cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, ELU, SELU, GELU, Swish, Mish)}
 ACTIVATION_NAMES = tuple(_CLASSES)
 
 
@@ -395,7 +432,7 @@ def get_activation(name: str, **kwargs) -> Activation:
 
     Args:
         name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
-            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"gelu"``, ``"swish"``, ``"mish"``.
+            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"swish"``, ``"mish"``.
         **kwargs: the module's arguments, e.g. ``negative_slope=0.2`` for leaky ReLU.
 
     Example:

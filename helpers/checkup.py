@@ -134,7 +134,8 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
 
     With :math:`r = \lVert \partial L/\partial W_1 \rVert / \lVert \partial L/\partial W_L \rVert`
     (first over last weighted layer, in the monitor's order, median over the recorded
-    steps) and :math:`u_\ell = \lVert \Delta W_\ell \rVert / \lVert W_\ell \rVert` (median per
+    steps where either of the two has a gradient: a step where both are exactly 0 -- every
+    unit dead -- is left out) and :math:`u_\ell = \lVert \Delta W_\ell \rVert / \lVert W_\ell \rVert` (median per
     layer), the checks fail when
 
     * **non-finite**: a recorded gradient norm is NaN/inf, or ``history.diverged``;
@@ -225,8 +226,10 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
     layers = [n for n in monitor.layers if n in grads]
     ratio = math.nan
     if len(layers) >= 2:
+        # a step where both norms are exactly 0 (every unit dead) carries no gradient to compare:
+        # left out, not counted as an infinite ratio (the dead-units check reports it)
         pairs = [(f, last) for f, last in zip(grads[layers[0]], grads[layers[-1]])
-                 if math.isfinite(f) and math.isfinite(last)]
+                 if math.isfinite(f) and math.isfinite(last) and (f > 0 or last > 0)]
         if pairs:
             ratio = statistics.median(f / last if last > 0 else math.inf for f, last in pairs)
     ratio_text = f"{layers[0]} gets {ratio:.1e} × the gradient of {layers[-1]}" if len(layers) >= 2 else ""

@@ -58,7 +58,7 @@ _BATCH_NORM = (BatchNorm1d, nn.BatchNorm1d)
 _LAYER_NORM = (LayerNorm, nn.LayerNorm)
 # layers the stacked path may apply to (N, B, features) as they are: elementwise, no parameters
 _ELEMENTWISE = (activations.Activation, Dropout, nn.Dropout, nn.Identity, nn.Sigmoid, nn.Tanh, nn.ReLU,
-                nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardtanh)
+                nn.LeakyReLU, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish, nn.Softplus, nn.Hardtanh)
 
 
 def from_seeds(build: Callable[[], nn.Module], seeds: Sequence[int]) -> Ensemble:
@@ -134,7 +134,9 @@ class Ensemble:
                         for name in states[0] if name not in self.params}
         self.training = True
         self._per_member_input = False   # fit_ensemble sets it while each member has its own batches
-        weights = [name for name, p in self.params.items() if name.endswith("weight") and p.dim() >= 3]
+        # first and last weight in the model's own order (input to output), not the set's order above
+        weights = [name for name, _ in models[0].named_parameters()
+                   if name in self.params and name.endswith("weight") and self.params[name].dim() >= 3]
         self.first_weight = weights[0] if weights else None
         self.last_weight = weights[-1] if weights else None
 

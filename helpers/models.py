@@ -21,6 +21,7 @@ _FUSED = {
     "relu": nn.ReLU,
     "leaky_relu": nn.LeakyReLU,
     "elu": nn.ELU,
+    "selu": nn.SELU,
     "gelu": nn.GELU,
     "swish": nn.SiLU,
     "mish": nn.Mish,
@@ -34,7 +35,7 @@ def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Mo
 
     Args:
         name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
-            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
+            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
         from_scratch: ``True`` for the course's own module from :mod:`helpers.activations`;
             ``False`` (default) for PyTorch's fused one, which computes the same numbers faster.
         **kwargs: passed to the module, e.g. ``negative_slope=0.2`` for leaky ReLU.

@@ -14,6 +14,7 @@ PAIRS = {
     "leaky_relu_0.2": (act.LeakyReLU(0.2), nn.LeakyReLU(0.2)),
     "elu": (act.ELU(), nn.ELU()),
     "elu_0.5": (act.ELU(alpha=0.5), nn.ELU(alpha=0.5)),
+    "selu": (act.SELU(), nn.SELU()),
     "gelu": (act.GELU(), nn.GELU()),
     "gelu_tanh": (act.GELU("tanh"), nn.GELU("tanh")),
     "swish": (act.Swish(), nn.SiLU()),
@@ -237,3 +238,17 @@ def test_low_precision_second_derivative_close_to_torch():
         _, gg1 = _second(ours, x, torch.bfloat16)
         _, gg2 = _second(theirs, x, torch.bfloat16)
         torch.testing.assert_close(gg1.float(), gg2.float(), rtol=0.02, atol=0.02)
+
+
+def test_selu_fixes_mean_zero_and_variance_one_for_a_unit_normal_input():
+    # Klambauer et al. (2017): for z ~ N(0, 1), SELU(z) has mean 0 and variance 1 (to the constants' precision)
+    from helpers.theory import gaussian_expectation, variance_preserving_gain
+
+    def selu(h):
+        return act.SELU().function(torch.as_tensor(h, dtype=torch.float64)).numpy()
+
+    assert abs(gaussian_expectation(selu, 1.0)) < 2e-3
+    assert abs(gaussian_expectation(lambda h: selu(h) ** 2, 1.0) - 1) < 2e-4
+    assert variance_preserving_gain("selu") == pytest.approx(1.0, abs=1e-4)
+    assert act.get_activation("selu").derivative(torch.tensor([0.0, 1.0])).tolist() == pytest.approx(
+        [act.SELU.scale * act.SELU.alpha, act.SELU.scale])

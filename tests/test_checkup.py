@@ -1,6 +1,7 @@
 """helpers.checkup: each check fires on the network built to have that problem, and only then."""
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -63,6 +64,19 @@ def test_exploding_ratio_is_flagged():
     report = checkup(*_train(net, lr=1e-3))
     assert {"exploding", "saturation"} <= set(report.problems), str(report)
     assert "vanishing" not in report.problems
+
+
+def test_steps_without_any_gradient_are_left_out_of_the_ratio():
+    # a net whose units all died has 0 gradient in the first and last layer: 0/0 is no evidence of
+    # exploding gradients, and the ratio is the median over the steps that had a gradient
+    monitor, history = _train(_net(depth=20, activation="sigmoid"))
+    for record in monitor.records[:2]:
+        record.grad_norm = {name: 0.0 for name in record.grad_norm}
+    report = checkup(monitor, history)
+    assert "exploding" not in report.problems and "vanishing" in report.problems
+    first, last = list(monitor.layers)[0], list(monitor.layers)[-1]
+    kept = [r.grad_norm for r in monitor.records[2:]]
+    assert report["vanishing"].value == statistics.median(g[first] / g[last] for g in kept)
 
 
 def test_a_gradient_spike_in_the_history_is_flagged_exploding():

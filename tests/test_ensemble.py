@@ -166,6 +166,20 @@ def test_regression_loss_and_from_seeds():
     torch.testing.assert_close(ens.member(3).state_dict()["fc1.weight"].shape, torch.Size([8, 5]))
 
 
+@pytest.mark.parametrize("build", [lambda: MLP(12, 4, width=8, depth=5, norm="batch", residual=True),
+                                   lambda: ConvNet(channels=(4,) * 5, norm=None)])
+def test_grad_ratio_is_first_over_last_weight_in_model_order(build):
+    # grad_ratio at step 0 = |dL/dW_first| / |dL/dW_last| of the untouched model on the first batch
+    X, y = _data(n=32, features=64 if build().__class__ is ConvNet else 12)
+    ens = from_seeds(build, seeds=[0, 1])
+    alone = ens.member(1)
+    h = fit_ensemble(ens, (X, y), epochs=1, lr=0.01, batch_size=32, progress_bar=False)
+    F.cross_entropy(alone(X), y).backward()        # one batch of all 32: its order does not matter
+    weights = [p for name, p in alone.named_parameters() if name.endswith("weight") and p.dim() >= 2]
+    expected = (weights[0].grad.norm() / weights[-1].grad.norm()).item()
+    assert h.grad_ratio[0, 1] == pytest.approx(expected, rel=1e-4)
+
+
 def test_from_seeds_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
