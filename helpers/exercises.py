@@ -34,7 +34,7 @@ _TITLES = {
     "1.3": "backward pass of a linear layer",
     "2.1": "critical weight scale",
     "2.2": "per-layer gradient norms",
-    "2.3": "how fast gradients explode",
+    "2.3": "how fast the input gradient explodes",
 }
 
 
@@ -99,13 +99,17 @@ def _spd_matrix(n: int, generator: torch.Generator) -> torch.Tensor:
 
 
 def check_quadratic_gradient(fn: Callable) -> None:
-    r"""Exercise 1.1: ``fn(A, b, theta)`` returns the gradient of the quadratic.
+    r"""Exercise 1.1: ``fn(A, b, theta)`` returns the gradient of the quadratic, for any square ``A``.
 
-    .. math:: \nabla_\theta \big(\tfrac12 \theta^\top A \theta - b^\top \theta\big), \quad A = A^\top
+    .. math:: \nabla_\theta \big(\tfrac12 \theta^\top A \theta - b^\top \theta\big)
+              = \tfrac12 (A + A^\top)\,\theta - b
+
+    Notebook 01 prints the symmetric case (:math:`A\theta - b`); the checker uses
+    matrices that are *not* symmetric, so copying that formula is not enough.
     """
     g = torch.Generator().manual_seed(11)
     for n in (2, 5):
-        A = _spd_matrix(n, g)
+        A = _spd_matrix(n, g) + torch.randn(n, n, generator=g, dtype=torch.float64)  # not symmetric
         b = torch.randn(n, generator=g, dtype=torch.float64)
         theta = torch.randn(n, generator=g, dtype=torch.float64, requires_grad=True)
         (0.5 * theta @ A @ theta - b @ theta).backward()
@@ -113,8 +117,12 @@ def check_quadratic_gradient(fn: Callable) -> None:
         if not attempted:
             return _report("1.1", None)
         if not _close(answer, theta.grad):
-            return _report("1.1", False, "Differentiate each term: the gradient of ½θᵀAθ is Aθ "
-                           "(A symmetric) and that of bᵀθ is b. Return a tensor shaped like theta.")
+            if _close(answer, A @ theta.detach() - b):
+                return _report("1.1", False, "Aθ − b is the gradient only when A is symmetric, and this A is "
+                               "not. Write ½θᵀAθ as ½Σᵢⱼ θᵢAᵢⱼθⱼ and differentiate with respect to θₖ: "
+                               "θₖ appears once as the row index and once as the column index.")
+            return _report("1.1", False, "Differentiate each term: ½θᵀAθ (write it as ½Σᵢⱼ θᵢAᵢⱼθⱼ; A need "
+                           "not be symmetric) and bᵀθ, whose gradient is b. Return a tensor shaped like theta.")
     return _report("1.1", True)
 
 
@@ -161,22 +169,32 @@ def check_linear_backward(fn: Callable) -> None:
 
 
 def check_critical_sigma_w(fn: Callable) -> None:
-    r"""Exercise 2.1: ``fn(activation)`` returns the critical weight scale of ``"relu"`` and ``"tanh"``.
+    r"""Exercise 2.1: ``fn(activation, sigma_b)`` returns a weight scale at which :math:`\chi = 1`.
 
-    Critical: :math:`\chi(\sigma_w) = 1` with no bias, checked with :func:`helpers.theory.chi`.
+    Cases: ``("sigmoid", 0.0)`` and ``("tanh", 0.3)``, neither printed in notebook 02.
+    Checked with :func:`helpers.theory.chi` at the learner's :math:`\sigma_w`: 30 layers at
+    that :math:`\chi` must change the gradient norm by less than a factor 2.
     """
-    for activation in ("relu", "tanh"):
-        attempted, answer = _attempt("2.1", fn, activation)
+    for activation, sigma_b in (("sigmoid", 0.0), ("tanh", 0.3)):
+        attempted, answer = _attempt("2.1", fn, activation, sigma_b)
         if not attempted:
             return _report("2.1", None)
         try:
             sigma_w = float(answer)
         except (TypeError, ValueError):
-            return _report("2.1", False, "Return one number per activation.")
-        # 30 layers at chi must change the gradient norm by less than a factor 2
-        if not (sigma_w > 0 and abs(15 * math.log(chi(activation, sigma_w))) < math.log(2)):
-            return _report("2.1", False, f"For {activation}, χ = σ_w²·E[φ'(h)²] is not close to 1 "
-                           "at your σ_w. What is E[φ'(h)²] for this activation?")
+            return _report("2.1", False, "Return one number per case.")
+        value = chi(activation, sigma_w, sigma_b=sigma_b) if 0 < sigma_w < 1e3 else math.inf
+        if not (0 < value and abs(15 * math.log(value)) < math.log(2)):
+            naive = {"sigmoid": 4.0, "tanh": 1.0}[activation]
+            if math.isclose(sigma_w, naive, rel_tol=0.02):
+                hint = (f"σ_w = {naive:g} would give χ = 1 only if every pre-activation sat at 0, where the "
+                        f"slope is largest. With this σ_w (and σ_b = {sigma_b:g}) they spread out and the "
+                        f"mean squared slope is smaller: χ = {value:.2f}. Measure χ with helpers.theory.chi and "
+                        "search for the σ_w where it crosses 1 (a bisection is enough).")
+            else:
+                hint = (f"For {activation} with σ_b = {sigma_b:g}, χ = {value:.3g} at your σ_w, not close to 1. "
+                        "Evaluate helpers.theory.chi(activation, σ_w, sigma_b=σ_b) on a few σ_w and bisect.")
+            return _report("2.1", False, hint)
     return _report("2.1", True)
 
 
@@ -203,10 +221,12 @@ def check_layer_gradient_norms(fn: Callable) -> None:
 
 
 def check_exploding_exponent(fn: Callable) -> None:
-    r"""Exercise 2.3: ``fn(depth)`` returns the exponent p of the exploding gradient.
+    r"""Exercise 2.3: ``fn(depth)`` returns the exponent p of the exploding *input* gradient.
 
     Multiplying every weight of a bias-free ReLU MLP with ``depth`` hidden layers by k
-    multiplies the weight gradients by :math:`k^p` (cross-entropy, saturated softmax).
+    multiplies :math:`\partial L/\partial x` by :math:`k^p` (cross-entropy, saturated softmax):
+    the input gradient passes through all ``depth + 1`` weight matrices, so p = depth + 1.
+    Notebook 02 measures the *weight* gradients (p = depth), not this one.
     """
     for depth in (3, 7, 12):
         attempted, answer = _attempt("2.3", fn, depth)
@@ -216,17 +236,21 @@ def check_exploding_exponent(fn: Callable) -> None:
             value = float(answer)
         except (TypeError, ValueError):
             return _report("2.3", False, "Return one number.")
-        if not math.isclose(value, depth):
-            return _report("2.3", False, "A bias-free ReLU net is positively homogeneous: scaling one "
-                           "layer by k scales its output by k. Which weights does ∂ŷ/∂W_ℓ contain?")
+        if not math.isclose(value, depth + 1):
+            hint = ("That is the exponent of the weight gradients (section 4). The gradient with respect to the "
+                    "input is a different product: count the weight matrices between x and the loss."
+                    if math.isclose(value, depth) else
+                    "A bias-free ReLU net is positively homogeneous: scaling one layer's weights by k scales "
+                    "everything after it by k. How many weight matrices does ∂L/∂x pass through?")
+            return _report("2.3", False, hint)
     return _report("2.3", True)
 
 
 # -- notebook 03: weight initialization -----------------------------------------------
 
 _TITLES.update({
-    "3.1": "Xavier's standard deviation",
-    "3.2": "He's uniform bound",
+    "3.1": "Xavier's standard deviation for any weight shape",
+    "3.2": "He's uniform bound for leaky ReLU",
     "3.3": "an orthogonal matrix",
 })
 
@@ -238,41 +262,89 @@ def _number(value) -> float | None:
         return None
 
 
+def _fans(shape) -> tuple[int, int]:
+    receptive = math.prod(shape[2:]) if len(shape) > 2 else 1
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def _measured_std(fill_, shape, seed: int) -> float:
+    return float(fill_(torch.empty(shape), generator=torch.Generator().manual_seed(seed)).std())
+
+
 def check_xavier_std(fn: Callable) -> None:
-    r"""Exercise 3.1: ``fn(fan_in, fan_out)`` returns :math:`\sqrt{2/(\text{fan\_in} + \text{fan\_out})}`."""
-    pairs = ((64, 64), (100, 10), (3, 300))
-    values = []
-    for fan_in, fan_out in pairs:
-        attempted, answer = _attempt("3.1", fn, fan_in, fan_out)
+    r"""Exercise 3.1: ``fn(shape)`` returns the Xavier-normal std for a weight of that shape, gain 1.
+
+    Shapes of Linear (out, in) and Conv2d (out, in, kh, kw) weights; the fans of a
+    convolution include the receptive field :math:`k_h k_w`, so
+    :math:`\text{std} = \sqrt{2/((c_{in} + c_{out})\, k_h k_w)}`. The hint reports the std
+    measured on ``torch.nn.init.xavier_normal_`` for comparison.
+    """
+    shapes = ((64, 64), (10, 100), (32, 16, 3, 3), (8, 3, 5, 5))
+    for shape in shapes:
+        attempted, answer = _attempt("3.1", fn, shape)
         if not attempted:
             return _report("3.1", None)
-        values.append(_number(answer))
-    if None in values:
-        return _report("3.1", False, "Return one number.")
-    if all(math.isclose(v, math.sqrt(i / o), rel_tol=1e-6) for v, (i, o) in zip(values, pairs)):
-        return _report("3.1", False, "That is seed 002's √(d_in/d_out); it does not depend on the "
-                       "width at all for a square layer. Average the two conditions 1/fan_in and 1/fan_out.")
-    if not all(math.isclose(v, math.sqrt(2 / (i + o)), rel_tol=1e-6) for v, (i, o) in zip(values, pairs)):
-        return _report("3.1", False, "The forward pass wants Var(W) = 1/fan_in, the backward pass "
-                       "1/fan_out; Xavier takes the harmonic compromise. Return the std, not the variance.")
+        value = _number(answer)
+        if value is None:
+            return _report("3.1", False, "Return one number.")
+        fan_in, fan_out = _fans(shape)
+        if math.isclose(value, math.sqrt(2 / (fan_in + fan_out)), rel_tol=1e-6):
+            continue
+        measured = _measured_std(torch.nn.init.xavier_normal_, shape, 31)
+        if len(shape) > 2 and math.isclose(value, math.sqrt(2 / (shape[0] + shape[1])), rel_tol=1e-6):
+            hint = (f"For shape {shape} you ignored the kernel: torch.nn.init.xavier_normal_ gives a measured std "
+                    f"of {measured:.4f}, you returned {value:.4f}. Each output of a convolution sums over "
+                    "in_channels × kh × kw inputs: those are its fans.")
+        elif math.isclose(value, math.sqrt(shape[1] / shape[0]), rel_tol=1e-6):
+            hint = ("That is √(d_in/d_out), a common mistake: for a square layer it is 1 whatever the width. "
+                    f"Measured std of torch.nn.init.xavier_normal_ for {shape}: {measured:.4f}.")
+        else:
+            hint = (f"For shape {shape} torch.nn.init.xavier_normal_ gives a measured std of {measured:.4f}, you "
+                    f"returned {value:.4g}. Xavier's variance is 2/(fan_in + fan_out); return the std.")
+        return _report("3.1", False, hint)
     return _report("3.1", True)
 
 
+def _mean_square_factor(bound: float, negative_slope: float, width: int = 256, depth: int = 30) -> float:
+    """Per-layer factor of the mean square in a leaky-ReLU net with U(-bound, bound) weights (measured)."""
+    g = torch.Generator().manual_seed(32)
+    h = torch.randn(512, width, generator=g, dtype=torch.float64)
+    first = None
+    for _ in range(depth):
+        w = (2 * torch.rand(width, width, generator=g, dtype=torch.float64) - 1) * bound
+        h = nn.functional.leaky_relu(h @ w.T, negative_slope)
+        m = float(h.square().mean())
+        first = m if first is None else first
+    return (m / first) ** (1 / (depth - 1)) if first > 0 and math.isfinite(m) and m > 0 else math.inf
+
+
 def check_he_uniform_bound(fn: Callable) -> None:
-    r"""Exercise 3.2: ``fn(fan_in, fan_out)`` returns :math:`\sqrt{6/\text{fan\_in}}`."""
-    for fan_in, fan_out in ((64, 64), (100, 10), (3, 300)):
-        attempted, answer = _attempt("3.2", fn, fan_in, fan_out)
+    r"""Exercise 3.2: ``fn(fan_in, fan_out, negative_slope)`` returns He's uniform bound for leaky ReLU.
+
+    :math:`b = \sqrt{6 / ((1 + a^2)\,\text{fan\_in})}`: the variance
+    :math:`2/((1+a^2)\,\text{fan\_in})` keeps the mean square of a leaky-ReLU layer with
+    slope :math:`a`, and :math:`\mathcal U(-b, b)` has variance :math:`b^2/3`. A wrong
+    answer gets the per-layer factor measured in a 30-layer net initialised with it.
+    """
+    for fan_in, fan_out, slope in ((256, 256, 0.5), (100, 10, 0.2), (3, 300, 0.0), (256, 64, 1.0)):
+        attempted, answer = _attempt("3.2", fn, fan_in, fan_out, slope)
         if not attempted:
             return _report("3.2", None)
         value = _number(answer)
         if value is None:
             return _report("3.2", False, "Return one number.")
-        if math.isclose(value, math.sqrt(2 / (fan_in + fan_out)), rel_tol=1e-6):
-            return _report("3.2", False, "That is seed 000's formula: it keeps 1/6 of the signal per "
-                           "ReLU layer. He's variance is 2/fan_in, and U(−b, b) has variance b²/3.")
-        if not math.isclose(value, math.sqrt(6 / fan_in), rel_tol=1e-6):
-            return _report("3.2", False, "He's variance is 2/fan_in (fan_out plays no part in mode "
-                           "'fan_in'), and a uniform on (−b, b) has variance b²/3.")
+        if math.isclose(value, math.sqrt(6 / ((1 + slope**2) * fan_in)), rel_tol=1e-6):
+            continue
+        factor = _mean_square_factor(value * math.sqrt(fan_in / 256), slope) if value > 0 else 0.0
+        where = (f"Measured in a 30-layer leaky-ReLU net (a = {slope:g}) with your bound: the mean square "
+                 f"changes ×{factor:.3g} per layer, 1 is the target. ")
+        if math.isclose(value, math.sqrt(6 / fan_in), rel_tol=1e-6) and slope > 0:
+            hint = where + "That is ReLU's bound: leaky ReLU keeps (1 + a²)/2 of the mean square, not ½."
+        elif math.isclose(value, math.sqrt(2 / (fan_in + fan_out)), rel_tol=1e-6):
+            hint = where + "That is a common mistake for He's bound; fan_out plays no part in mode 'fan_in'."
+        else:
+            hint = where + "Find the variance that keeps the signal, then the b with b²/3 equal to it."
+        return _report("3.2", False, hint)
     return _report("3.2", True)
 
 

@@ -40,7 +40,7 @@ class Solution:
 # --- notebook 01 ---------------------------------------------------------------------------
 
 def quadratic_gradient(A, b, theta):
-    return A @ theta - b
+    return 0.5 * (A + A.T) @ theta - b
 
 
 def largest_stable_lr(A):
@@ -56,8 +56,17 @@ def linear_backward(x, W, b, grad_out):
 
 # --- notebook 02 ---------------------------------------------------------------------------
 
-def critical_sigma_w(activation):
-    return {"relu": math.sqrt(2), "tanh": 1.0}[activation]
+def critical_sigma_w(activation, sigma_b):
+    from helpers.theory import chi
+
+    low, high = 1.0, 12.0                 # chi < 1 at 1 and > 1 at 12 for both cases (measured first)
+    for _ in range(50):                   # bisection on chi(sigma_w) - 1
+        middle = (low + high) / 2
+        if chi(activation, middle, sigma_b=sigma_b) < 1:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2               # sigmoid: about 10.4 (not 4); tanh with sigma_b 0.3: about 1.40 (not 1)
 
 
 def layer_gradient_norms(model):
@@ -65,17 +74,20 @@ def layer_gradient_norms(model):
 
 
 def exploding_exponent(depth):
-    return depth
+    return depth + 1        # x passes through all depth + 1 weight matrices on its way to the loss
 
 
 # --- notebook 03 ---------------------------------------------------------------------------
 
-def xavier_std(fan_in, fan_out):
+def xavier_std(shape):
+    receptive = math.prod(shape[2:])             # kh * kw for a convolution, 1 for a Linear layer
+    fan_in, fan_out = shape[1] * receptive, shape[0] * receptive
     return math.sqrt(2 / (fan_in + fan_out))
 
 
-def he_uniform_bound(fan_in, fan_out):
-    return math.sqrt(6 / fan_in)
+def he_uniform_bound(fan_in, fan_out, negative_slope):
+    variance = 2 / ((1 + negative_slope**2) * fan_in)   # leaky ReLU keeps (1 + a^2)/2 of the mean square
+    return math.sqrt(3 * variance)                        # U(-b, b) has variance b^2 / 3
 
 
 def orthogonal_matrix(rows, cols, generator):
@@ -274,7 +286,9 @@ def loss_spikes(losses, factor, window):
 
 _TABLE = [
     ("1.1", "check_quadratic_gradient", quadratic_gradient,
-     "∇(½θᵀAθ) = Aθ for a symmetric A, and ∇(bᵀθ) = b; the result has theta's shape."),
+     "½θᵀAθ = ½Σᵢⱼ θᵢAᵢⱼθⱼ; θₖ appears as a row index (giving ½(Aθ)ₖ) and as a column index (giving "
+     "½(Aᵀθ)ₖ), so ∇(½θᵀAθ) = ½(A + Aᵀ)θ, which is Aθ only for a symmetric A. ∇(bᵀθ) = b; the result has "
+     "theta's shape."),
     ("1.2", "check_largest_stable_lr", largest_stable_lr,
      "Along an eigenvector with eigenvalue λ one step multiplies the error by (1 − ηλ); |1 − ηλ| < 1 for "
      "every λ means η < 2/λ_max. eigvalsh is for symmetric matrices and returns real eigenvalues."),
@@ -282,19 +296,25 @@ _TABLE = [
      "For y = xWᵀ + b each gradient is a product with grad_out whose shapes must match the input: "
      "grad_x like x, grad_W like W, grad_b like b (summed over the batch)."),
     ("2.1", "check_critical_sigma_w", critical_sigma_w,
-     "χ = σ_w²·E[φ′(z)²] = 1 is the edge between vanishing and exploding: ReLU's slope is 1 on half the "
-     "inputs, so σ_w² = 2; tanh's slope is about 1 near 0, so σ_w = 1."),
+     "χ = σ_w²·E[φ′(z)²] with z ~ N(0, q*), and q* itself grows with σ_w (and σ_b). The slope bound alone "
+     "(σ′ ≤ ¼, tanh′ ≤ 1) gives σ_w = 4 or 1 only if every pre-activation sat at 0; in fact they spread out "
+     "and the mean squared slope falls, so the critical σ_w is larger: measure χ and bisect."),
     ("2.2", "check_layer_gradient_norms", layer_gradient_norms,
      "model.modules() visits the layers from input to output; take each Linear layer's weight gradient "
      "(not the biases) and its norm as a Python float."),
     ("2.3", "check_exploding_exponent", exploding_exponent,
-     "The gradient at the first layer is a product of one factor per layer, so it scales like χ to the "
-     "power of the depth."),
+     "∂L/∂x = W₁ᵀD₁W₂ᵀD₂ ⋯ W_{L+1}ᵀ ∂L/∂s: all L + 1 weight matrices appear, each scaled by k, and the "
+     "D's (ReLU slopes, 0 or 1) do not change when every pre-activation is multiplied by k > 0. With a "
+     "saturated softmax ∂L/∂s no longer depends on k, so the input gradient grows like k^(L+1), one power "
+     "more than the weight gradients (k^L: ∂L/∂W_ℓ misses W_ℓ itself)."),
     ("3.1", "check_xavier_std", xavier_std,
-     "Glorot & Bengio average the forward and backward conditions, Var(W) = 2/(fan_in + fan_out); the "
-     "standard deviation is its square root."),
+     "Glorot & Bengio average the forward and backward conditions, Var(W) = 2/(fan_in + fan_out). For a "
+     "convolution every output sums over in_channels × kh × kw inputs, so both fans include the receptive "
+     "field, as torch.nn.init computes them; the standard deviation is the square root."),
     ("3.2", "check_he_uniform_bound", he_uniform_bound,
-     "He init wants Var(W) = 2/fan_in; U(−b, b) has variance b²/3, so b = √(6/fan_in)."),
+     "A leaky ReLU with slope a keeps (1 + a²)/2 of the mean square of a symmetric input, so the "
+     "variance that keeps the signal is 2/((1 + a²)·fan_in); U(−b, b) has variance b²/3, so "
+     "b = √(6/((1 + a²)·fan_in)). fan_out plays no part (mode 'fan_in'); a = 0 gives ReLU's √(6/fan_in)."),
     ("3.3", "check_orthogonal_matrix", orthogonal_matrix,
      "QR of a Gaussian matrix gives an orthogonal Q; multiplying its columns by the signs of R's diagonal "
      "makes it uniformly distributed (as torch.nn.init.orthogonal_ does). Transpose for wide shapes."),

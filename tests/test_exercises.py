@@ -54,6 +54,8 @@ def not_attempted(*args):
 CASES = {
     ex.check_quadratic_gradient: (quadratic_gradient, [
         lambda A, b, t: A @ t + b,
+        lambda A, b, t: A @ t - b,             # the symmetric case only
+        lambda A, b, t: A.T @ t - b,
         lambda A, b, t: 0.5 * A @ t - b,
         lambda A, b, t: (A @ t - b).tolist(),
     ]),
@@ -70,9 +72,10 @@ CASES = {
         lambda x, W, b, g: g @ W,
     ]),
     ex.check_critical_sigma_w: (critical_sigma_w, [
-        lambda a: 1.0,
-        lambda a: math.sqrt(2),
-        lambda a: 2.0,
+        lambda a, b: {"sigmoid": 4.0, "tanh": 1.0}[a],     # the slope bound, as if every z were 0
+        lambda a, b: math.sqrt(2),
+        lambda a, b: 2.0,
+        lambda a, b: {"sigmoid": 10.4, "tanh": 1.0}[a],    # right for sigmoid only
     ]),
     ex.check_layer_gradient_norms: (layer_gradient_norms, [
         lambda m: layer_gradient_norms(m)[::-1],
@@ -81,7 +84,7 @@ CASES = {
         lambda m: layer_gradient_norms(m)[:-1],
     ]),
     ex.check_exploding_exponent: (exploding_exponent, [
-        lambda d: d + 1,
+        lambda d: d,              # the weight gradients' exponent, measured in notebook 02
         lambda d: 2 * d,
         lambda d: d - 1,
     ]),
@@ -93,6 +96,28 @@ CASES = {
 def test_a_solution_must_be_a_function():
     with pytest.raises(TypeError, match="must be a function"):
         ex.check_exploding_exponent(10)
+
+
+# -- notebook 01 ------------------------------------------------------------------------
+
+def test_quadratic_gradient_hint_names_the_symmetric_case(capsys):
+    ex.check_quadratic_gradient(lambda A, b, t: A @ t - b)   # notebook 01 prints this for symmetric A
+    out = capsys.readouterr().out
+    assert "not yet" in out and "only when A is symmetric" in out
+
+
+# -- notebook 02 ------------------------------------------------------------------------
+
+def test_critical_sigma_w_hint_names_the_slope_bound(capsys):
+    ex.check_critical_sigma_w(lambda a, b: {"sigmoid": 4.0, "tanh": 1.0}[a])
+    out = capsys.readouterr().out
+    assert "not yet" in out and "only if every pre-activation sat at 0" in out
+
+
+def test_exploding_exponent_hint_names_the_weight_gradients(capsys):
+    ex.check_exploding_exponent(lambda d: d)
+    out = capsys.readouterr().out
+    assert "not yet" in out and "weight gradients" in out
 
 
 # -- notebook 03 ------------------------------------------------------------------------
@@ -115,10 +140,12 @@ def test_checkers_03_04_accept_the_reference_and_report_not_attempted(checker, s
 
 
 @pytest.mark.parametrize("checker, wrong, hint", [
-    (ex.check_xavier_std, lambda fi, fo: math.sqrt(fi / fo), "seed 002"),
-    (ex.check_xavier_std, lambda fi, fo: 2 / (fi + fo), "not the variance"),
-    (ex.check_he_uniform_bound, lambda fi, fo: math.sqrt(2 / (fi + fo)), "seed 000"),
-    (ex.check_he_uniform_bound, lambda fi, fo: math.sqrt(2 / fi), "b²/3"),
+    (ex.check_xavier_std, lambda shape: math.sqrt(shape[1] / shape[0]), "common mistake"),
+    (ex.check_xavier_std, lambda shape: 2 / (shape[0] + shape[1]), "return the std"),
+    (ex.check_xavier_std, lambda shape: math.sqrt(2 / (shape[0] + shape[1])), "ignored the kernel"),
+    (ex.check_he_uniform_bound, lambda fi, fo, a: math.sqrt(2 / (fi + fo)), "common mistake"),
+    (ex.check_he_uniform_bound, lambda fi, fo, a: math.sqrt(2 / fi), "b²/3"),
+    (ex.check_he_uniform_bound, lambda fi, fo, a: math.sqrt(6 / fi), "(1 + a²)/2"),
     (ex.check_orthogonal_matrix, lambda r, c, g: torch.randn(r, c, generator=g), "QR"),
     (ex.check_orthogonal_matrix, lambda r, c, g: torch.eye(r, c), "not random"),
     (ex.check_orthogonal_matrix, lambda r, c, g: torch.eye(r), "shape"),
