@@ -617,53 +617,64 @@ def _clip_rules(clip_rule, n: int) -> list[str]:
     return rules
 
 
-@torch.no_grad()
-def _apply_clip_rules(run, grads, norms, norm) -> torch.Tensor:
-    """Clip each member's gradient by its own rule, in place; return (N,) bool: did the rule change it?"""
-    ens, n = run.ens, run.ens.n
-    device, dtype = grads[0].device, grads[0].dtype
-    c = run.thresholds
-    names = list(ens.params)
+def _clip_plan(run, device):
+    """Index tensors of the members each rule applies to (finite thresholds only), computed once per run."""
+    finite = torch.isfinite(run.thresholds).cpu().tolist()
+
+    def members(*names):
+        return torch.tensor([i for i, r in enumerate(run.rules) if r in names and finite[i]], dtype=torch.long,
+                            device=device)
+
+    ens = run.ens
     last = ens.last_weight
     last_layer = {last, last.rsplit(".", 1)[0] + ".bias"} if last is not None else set()
-    fired = torch.zeros(n, dtype=torch.bool, device=device)
-    masks = {r: torch.tensor([x == r for x in run.rules], device=device) for r in set(run.rules)}
-    finite = torch.isfinite(c)
-    coef_norm = torch.where(finite, c / (norm + 1e-6), torch.ones_like(c)).clamp(max=1.0)
-    for k, (name, g) in enumerate(zip(names, grads)):
+    is_norm = torch.tensor([r == "norm" and f for r, f in zip(run.rules, finite)], device=device)
+    is_tensor = torch.tensor([r == "per_tensor" and f for r, f in zip(run.rules, finite)], device=device)
+    agc_all, agc_most = members("agc"), members("agc", "agc_but_last")
+    agc = [agc_all if name in last_layer else agc_most for name in ens.params]
+    return is_norm, is_tensor, agc, members("value")
+
+
+@torch.no_grad()
+def _apply_clip_rules(run, grads, norms, norm) -> torch.Tensor:
+    """Clip each member's gradient by its own rule, in place; return (N,) bool: did the rule change it?
+
+    Norm and per-tensor rules scale each member's tensor by one number; the unit-wise (AGC) and
+    entry-wise (value) rules work on the members that use them only.
+    """
+    ens, n = run.ens, run.ens.n
+    device, dtype = grads[0].device, grads[0].dtype
+    if getattr(run, "_plan", None) is None:
+        run._plan = _clip_plan(run, device)
+    is_norm, is_tensor, agc_members, by_value = run._plan
+    c = run.thresholds
+    coef_norm = (c / (norm + 1e-6)).clamp(max=1.0)
+    own = (c / (torch.stack(norms) + 1e-6)).clamp(max=1.0)                       # (tensors, N)
+    fired = (is_norm & (coef_norm < 1.0)) | (is_tensor & (own < 1.0).any(dim=0))
+    coefs = torch.where(is_norm, coef_norm, torch.where(is_tensor, own, torch.ones_like(own))).to(dtype)
+    for (name, g), agc in zip(zip(ens.params, grads), agc_members):
         shape = (-1, *[1] * (g.dim() - 1))
-        scale = torch.ones_like(g)
-        if "norm" in masks:
-            scale = torch.where(masks["norm"].view(shape), coef_norm.view(shape).to(dtype), scale)
-            fired |= masks["norm"] & (coef_norm < 1.0)
-        if "per_tensor" in masks:
-            coef = torch.where(finite, c / (norms[k] + 1e-6), torch.ones_like(c)).clamp(max=1.0)
-            scale = torch.where(masks["per_tensor"].view(shape), coef.view(shape).to(dtype), scale)
-            fired |= masks["per_tensor"] & (coef < 1.0)
-        for rule in ("agc", "agc_but_last"):
-            if rule not in masks or (rule == "agc_but_last" and name in last_layer):
-                continue
-            w = ens.params[name].detach()
-            if g.dim() <= 2:       # a bias or gain (N, out), or a scalar (N,): one unit per member
+        if agc.numel():
+            sub, w = g.index_select(0, agc), ens.params[name].detach().index_select(0, agc)
+            if g.dim() <= 2:                  # a bias or gain (N, out), or a scalar (N,): one unit per member
                 dims = tuple(range(1, g.dim()))
-            elif name in ens._transposed:     # Linear weight kept as (N, in, out): a unit is a column
+            elif name in ens._transposed:     # a Linear weight kept as (N, in, out): a unit is a column
                 dims = (1,)
             else:
                 dims = tuple(range(2, g.dim()))
             w_norm = torch.linalg.vector_norm(w, dim=dims, keepdim=True) if dims else w.abs()
-            g_norm = torch.linalg.vector_norm(g, dim=dims, keepdim=True) if dims else g.abs()
-            lam = torch.where(finite, c, torch.full_like(c, math.inf)).to(dtype).view(shape)
-            max_norm = w_norm.clamp(min=1e-3) * lam
+            g_norm = torch.linalg.vector_norm(sub, dim=dims, keepdim=True) if dims else sub.abs()
+            max_norm = w_norm.clamp(min=1e-3) * c.index_select(0, agc).to(dtype).view(shape)
             trigger = g_norm > max_norm
             unit = torch.where(trigger, max_norm / g_norm.clamp(min=1e-6), torch.ones_like(g_norm))
-            scale = torch.where(masks[rule].view(shape), unit.expand_as(g), scale)
-            fired |= masks[rule] & trigger.reshape(n, -1).any(dim=1)
-        if "value" in masks:
-            v = c.to(dtype).view(shape)
-            clamped = torch.where(masks["value"].view(shape), torch.maximum(torch.minimum(g, v), -v), g)
-            fired |= masks["value"] & (clamped != g).reshape(n, -1).any(dim=1)
-            g.copy_(clamped)
-        g.mul_(scale)
+            g.index_copy_(0, agc, sub * unit)
+            fired.index_fill_(0, agc[trigger.reshape(len(agc), -1).any(dim=1)], True)
+        if by_value.numel():
+            sub = g.index_select(0, by_value)
+            v = c.index_select(0, by_value).to(dtype).view(shape)
+            fired.index_fill_(0, by_value[(sub.abs() > v).reshape(len(by_value), -1).any(dim=1)], True)
+            g.index_copy_(0, by_value, torch.maximum(torch.minimum(sub, v), -v))
+    torch._foreach_mul_(grads, [coefs[k].view(-1, *[1] * (g.dim() - 1)) for k, g in enumerate(grads)])
     return fired.cpu()
 
 
