@@ -612,7 +612,6 @@ class _Optimizer:
         denom = (v.sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
         torch.addcmul(p, m / denom, step_size, value=-1.0, out=out)
 
-
     def _radam(self, k, p, g, rate, out):
         # torch.optim.RAdam's single-tensor rule (L2 weight decay): a momentum step while the
         # variance estimate is unreliable (rho_t <= 5), then Adam's step times the rectifier r_t
@@ -636,6 +635,82 @@ class _Optimizer:
             torch.sub(p, corrected * rate, out=out)
 
 
+_CLIP_RULES = ("norm", "value", "per_tensor", "agc", "agc_but_last")
+
+
+def _clip_rules(clip_rule, n: int) -> list[str]:
+    """One clip rule per member, from a string or a sequence of n strings."""
+    rules = [clip_rule] * n if isinstance(clip_rule, str) else list(clip_rule) \
+        if isinstance(clip_rule, Sequence) else None
+    if rules is None or len(rules) != n:
+        raise ValueError(f"clip_rule must be one of {_CLIP_RULES} or a sequence of {n} of them, got {clip_rule!r}")
+    for r in rules:
+        if r not in _CLIP_RULES:
+            raise ValueError(f"clip_rule entries must be one of {_CLIP_RULES}, got {r!r}")
+    return rules
+
+
+def _clip_plan(run, device):
+    """Index tensors of the members each rule applies to (finite thresholds only), computed once per run."""
+    finite = torch.isfinite(run.thresholds).cpu().tolist()
+
+    def members(*names):
+        return torch.tensor([i for i, r in enumerate(run.rules) if r in names and finite[i]], dtype=torch.long,
+                            device=device)
+
+    ens = run.ens
+    last = ens.last_weight
+    last_layer = {last, last.rsplit(".", 1)[0] + ".bias"} if last is not None else set()
+    is_norm = torch.tensor([r == "norm" and f for r, f in zip(run.rules, finite)], device=device)
+    is_tensor = torch.tensor([r == "per_tensor" and f for r, f in zip(run.rules, finite)], device=device)
+    agc_all, agc_most = members("agc"), members("agc", "agc_but_last")
+    agc = [agc_all if name in last_layer else agc_most for name in ens.params]
+    return is_norm, is_tensor, agc, members("value")
+
+
+@torch.no_grad()
+def _apply_clip_rules(run, grads, norms, norm) -> torch.Tensor:
+    """Clip each member's gradient by its own rule, in place; return (N,) bool: did the rule change it?
+
+    Norm and per-tensor rules scale each member's tensor by one number; the unit-wise (AGC) and
+    entry-wise (value) rules work on the members that use them only.
+    """
+    ens, n = run.ens, run.ens.n
+    device, dtype = grads[0].device, grads[0].dtype
+    if getattr(run, "_plan", None) is None:
+        run._plan = _clip_plan(run, device)
+    is_norm, is_tensor, agc_members, by_value = run._plan
+    c = run.thresholds
+    coef_norm = (c / (norm + 1e-6)).clamp(max=1.0)
+    own = (c / (torch.stack(norms) + 1e-6)).clamp(max=1.0)                       # (tensors, N)
+    fired = (is_norm & (coef_norm < 1.0)) | (is_tensor & (own < 1.0).any(dim=0))
+    coefs = torch.where(is_norm, coef_norm, torch.where(is_tensor, own, torch.ones_like(own))).to(dtype)
+    for (name, g), agc in zip(zip(ens.params, grads), agc_members):
+        shape = (-1, *[1] * (g.dim() - 1))
+        if agc.numel():
+            sub, w = g.index_select(0, agc), ens.params[name].detach().index_select(0, agc)
+            if g.dim() <= 2:                  # a bias or gain (N, out), or a scalar (N,): one unit per member
+                dims = tuple(range(1, g.dim()))
+            elif name in ens._transposed:     # a Linear weight kept as (N, in, out): a unit is a column
+                dims = (1,)
+            else:
+                dims = tuple(range(2, g.dim()))
+            w_norm = torch.linalg.vector_norm(w, dim=dims, keepdim=True) if dims else w.abs()
+            g_norm = torch.linalg.vector_norm(sub, dim=dims, keepdim=True) if dims else sub.abs()
+            max_norm = w_norm.clamp(min=1e-3) * c.index_select(0, agc).to(dtype).view(shape)
+            trigger = g_norm > max_norm
+            unit = torch.where(trigger, max_norm / g_norm.clamp(min=1e-6), torch.ones_like(g_norm))
+            g.index_copy_(0, agc, sub * unit)
+            fired.index_fill_(0, agc[trigger.reshape(len(agc), -1).any(dim=1)], True)
+        if by_value.numel():
+            sub = g.index_select(0, by_value)
+            v = c.index_select(0, by_value).to(dtype).view(shape)
+            fired.index_fill_(0, by_value[(sub.abs() > v).reshape(len(by_value), -1).any(dim=1)], True)
+            g.index_copy_(0, by_value, torch.maximum(torch.minimum(sub, v), -v))
+    torch._foreach_mul_(grads, [coefs[k].view(-1, *[1] * (g.dim() - 1)) for k, g in enumerate(grads)])
+    return fired.cpu()
+
+
 def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
     """Index batches: (B,) shared by all members, or (N, B) with one shuffle per member."""
     orders = [torch.randperm(n_items, generator=g) for g in generators]
@@ -646,8 +721,8 @@ def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
 
 def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: str = "sgd",
                  momentum: float = 0.0, nesterov: bool = False, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, clip=None, lr_factors=None, loss="cross_entropy",
-                 batch_size: int = 64, seed=0, val_data=None, eval_every: int | None = None,
+                 weight_decay: float = 0.0, clip=None, clip_rule="norm", lr_factors=None,
+                 loss="cross_entropy", batch_size: int = 64, seed=0, val_data=None, eval_every: int | None = None,
                  progress_bar: bool = True, desc: str = "ensemble") -> EnsembleHistory:
     r"""Train every member of ``ensemble`` at once, as :func:`helpers.training.fit` would train each alone.
 
@@ -669,7 +744,17 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
         optimizer: ``"sgd"`` (with ``momentum``, ``nesterov``), ``"adam"``, ``"adamw"`` or
             ``"radam"`` (``betas``, ``eps``), each with ``weight_decay`` as in ``torch.optim``.
         clip: ``None``, or a global-norm threshold > 0 per member (one number or (N,);
-            ``math.inf`` leaves that member unclipped).
+            ``math.inf`` leaves that member unclipped). With another ``clip_rule`` it is
+            that rule's number: the value :math:`v`, the per-tensor threshold or AGC's :math:`\lambda`.
+        clip_rule: how ``clip`` is applied, one string or one per member:
+            ``"norm"`` (global 2-norm, as ``torch.nn.utils.clip_grad_norm_``), ``"value"``
+            (every entry into :math:`[-v, v]`, as ``clip_grad_value_``), ``"per_tensor"``
+            (each tensor by its own norm, as ``clip_grad_norm_([p], c)`` for every ``p``),
+            ``"agc"`` (unit-wise adaptive clipping of every parameter, as
+            :func:`helpers.clipping.adaptive_clip_grad_` with ``eps=1e-3``) or
+            ``"agc_but_last"`` (AGC on every parameter except the last Linear layer's
+            weight and bias, as Brock et al. 2021, §4.1, advise). ``History.clipped`` records
+            whether the rule changed the gradient.
         lr_factors: ``None``, a callable ``step -> factor`` (a float or (N,)), or an
             array (steps,) or (steps, N) of factors: a schedule, e.g. read off
             a ``helpers.schedulers`` scheduler.
@@ -722,6 +807,7 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
     weight_decay = check_real("weight_decay", weight_decay, minimum=0.0)
     rates = _per_member("lr", lr, n, minimum=0.0)
     thresholds = None if clip is None else _per_member("clip", clip, n, minimum=0.0, strict=True, allow_inf=True)
+    rules = _clip_rules(clip_rule, n)
     loss_fn = _loss_function(loss)
     if isinstance(seed, torch.Tensor) and seed.dim() == 0:
         seed = int(seed) if not seed.is_floating_point() else seed
@@ -734,7 +820,7 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
 
     _check_targets(ensemble, X, y, loss_fn)
     run = _Run(ensemble, loss_fn, _Optimizer(optimizer, ensemble.parameters(), momentum, nesterov, betas, eps,
-                                             weight_decay), rates, thresholds, factors)
+                                             weight_decay), rates, thresholds, factors, rules)
     run.val_data, run.eval_every = val_data, eval_every
     generators = [torch.Generator().manual_seed(s) for s in seeds]
     ensemble._per_member_input = len(seeds) > 1
@@ -786,8 +872,9 @@ def _train(run, ensemble, X, y, epochs, batch_size, generators, ticks) -> None:
 class _Run:
     """The state of one :func:`fit_ensemble` call: optimizer, guard copies and records."""
 
-    def __init__(self, ens, loss_fn, optimizer, rates, thresholds, factors):
+    def __init__(self, ens, loss_fn, optimizer, rates, thresholds, factors, rules=None):
         self.ens, self.loss_fn, self.optimizer = ens, loss_fn, optimizer
+        self.rules = rules if rules is not None else ["norm"] * ens.n
         self.params = ens.parameters()
         device, dtype = self.params[0].device, self.params[0].dtype
         self.rates = rates.to(device)
@@ -865,10 +952,12 @@ class _Run:
                 rate = torch.where(keep, rate, torch.zeros_like(rate))
                 norm = torch.where(keep, norm, torch.zeros_like(norm))
             clipped = torch.zeros(n, dtype=torch.bool)
-            if self.thresholds is not None:
+            if self.thresholds is not None and all(r == "norm" for r in self.rules):
                 coef = (self.thresholds / (norm + 1e-6)).clamp(max=1.0)
                 clipped = (coef < 1.0).cpu()
                 torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+            elif self.thresholds is not None:
+                clipped = _apply_clip_rules(self, grads, norms, norm)
             self.optimizer.step(grads, rate.to(self.params[0].dtype), out=self.previous)
             for p, new in zip(self.params, self.previous):
                 p.data, new.data = new.data, p.data          # now previous holds the weights before the step

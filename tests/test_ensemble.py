@@ -87,6 +87,58 @@ def test_each_member_equals_fit(case, clip):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def _clip_alone(rule, c):
+    from helpers.clipping import adaptive_clip_grad_, clip_grad_norm_, clip_grad_value_
+
+    if rule == "norm":
+        return lambda p: clip_grad_norm_(p, c)
+    if rule == "value":
+        return lambda p: clip_grad_value_(p, c)
+    if rule == "per_tensor":
+        return lambda p: [clip_grad_norm_([q], c) for q in p]
+    if rule == "agc":
+        return lambda p: adaptive_clip_grad_(p, clipping=c)
+    return lambda p: adaptive_clip_grad_(list(p)[:-2], clipping=c)     # agc_but_last: not the output layer
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+def test_each_clip_rule_equals_fit_with_that_rule(kind):
+    X, y = _data()
+    rules = ["norm", "value", "per_tensor", "agc", "agc_but_last", "value"]
+    clips = [0.1, 0.02, 0.05, 0.01, 0.01, math.inf]
+    models = _models(dict(), len(rules))
+    ens = Ensemble(copy.deepcopy(models))
+    lr = 0.05 if kind == "sgd" else 0.003
+    kw = dict(momentum=0.9) if kind == "sgd" else dict()
+    h = fit_ensemble(ens, (X, y), epochs=2, lr=lr, optimizer=kind, clip=clips, clip_rule=rules,
+                     progress_bar=False, batch_size=32, seed=7, **kw)
+    for i, model in enumerate(models):
+        c = _clip_alone(rules[i], clips[i]) if math.isfinite(clips[i]) else None
+        alone = fit(model, (X, y), epochs=2, optimizer=_torch_optimizer(kind, model.parameters(), lr, **kw),
+                    loss_fn=F.cross_entropy, clip=c, progress=False, batch_size=32, seed=7)
+        mine = h.member(i)
+        np.testing.assert_allclose(mine.loss, alone.loss, rtol=1e-4, atol=1e-5, err_msg=rules[i])
+        if c is not None:
+            assert h.clipped[:, i].tolist() == alone.clipped, rules[i]
+        else:
+            assert not h.clipped[:, i].any()
+        for (name, a), b in zip(ens.member(i).state_dict().items(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"{rules[i]} {name}")
+    assert h.clipped[:, :5].mean(axis=0).min() > 0.2            # every rule fired at these thresholds
+
+
+def test_a_bad_clip_rule_is_refused_before_anything_changes():
+    X, y = _data()
+    ens = Ensemble(_models(dict(), 2))
+    before = {k: v.detach().clone() for k, v in ens.params.items()}
+    with pytest.raises(ValueError, match="clip_rule entries must be one of"):
+        fit_ensemble(ens, (X, y), epochs=1, lr=0.1, clip=1.0, clip_rule=["norm", "tensor"], progress_bar=False)
+    with pytest.raises(ValueError, match="clip_rule must be one of"):
+        fit_ensemble(ens, (X, y), epochs=1, lr=0.1, clip=1.0, clip_rule=["norm"], progress_bar=False)
+    for k, v in ens.params.items():
+        assert torch.equal(v, before[k])
+
+
 def test_per_member_shuffles_and_schedule_equal_fit():
     X, y = _data()
     models = _models(dict(), 3)
