@@ -162,6 +162,21 @@ def test_regression_loss_and_from_seeds():
     torch.testing.assert_close(ens.member(3).state_dict()["fc1.weight"].shape, torch.Size([8, 5]))
 
 
+def test_grad_ratio_is_first_over_last_layer_in_model_order():
+    from helpers.diagnostics import grad_norms_for_batch
+
+    X, y = _data(n=64)
+    ens = from_seeds(lambda: MLP(12, 4, width=8, depth=12, norm="batch"), seeds=[0, 1])
+    assert (ens.first_weight, ens.last_weight) == ("fc1.weight", "out.weight")
+    assert list(ens.params) == [n for n, _ in MLP(12, 4, width=8, depth=12, norm="batch").named_parameters()]
+    expected = []
+    for i in range(2):
+        norms = grad_norms_for_batch(ens.member(i), X, y)
+        expected.append(norms["fc1"] / norms["out"])
+    h = fit_ensemble(ens, (X, y), epochs=1, lr=0.0, batch_size=64, progress_bar=False)
+    np.testing.assert_allclose(h.grad_ratio[0], expected, rtol=1e-4)
+
+
 def test_from_seeds_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
