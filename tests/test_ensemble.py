@@ -42,6 +42,7 @@ CASES = {
     "residual": (dict(residual=True, norm="batch"), "sgd", dict(momentum=0.9)),
     "residual-scaled": (dict(residual=True, residual_scale=0.5), "sgd", dict()),
     "rezero": (dict(residual=True, residual_scale=0.0, learn_residual_scale=True), "adam", dict()),
+    "rms-norm": (dict(norm="rms"), "adam", dict()),      # not on the stacked path: through vmap
 }
 
 
@@ -280,6 +281,13 @@ def test_layers_the_stacked_path_cannot_run_go_through_vmap_and_stay_right():
         torch.testing.assert_close(ens(x)[1], model(x))
     with pytest.raises(ValueError, match="frozen parameter"):
         Ensemble([frozen], backend="stacked")
+
+
+def test_rms_norm_mlps_fall_back_to_vmap():
+    ens = Ensemble(_models(dict(norm="rms"), 2))
+    assert ens.backend == "vmap"
+    with pytest.raises(ValueError, match="RMSNorm"):
+        Ensemble(_models(dict(norm="rms"), 2), backend="stacked")
 
 
 def test_models_configured_differently_are_refused():
