@@ -128,8 +128,10 @@ class Ensemble:
         # the stacked path keeps Linear weights as (N, in, out), so that x @ W needs no transpose
         # in the forward or the backward pass; member() transposes them back
         self._transposed = _transposed_names(self.base) if self.backend == "stacked" else set()
+        # in the model's own order (input to output), never a set's: first_weight / last_weight
+        # and grad_ratio depend on it, and a set's order changes with PYTHONHASHSEED
         self.params = {name: self._stack([s[name] for s in states], name).requires_grad_(True)
-                       for name in trainable}
+                       for name in states[0] if name in trainable}
         self.buffers = {name: torch.stack([s[name] for s in states]).detach().clone()
                         for name in states[0] if name not in self.params}
         self.training = True

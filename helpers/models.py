@@ -52,7 +52,7 @@ def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Mo
     return _FUSED[name](**kwargs)
 
 
-NORM_NAMES = (None, "batch", "layer")
+NORM_NAMES = (None, "batch", "layer", "rms")
 
 
 def _check_bool(name: str, value) -> bool:
@@ -150,8 +150,9 @@ class MLP(_ResidualSequential):
         width: units in every hidden layer.
         depth: number of hidden layers, >= 0.
         activation: a name accepted by :func:`make_activation`.
-        norm: ``None``, ``"batch"`` (:class:`~helpers.normalization.BatchNorm1d`) or
-            ``"layer"`` (:class:`~helpers.normalization.LayerNorm`), just before the activation.
+        norm: ``None``, ``"batch"`` (:class:`~helpers.normalization.BatchNorm1d`),
+            ``"layer"`` (:class:`~helpers.normalization.LayerNorm`) or ``"rms"``
+            (:class:`~helpers.normalization.RMSNorm`, Zhang & Sennrich 2019), just before the activation.
         residual: wrap each hidden layer in a skip connection.
         dropout: drop probability in [0, 1) after each activation (0: no dropout layer).
         residual_scale: :math:`\alpha`, the factor of every residual branch.
@@ -175,7 +176,7 @@ class MLP(_ResidualSequential):
                  activation: str = "relu", norm: str | None = None, residual: bool = False,
                  dropout: float = 0.0, *, residual_scale: float = 1.0,
                  learn_residual_scale: bool = False, from_scratch: bool = False):
-        from helpers.normalization import BatchNorm1d, LayerNorm
+        from helpers.normalization import BatchNorm1d, LayerNorm, RMSNorm
         from helpers.regularization import Dropout
 
         check_int("in_features", in_features, minimum=1)
@@ -198,7 +199,7 @@ class MLP(_ResidualSequential):
             size = fan_in if residual else width
             block = OrderedDict()
             if norm is not None:
-                block[f"norm{i}"] = BatchNorm1d(size) if norm == "batch" else LayerNorm(size)
+                block[f"norm{i}"] = {"batch": BatchNorm1d, "layer": LayerNorm, "rms": RMSNorm}[norm](size)
             block[f"act{i}"] = make_activation(activation, from_scratch=from_scratch)
             if dropout > 0:
                 block[f"drop{i}"] = Dropout(dropout)
@@ -414,7 +415,8 @@ def with_torch_layers(model: nn.Module) -> nn.Module:
     """Swap the course's normalization and dropout layers for PyTorch's own, in place, state included.
 
     :class:`~helpers.normalization.BatchNorm1d`, :class:`~helpers.normalization.BatchNorm2d`,
-    :class:`~helpers.normalization.LayerNorm` and :class:`~helpers.regularization.Dropout`
+    :class:`~helpers.normalization.LayerNorm`, :class:`~helpers.normalization.RMSNorm` and
+    :class:`~helpers.regularization.Dropout`
     compute what their ``torch.nn`` namesakes compute (the tests prove it) but in several
     small operations; PyTorch's fused kernels are faster. Each layer is replaced by its
     torch counterpart under the same name, its state_dict loaded strictly, on the same
@@ -430,7 +432,7 @@ def with_torch_layers(model: nn.Module) -> nn.Module:
         >>> type(net.norm1), type(net.drop1)
         (<class 'torch.nn.modules.batchnorm.BatchNorm1d'>, <class 'torch.nn.modules.dropout.Dropout'>)
     """
-    from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+    from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
     from helpers.regularization import Dropout
 
     if not isinstance(model, nn.Module):
@@ -443,6 +445,8 @@ def with_torch_layers(model: nn.Module) -> nn.Module:
         elif isinstance(m, LayerNorm):
             new = nn.LayerNorm(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
                                bias=m.bias is not None)
+        elif isinstance(m, RMSNorm):
+            new = nn.RMSNorm(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine)
         elif isinstance(m, Dropout):
             return nn.Dropout(m.p).train(m.training)
         else:

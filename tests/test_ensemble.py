@@ -46,6 +46,7 @@ CASES = {
     "residual": (dict(residual=True, norm="batch"), "sgd", dict(momentum=0.9)),
     "residual-scaled": (dict(residual=True, residual_scale=0.5), "sgd", dict()),
     "rezero": (dict(residual=True, residual_scale=0.0, learn_residual_scale=True), "adam", dict()),
+    "rms-norm": (dict(norm="rms"), "adam", dict()),      # not on the stacked path: through vmap
 }
 
 
@@ -232,6 +233,21 @@ def test_grad_ratio_is_first_over_last_weight_in_model_order(build):
     assert h.grad_ratio[0, 1] == pytest.approx(expected, rel=1e-4)
 
 
+def test_grad_ratio_is_first_over_last_layer_in_model_order():
+    from helpers.diagnostics import grad_norms_for_batch
+
+    X, y = _data(n=64)
+    ens = from_seeds(lambda: MLP(12, 4, width=8, depth=12, norm="batch"), seeds=[0, 1])
+    assert (ens.first_weight, ens.last_weight) == ("fc1.weight", "out.weight")
+    assert list(ens.params) == [n for n, _ in MLP(12, 4, width=8, depth=12, norm="batch").named_parameters()]
+    expected = []
+    for i in range(2):
+        norms = grad_norms_for_batch(ens.member(i), X, y)
+        expected.append(norms["fc1"] / norms["out"])
+    h = fit_ensemble(ens, (X, y), epochs=1, lr=0.0, batch_size=64, progress_bar=False)
+    np.testing.assert_allclose(h.grad_ratio[0], expected, rtol=1e-4)
+
+
 def test_from_seeds_leaves_the_global_random_state_alone():
     torch.manual_seed(123)
     expected = torch.rand(3)
@@ -335,6 +351,13 @@ def test_layers_the_stacked_path_cannot_run_go_through_vmap_and_stay_right():
         torch.testing.assert_close(ens(x)[1], model(x))
     with pytest.raises(ValueError, match="frozen parameter"):
         Ensemble([frozen], backend="stacked")
+
+
+def test_rms_norm_mlps_fall_back_to_vmap():
+    ens = Ensemble(_models(dict(norm="rms"), 2))
+    assert ens.backend == "vmap"
+    with pytest.raises(ValueError, match="RMSNorm"):
+        Ensemble(_models(dict(norm="rms"), 2), backend="stacked")
 
 
 def test_models_configured_differently_are_refused():

@@ -87,11 +87,11 @@ def test_scale_init_bad_gain_modifies_nothing(gain):
 
 from helpers.diagnostics import GradientMonitor, layer_grad_norms  # noqa: E402
 from helpers.models import ConvNet, DenseBlock  # noqa: E402
-from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, WeightNormLinear  # noqa: E402
+from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm, WeightNormLinear  # noqa: E402
 from helpers.regularization import Dropout  # noqa: E402
 
 
-@pytest.mark.parametrize("norm, kind", [("batch", BatchNorm1d), ("layer", LayerNorm)])
+@pytest.mark.parametrize("norm, kind", [("batch", BatchNorm1d), ("layer", LayerNorm), ("rms", RMSNorm)])
 def test_mlp_norm_and_dropout_layers_are_the_course_s_own(norm, kind):
     net = MLP(6, 3, width=8, depth=2, norm=norm, dropout=0.2)
     assert [n for n, _ in net.named_children()] == ["fc1", "norm1", "act1", "drop1",
@@ -165,7 +165,7 @@ def test_mlp_with_norm_trains_and_its_buffers_are_in_the_state_dict():
 
 
 @pytest.mark.parametrize("kwargs, error, text", [
-    ({"norm": "group"}, ValueError, r"norm must be one of \('batch', 'layer'\), got 'group'"),
+    ({"norm": "group"}, ValueError, r"norm must be one of \('batch', 'layer', 'rms'\), got 'group'"),
     ({"norm": 1}, TypeError, "norm must be a str"),
     ({"residual": 1}, TypeError, "residual must be a bool, got int"),
     ({"dropout": 1.0}, ValueError, "dropout must be < 1.0, got 1.0"),
@@ -301,6 +301,20 @@ def test_with_torch_layers_on_convnet_and_bad_argument():
     assert isinstance(net.norm2, nn.BatchNorm2d) and not net.norm2.training
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         with_torch_layers("net")
+
+
+def test_with_torch_layers_swaps_rms_norm_for_torch_s_and_computes_the_same():
+    from helpers.models import with_torch_layers
+
+    torch.manual_seed(0)
+    ours = MLP(6, 3, width=8, depth=2, norm="rms").double()
+    with torch.no_grad():
+        ours.norm1.weight.uniform_(0.5, 1.5)
+    x = torch.randn(5, 6, dtype=torch.float64)
+    expected = ours(x)
+    fused = with_torch_layers(ours)
+    assert isinstance(fused.norm1, nn.RMSNorm) and fused.norm1.weight.dtype == torch.float64
+    torch.testing.assert_close(fused(x), expected, rtol=0, atol=1e-12)
 
 
 def test_from_scratch_activations_in_residual_conv_and_dense_models():
