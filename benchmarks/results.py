@@ -1,14 +1,14 @@
 """One command for every budget of DESIGN.md: writes benchmarks/RESULTS.md.
 
 Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick]
-                                    [--only overhead|ensemble]
+                                    [--only notebooks|fresh-clone|overhead|ensemble]
 
 Measures, on this machine:
 
 * every notebook's wall time and peak memory (median of ``--repeat`` runs, each in a fresh
   kernel; :mod:`benchmarks.notebooks`) and the whole course's time; budgets 60 s and 6 min;
 * ``make test`` from a fresh clone, install included (``git clone`` of this repository's
-  HEAD into a temporary directory, with the pip cache of this machine); budget 15 min;
+  HEAD into a temporary directory, with the pip cache of this machine); budget 12 min;
 * ``fit()`` against a hand-written loop and a step with ``GradientMonitor`` against one
   without (:mod:`benchmarks.overhead`); budgets 5 % and 10 %;
 * ``helpers.ensemble``: 32 models trained at once against a loop of ``fit`` over the same 32
@@ -248,16 +248,11 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--skip-fresh-clone", action="store_true")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--only", choices=["overhead", "ensemble"], default=None,
+    parser.add_argument("--only", choices=["notebooks", "fresh-clone", "overhead", "ensemble"], default=None,
                         help="measure one section and replace it in the existing report")
     args = parser.parse_args()
-    if args.only == "overhead":
-        return only_overhead(args)
-    if args.only == "ensemble":
-        lines = ensemble_bench.section(ensemble_bench.measure(args.repeat))
-        print("\n".join(lines))
-        ensemble_bench.update_results(lines, args.output or ROOT / "benchmarks" / "RESULTS.md")
-        return 0
+    if args.only is not None:
+        return only_section(args)
     if args.quick:
         args.repeat = 1
         args.skip_fresh_clone = True
@@ -290,20 +285,28 @@ def main() -> int:
     return 0
 
 
-def only_overhead(args) -> int:
-    """Re-measure the overhead section and splice it into the report (the other sections are kept)."""
+def only_section(args) -> int:
+    """Re-measure one section and splice it into the report (the other sections are kept)."""
     output = args.output or ROOT / "benchmarks" / "RESULTS.md"
-    section = "\n".join(section_overhead(args.repeat))
+    if args.only == "notebooks":
+        lines = section_notebooks(sorted((ROOT / "notebooks").glob("*.ipynb")), args.repeat)
+    elif args.only == "fresh-clone":
+        lines = section_fresh_clone()
+    elif args.only == "overhead":
+        lines = section_overhead(args.repeat)
+    else:
+        lines = ensemble_bench.section(ensemble_bench.measure(args.repeat))
+    section = "\n".join(lines)
     print(section)
     text = output.read_text() if output.exists() else ""
-    start = text.find("## Overhead of `fit()` and `GradientMonitor`")
+    start = text.find(lines[0] + "\n")
     if start < 0:
         text = text.rstrip() + "\n\n" + section
     else:
         end = text.find("\n## ", start + 1)
         text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
     output.write_text(text)
-    print(f"overhead section written to {output}")
+    print(f"section '{lines[0]}' written to {output}")
     return 0
 
 
