@@ -60,7 +60,7 @@ def l2_penalty(parameters, coefficient: float = 1.0) -> torch.Tensor:
     With the :math:`\tfrac12` its gradient is :math:`\lambda p`: plain SGD on
     ``loss + l2_penalty(params, λ)`` takes exactly the steps of
     ``torch.optim.SGD(..., weight_decay=λ)`` on ``loss``. (Keras' ``l2(λ)`` and the
-    seeds' ``λ·Σw²`` have no ½: their λ is half of this one.) The pull towards zero
+    ``λ·Σw²`` of many tutorials have no ½: their λ is half of this one.) The pull towards zero
     is proportional to the weight, so L2 **shrinks** weights without zeroing them.
 
     Args:
