@@ -10,6 +10,7 @@ Modules, one idea each:
 - :mod:`helpers.theory`      mean-field predictions: the per-layer gradient factor chi
 - :mod:`helpers.training`    :func:`~helpers.training.fit` with a divergence guard -> ``History``
 - :mod:`helpers.ensemble`    many seeds / learning rates of one network trained at once, each equal to ``fit``
+- :mod:`helpers.transformer` attention, pre-/post-LN blocks, QK-norm, DeepNorm and a tiny causal LM, equal to torch
 - :mod:`helpers.plotting`    one function per recurring picture
 - :mod:`helpers.progress`    progress bars that stay out of regression-tested outputs
 - :mod:`helpers.claims`      a notebook's measured claims, asserted with a tolerance or over seeds

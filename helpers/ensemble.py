@@ -100,7 +100,9 @@ class Ensemble:
             parameter and buffer names, shapes, dtype and device. They are copied;
             the originals are not modified.
         backend: ``"auto"`` (``"stacked"`` where every layer is supported, else
-            ``"vmap"``), ``"stacked"`` or ``"vmap"``.
+            ``"vmap"``), ``"stacked"`` or ``"vmap"``. A model with its own
+            ``stacked_forward(params, buffers, x)`` method (e.g.
+            :class:`helpers.transformer.TinyCausalLM`) runs the stacked path through it.
 
     Raises:
         TypeError: ``models`` is not a sequence of modules.

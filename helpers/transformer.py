@@ -488,10 +488,12 @@ class TinyCausalLM(nn.Module):
         _, B, T = tokens.shape
         if T > self.max_len:
             raise ValueError(f"tokens are {T} long; this model takes at most max_len={self.max_len}")
-        members = torch.arange(n, device=tokens.device).view(n, 1, 1)
-        h = params["tok.weight"][members, tokens] + params["pos.weight"][:, None, :T]
-        E = h.shape[-1]
-        h = h.reshape(n, B * T, E)
+        # the embedding as a product with one-hot rows: exact, and its backward is a matrix product too
+        # (indexing N stacked tables and scattering the gradient back is several times slower on a CPU)
+        table = params["tok.weight"]
+        one_hot = F.one_hot(tokens.reshape(n, B * T), table.shape[1]).to(table.dtype)
+        E = table.shape[-1]
+        h = (torch.bmm(one_hot, table).view(n, B, T, E) + params["pos.weight"][:, None, :T]).reshape(n, B * T, E)
         mask = causal_mask(T, device=h.device)
         for i, block in enumerate(self.blocks):
             p = f"blocks.{i}."
@@ -506,7 +508,8 @@ class TinyCausalLM(nn.Module):
 
             def attention(x, attn=attn, p=p, kind=kind):
                 qkv = _stacked_linear(x, params, p + "attn.in_proj.")
-                q, k, v = qkv.view(n, B, T, 3, attn.num_heads, attn.head_dim).permute(3, 0, 1, 4, 2, 5)
+                # split the last dimension (its backward is one cheap concatenation), then (n, B, heads, T, d)
+                q, k, v = (t.view(n, B, T, attn.num_heads, attn.head_dim).transpose(2, 3) for t in qkv.split(E, -1))
                 if attn.qk_norm:
                     q = _stacked_norm(q, params, p + "attn.q_norm.", kind, attn.q_norm.eps)
                     k = _stacked_norm(k, params, p + "attn.k_norm.", kind, attn.k_norm.eps)
