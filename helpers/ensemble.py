@@ -679,7 +679,7 @@ def _apply_clip_rules(run, grads, norms, norm) -> torch.Tensor:
     Norm and per-tensor rules scale each member's tensor by one number; the unit-wise (AGC) and
     entry-wise (value) rules work on the members that use them only.
     """
-    ens, n = run.ens, run.ens.n
+    ens = run.ens
     device, dtype = grads[0].device, grads[0].dtype
     if getattr(run, "_plan", None) is None:
         run._plan = _clip_plan(run, device)

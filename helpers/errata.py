@@ -6,7 +6,7 @@ that exists, so the references cannot rot when a notebook is edited.
 
 Example:
     >>> len(ERRATA), ERRATA[0].key, ERRATA[0].seed
-    (19, 'E1', '000')
+    (26, 'E1', '000')
     >>> ERRATA[0].where
     "notebook 03, '5 · Build it: He (Kaiming) initialisation, and two wrong formulas measured'"
 """
@@ -106,6 +106,27 @@ ERRATA: tuple[Erratum, ...] = (
     Erratum("E19", "004", "1.2.2.2", "ReLU makes the whole network's gradient 0",
             "ReLU nets at He init pass gradients; dead units come from bad steps (dying ReLU)",
             "04", "4 · See it: dying ReLU"),
+    Erratum("E20", "000", "1 背景介绍", "gradients that are tiny are called \"vanishing or exploding\"",
+            "tiny is vanishing; exploding is huge — opposite ends of one product",
+            "14", "E20 · tiny gradients are vanishing, not exploding"),
+    Erratum("E21", "000", "3.2.1 权重归一化", "weight normalization prevents exploding gradients",
+            "it reparametrises w = g·v/‖v‖ and starts as the same function: it explodes when the plain net does",
+            "14", "E21 · weight normalization does not bound the gradient"),
+    Erratum("E22", "001", "3.5 (code)", "`learning_rate_decay(t, T, gamma)` returns `learning_rate * gamma**t`",
+            "`learning_rate` is an undefined global (NameError) and `T` is ignored; pass η₀ and use γ^(t/T)",
+            "14", "E22 · a decay function with an undefined global and an unused T"),
+    Erratum("E23", "002", "4.1 (code)", "`tape.watch(x)` with `x = 20.0`, a Python float",
+            "only tensors/variables are watched; differentiate with respect to a tensor",
+            "14", "E23 · differentiating with respect to a Python float"),
+    Erratum("E24", "002", "4.2 (code)", "`w` created inside `simple_model`, then `tape.gradient(y, [w])`",
+            "`w` is local to the function: NameError; create it outside and pass it in",
+            "14", "E24 · a weight that exists only inside the function"),
+    Erratum("E25", "002", "6 Q1; also 004 1.2.3.1", "vanishing gradients leave training stuck in a local minimum",
+            "the early layers' gradient vanishes while the loss is high and the later layers' gradient is not 0",
+            "14", "E25 · a vanished gradient is not a local minimum"),
+    Erratum("E26", "002", "6 Q4", "a too-large learning rate causes vanishing or exploding gradients",
+            "it makes the iterates diverge (η > 2/λ), even with one parameter and no layers",
+            "14", "E26 · a too-large learning rate diverges; it does not make gradients vanish"),
 )
 
 FAQ: tuple[Question, ...] = (
