@@ -33,6 +33,23 @@ def test_pointer_names_an_existing_heading(record):
     assert record.heading in headings(record.notebook), record.where
 
 
+def pointers_in_markdown() -> list[tuple[str, str]]:
+    """Every (notebook number, heading) that a notebook's text points to as: notebook NN, “heading”."""
+    found = []
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+        for number, heading in re.findall(r"(?:notebook )?(\d\d), “([^”]+)”", text):
+            found.append((number, " ".join(heading.split())))
+    return found
+
+
+@pytest.mark.parametrize("number, heading", pointers_in_markdown())
+def test_pointers_in_the_notebooks_text_name_existing_headings(number, heading):
+    """Renaming a heading must not leave a dangling “heading” pointer in another notebook's text."""
+    assert heading in headings(number), f"no heading “{heading}” in notebook {number}"
+
+
 @pytest.mark.parametrize("records", [ERRATA, FAQ], ids=["errata", "faq"])
 def test_keys_are_unique_and_seeds_exist(records):
     keys = [r.key for r in records]
