@@ -72,7 +72,7 @@ ERRATA: tuple[Erratum, ...] = (
             "08", "5 · Dropout does not cure vanishing gradients"),
     Erratum("E8", "001", "3.5 学习率衰减", "learning-rate decay helps against vanishing gradients",
             "η scales every layer alike; the first/last ratio is unchanged",
-            "10", "Seed 000/001's claim: \"learning-rate decay helps against vanishing gradients\""),
+            "10", "A common claim: \"learning-rate decay helps against vanishing gradients\""),
     Erratum("E9", "001", "3.5 学习率衰减", "cosine annealing η_t = η(1 + cos(πt/T))",
             "η_min + ½(η − η_min)(1 + cos(πt/T)); without ½ it starts at 2η",
             "10", "1 · Theory: the schedules as formulas"),
