@@ -347,9 +347,9 @@ class OneCycle(_Chainable):
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.9)
-        >>> sched = OneCycle(opt, total_steps=11, pct_start=0.5, anneal_strategy="linear", div_factor=10.0)
-        >>> [round(sched.lr_at(t, 1.0), 3) for t in (0, 2, 4, 10)]
-        [0.1, 0.55, 1.0, 1e-05]
+        >>> sched = OneCycle(opt, total_steps=10, pct_start=0.5, anneal_strategy="linear", div_factor=10.0)
+        >>> [round(sched.lr_at(t, 1.0), 3) for t in (0, 2, 4, 9)]   # up to the peak at step 4, then down
+        [0.1, 0.55, 1.0, 0.0]
 
     Source: L. N. Smith, N. Topin, "Super-convergence: very fast training of neural networks
     using large learning rates", 2019, §3 (the 1cycle policy).
