@@ -325,10 +325,17 @@ class OneCycle(_Chainable):
     ``cycle_momentum`` the momentum (or Adam's :math:`\beta_1`) runs the other way, from
     ``max_momentum`` down to ``base_momentum`` at the peak and back: a large rate with a
     small momentum. It is *set* at every step (an absolute value, as torch does), so a
-    chained scheduler can change the rate but not the momentum. Up to step :math:`T-1` this
-    equals ``torch.optim.lr_scheduler.OneCycleLR(max_lr=η, total_steps=T, ...)``
-    (two phases), rates and momenta; after it the rate stays at :math:`\eta_{end}` (torch
-    raises).
+    chained scheduler can change the rate but not the momentum. Up to step :math:`T` this
+    equals ``torch.optim.lr_scheduler.OneCycleLR(max_lr=η, total_steps=T, ...)`` (two
+    phases) bit for bit, rates and momenta, also through ``step(epoch)``. As in torch, step
+    :math:`T` (the ``step()`` after the last of :math:`T` training steps, whose rate is never
+    used) extrapolates the second phase past :math:`\eta_{end}` (with ``"linear"`` the rate
+    is then negative), and stepping to :math:`T + 1` raises ``ValueError``.
+
+    Alone, each step evaluates the formula directly (as torch does); when the optimizer's
+    rate is not the formula's previous value (another scheduler or a hand changed it), the
+    step multiplies it by :math:`\eta_t / \eta_{t-1}` instead (the chainable form), so the
+    schedule composes like the others.
 
     Args:
         optimizer: the wrapped optimizer (its lr is the peak).
@@ -343,7 +350,8 @@ class OneCycle(_Chainable):
         last_epoch: the step to resume from (-1: start).
 
     Raises:
-        TypeError, ValueError: on a bad argument, before the optimizer is touched.
+        TypeError, ValueError: on a bad argument, before the optimizer is touched; ValueError
+            when stepped past step :math:`T`, or ``lr_at`` asked for :math:`t > T`.
 
     Example:
         >>> opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0, momentum=0.9)
@@ -383,13 +391,18 @@ class OneCycle(_Chainable):
         super().__init__(optimizer, last_epoch)
 
     def _phase(self, t: int):
-        """(phase 0 or 1, x in [0, 1]) at step t, as torch's OneCycleLR splits the cycle."""
-        t = min(t, self.total_steps - 1)
+        """(phase 0 or 1, x) at step t, as torch's OneCycleLR splits the cycle (x > 1 at t = T)."""
         if t <= self._peak_end:
-            return 0, t / self._peak_end
+            return 0, (t - 0.0) / (self._peak_end - 0.0)
         return 1, (t - self._peak_end) / (self.total_steps - 1 - self._peak_end)
 
+    def _check_step(self, t: int) -> None:
+        if t > self.total_steps:
+            raise ValueError(f"OneCycle has total_steps={self.total_steps} steps; step {t} lies past it "
+                             f"(accepted: 0 <= t <= total_steps, as torch's OneCycleLR)")
+
     def lr_at(self, t: int, base_lr: float) -> float:
+        self._check_step(t)
         phase, x = self._phase(t)
         low = base_lr / self.div_factor
         if phase == 0:
@@ -398,27 +411,48 @@ class OneCycle(_Chainable):
 
     def momentum_at(self, t: int) -> float:
         """The momentum (or :math:`\\beta_1`) at step ``t``: max → base over the rise, base → max after."""
+        self._check_step(t)
         phase, x = self._phase(t)
         if phase == 0:
             return _anneal(self.max_momentum, self.base_momentum, x, self.anneal_strategy)
         return _anneal(self.base_momentum, self.max_momentum, x, self.anneal_strategy)
 
-    def _next_lr(self, lr, t):
+    def _next(self, lr, base, t):
+        """The rate at step t from the current ``lr``: the formula itself when ``lr`` is the formula's
+        value at t - 1 (bit-equal to torch), else the chainable ratio (a rate changed from outside)."""
         if t == 0:
-            return lr * self.lr_at(0, 1.0)
-        if self._is_initial or t >= self.total_steps:
+            return self.lr_at(0, base) if float(lr) == float(base) else lr * self.lr_at(0, 1.0)
+        if self._is_initial:
             return lr
+        if float(lr) == float(self.lr_at(t - 1, base)):
+            return self.lr_at(t, base)
         return lr * (self.lr_at(t, 1.0) / self.lr_at(t - 1, 1.0))
 
-    def get_lr(self) -> list:
-        lrs = super().get_lr()
+    def _set_momentum(self, t: int) -> None:
         if self.cycle_momentum:
-            m = self.momentum_at(max(self.last_epoch, 0))
+            m = self.momentum_at(max(t, 0))
             for group in self.optimizer.param_groups:
                 if self._use_beta1:
                     group["betas"] = (m, *group["betas"][1:])
                 else:
                     group["momentum"] = m
+
+    def step(self, epoch=None) -> None:
+        # refuse before last_epoch moves, so a refused step changes nothing
+        self._check_step(self.last_epoch + 1 if epoch is None else epoch)
+        super().step(epoch)
+
+    def get_lr(self) -> list:
+        t = self.last_epoch
+        self._check_step(t)
+        lrs = [_copy(self._next(group["lr"], base, t)) for group, base in zip(self.optimizer.param_groups,
+                                                                               self.base_lrs)]
+        self._set_momentum(t)
+        return lrs
+
+    def _get_closed_form_lr(self) -> list:
+        lrs = super()._get_closed_form_lr()
+        self._set_momentum(self.last_epoch)  # step(epoch) sets the momentum too, as torch's OneCycleLR
         return lrs
 
 
