@@ -644,11 +644,15 @@ _CLIP_RULES = ("norm", "value", "per_tensor", "agc", "agc_but_last")
 
 def _clip_rules(clip_rule, n: int) -> list[str]:
     """One clip rule per member, from a string or a sequence of n strings."""
-    rules = [clip_rule] * n if isinstance(clip_rule, str) else list(clip_rule) \
-        if isinstance(clip_rule, Sequence) else None
-    if rules is None or len(rules) != n:
+    if not isinstance(clip_rule, (str, Sequence)):
+        raise TypeError(f"clip_rule must be one of {_CLIP_RULES} or a sequence of {n} of them, got "
+                        f"{clip_rule!r} of type {type(clip_rule).__name__}")
+    rules = [clip_rule] * n if isinstance(clip_rule, str) else list(clip_rule)
+    if len(rules) != n:
         raise ValueError(f"clip_rule must be one of {_CLIP_RULES} or a sequence of {n} of them, got {clip_rule!r}")
     for r in rules:
+        if not isinstance(r, str):
+            raise TypeError(f"clip_rule entries must be one of {_CLIP_RULES}, got {r!r} of type {type(r).__name__}")
         if r not in _CLIP_RULES:
             raise ValueError(f"clip_rule entries must be one of {_CLIP_RULES}, got {r!r}")
     return rules
@@ -664,7 +668,8 @@ def _clip_plan(run, device):
 
     ens = run.ens
     last = ens.last_weight
-    last_layer = {last, last.rsplit(".", 1)[0] + ".bias"} if last is not None else set()
+    prefix = last.rpartition(".")[0] if last is not None else ""  # "" for a bare Linear: its bias is "bias"
+    last_layer = {last, f"{prefix}.bias" if prefix else "bias"} if last is not None else set()
     is_norm = torch.tensor([r == "norm" and f for r, f in zip(run.rules, finite)], device=device)
     is_tensor = torch.tensor([r == "per_tensor" and f for r, f in zip(run.rules, finite)], device=device)
     agc_all, agc_most = members("agc"), members("agc", "agc_but_last")
@@ -757,7 +762,8 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
             ``"agc"`` (unit-wise adaptive clipping of every parameter, as
             :func:`helpers.clipping.adaptive_clip_grad_` with ``eps=1e-3``) or
             ``"agc_but_last"`` (AGC on every parameter except the last Linear layer's
-            weight and bias, as Brock et al. 2021, §4.1, advise). ``History.clipped`` records
+            weight and bias — ``weight`` and ``bias`` themselves for a bare ``nn.Linear`` — as
+            Brock et al. 2021, §4.1, advise). ``History.clipped`` records
             whether the rule changed the gradient.
         lr_factors: ``None``, a callable ``step -> factor`` (a float or (N,)), or an
             array (steps,) or (steps, N) of factors: a schedule, e.g. read off

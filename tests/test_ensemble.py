@@ -128,6 +128,36 @@ def test_each_clip_rule_equals_fit_with_that_rule(kind):
     assert h.clipped[:, :5].mean(axis=0).min() > 0.2            # every rule fired at these thresholds
 
 
+@pytest.mark.parametrize("arch", ["linear", "mlp"])
+def test_agc_but_last_leaves_the_last_layers_weight_and_bias_like_fit(arch):
+    """The last layer's bias was named "weight.bias" for a bare Linear, so its real "bias" was clipped."""
+    X, y = _data()
+    torch.manual_seed(3)
+    model = nn.Linear(12, 4) if arch == "linear" else MLP(12, 4, width=16, depth=3)
+    ens = Ensemble([copy.deepcopy(model)])
+    h = fit_ensemble(ens, (X, y), epochs=2, lr=0.3, clip=0.001, clip_rule="agc_but_last",
+                     progress_bar=False, batch_size=32, seed=7)
+    alone = fit(model, (X, y), epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.3),
+                loss_fn=F.cross_entropy, clip=_clip_alone("agc_but_last", 0.001), progress=False,
+                batch_size=32, seed=7)
+    np.testing.assert_allclose(h.member(0).loss, alone.loss, rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(ens.member(0).state_dict().items(), model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+    if arch == "linear":  # nothing but the last layer: agc_but_last clips nothing, like no clipping at all
+        assert not h.clipped.any()
+
+
+@pytest.mark.parametrize("clip_rule", [None, 3, [None, "norm"]])
+def test_a_clip_rule_of_the_wrong_type_is_a_type_error_before_anything_changes(clip_rule):
+    X, y = _data()
+    ens = Ensemble(_models(dict(), 2))
+    before = {k: v.detach().clone() for k, v in ens.params.items()}
+    with pytest.raises(TypeError, match=r"clip_rule.*one of \('norm'.*got (None|3)"):
+        fit_ensemble(ens, (X, y), epochs=1, lr=0.1, clip=1.0, clip_rule=clip_rule, progress_bar=False)
+    for k, v in ens.params.items():
+        assert torch.equal(v, before[k])
+
+
 def test_a_bad_clip_rule_is_refused_before_anything_changes():
     X, y = _data()
     ens = Ensemble(_models(dict(), 2))
