@@ -91,6 +91,16 @@ class Activation(nn.Module):
     """
 
     name = "activation"
+    #: which non-floating inputs the torch counterpart takes (checked in ``forward``, as torch does):
+    #: ``"float"`` none (``elu``, ``gelu``, ... raise on integer and bool tensors); ``"promote"``
+    #: integer and bool tensors, computed in the default float dtype (``torch.sigmoid``,
+    #: ``torch.tanh``); ``"integer"`` integer but not bool tensors, kept integer (``torch.relu``);
+    #: ``"any"`` every dtype (``nn.Identity``)
+    integer_input = "float"
+    #: the torch counterpart, named in the error messages
+    torch_name = "torch.nn"
+    #: whether the torch counterpart takes complex tensors (this module never does)
+    complex_in_torch = False
 
     def function(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -101,6 +111,23 @@ class Activation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{type(self).__name__} expects a tensor, got {type(x).__name__}")
+        rule = self.integer_input
+        if rule == "any":
+            return _HandDerivative.apply(x, self)
+        accepted = {"float": "floating dtypes (float16, bfloat16, float32, float64)",
+                    "promote": "floating dtypes, or integer and bool ones (computed in the default float dtype)",
+                    "integer": "floating and integer dtypes (not bool)"}[rule]
+        if x.is_complex():
+            torch_too = (f"{self.torch_name} accepts complex tensors, this from-scratch version does not"
+                         if self.complex_in_torch else f"as {self.torch_name} refuses them")
+            raise TypeError(f"{type(self).__name__} takes real tensors ({torch_too}), got x of dtype {x.dtype}; "
+                            f"accepted: {accepted}")
+        if not x.is_floating_point():
+            if rule == "promote":
+                x = x.to(torch.get_default_dtype())   # as torch: an integer or bool input gives a float output
+            elif rule == "float" or x.dtype == torch.bool:
+                raise TypeError(f"{type(self).__name__} got x of dtype {x.dtype}, which {self.torch_name} refuses "
+                                f"too; accepted: {accepted}")
         return _HandDerivative.apply(x, self)
 
 
@@ -147,6 +174,9 @@ class Sigmoid(Activation):
     """
 
     name = "sigmoid"
+    integer_input = "promote"
+    torch_name = "torch.sigmoid"
+    complex_in_torch = True
 
     def function(self, x):
         return _sigmoid(x)
@@ -168,6 +198,9 @@ class Tanh(Activation):
     """
 
     name = "tanh"
+    integer_input = "promote"
+    torch_name = "torch.tanh"
+    complex_in_torch = True
 
     def function(self, x):
         return _tanh(x)
@@ -192,6 +225,8 @@ class ReLU(Activation):
     """
 
     name = "relu"
+    integer_input = "integer"
+    torch_name = "torch.relu"
 
     def function(self, x):
         return torch.where(x <= 0, torch.zeros_like(x), x)  # NaN stays NaN
@@ -219,6 +254,8 @@ class LeakyReLU(Activation):
     """
 
     name = "leaky_relu"
+    integer_input = "float"
+    torch_name = "torch.nn.functional.leaky_relu"
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
@@ -252,6 +289,8 @@ class ELU(Activation):
     """
 
     name = "elu"
+    integer_input = "float"
+    torch_name = "torch.nn.functional.elu"
 
     def __init__(self, alpha: float = 1.0):
         super().__init__()
@@ -293,6 +332,8 @@ class SELU(Activation):
     """
 
     name = "selu"
+    integer_input = "float"
+    torch_name = "torch.nn.functional.selu"
     alpha = 1.6732632423543772848170429916717
     scale = 1.0507009873554804934193349852946
 
@@ -326,6 +367,8 @@ class GELU(Activation):
     """
 
     name = "gelu"
+    integer_input = "float"
+    torch_name = "torch.nn.functional.gelu"
 
     def __init__(self, approximate: str = "none"):
         super().__init__()
@@ -371,6 +414,9 @@ class Swish(Activation):
     """
 
     name = "swish"
+    integer_input = "float"
+    torch_name = "torch.nn.functional.silu"
+    complex_in_torch = True
 
     def __init__(self, beta: float = 1.0):
         super().__init__()
@@ -402,6 +448,8 @@ class Mish(Activation):
     """
 
     name = "mish"
+    integer_input = "float"
+    torch_name = "torch.nn.functional.mish"
 
     def function(self, x):
         return x * _tanh(_softplus(x))
@@ -415,6 +463,8 @@ class Identity(Activation):
     r"""No activation: :math:`\varphi(x) = x`, :math:`\varphi'(x) = 1` (a deep *linear* net)."""
 
     name = "identity"
+    integer_input = "any"
+    torch_name = "torch.nn.Identity"
 
     def function(self, x):
         return x.clone()

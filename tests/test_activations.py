@@ -252,3 +252,39 @@ def test_selu_fixes_mean_zero_and_variance_one_for_a_unit_normal_input():
     assert variance_preserving_gain("selu") == pytest.approx(1.0, abs=1e-4)
     assert act.get_activation("selu").derivative(torch.tensor([0.0, 1.0])).tolist() == pytest.approx(
         [act.SELU.scale * act.SELU.alpha, act.SELU.scale])
+
+
+# ---- non-floating inputs: as torch where torch computes, a TypeError where torch refuses
+
+
+def _torch_result(module, x):
+    try:
+        return module(x)
+    except (NotImplementedError, RuntimeError):
+        return None
+
+
+@pytest.mark.parametrize("name", PAIRS)
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64])
+def test_non_floating_inputs_follow_torch(name, dtype):
+    """SELU/ELU/... on integers returned truncated integers; torch refuses them. sigmoid/tanh promote,
+    relu keeps integers (not bool), Identity takes everything. Complex: refused (real-only formulas)."""
+    ours, theirs = PAIRS[name]
+    x = torch.tensor([True, False]) if dtype == torch.bool else torch.tensor([0, 1, 3, 7]).to(dtype)
+    if dtype.is_complex:
+        x = x + 1j
+    expected = _torch_result(theirs, x)
+    if expected is None or (dtype.is_complex and name != "identity"):
+        with pytest.raises(TypeError, match=rf"{type(ours).__name__}.*{dtype}.*accepted"):
+            ours(x)
+        return
+    got = ours(x)
+    assert got.dtype == expected.dtype
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=0)
+
+
+def test_selu_on_negative_integers_is_refused_not_truncated():
+    with pytest.raises(TypeError, match=r"SELU got x of dtype torch.int64.*functional.selu.*accepted: floating"):
+        act.SELU()(torch.tensor([-2, 0, 3]))
+    with pytest.raises(NotImplementedError):
+        nn.SELU()(torch.tensor([-2, 0, 3]))
