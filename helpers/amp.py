@@ -288,6 +288,18 @@ class AccumulatedStep:
     scale: float
 
 
+def _step_skipped(scaler, optimizer, params) -> bool:
+    """Whether ``scaler.step(optimizer)`` will skip the step, by the scaler's own record (after ``unscale_``)."""
+    if hasattr(scaler, "is_enabled") and not scaler.is_enabled():
+        return False  # a disabled scaler always steps, inf or not
+    if isinstance(scaler, DynamicLossScaler):
+        return bool(scaler._state(optimizer)["found_inf"])
+    if isinstance(scaler, torch.amp.GradScaler):
+        return sum(float(v) for v in scaler._found_inf_per_device(optimizer).values()) > 0
+    # another scaler with the same methods: it skips on a non-finite gradient, as both above
+    return not all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
+
+
 def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler, micro_batches,
                       loss_fn, *, max_norm: float | None = None, dtype: torch.dtype | None = torch.float16,
                       ) -> AccumulatedStep:
@@ -319,7 +331,8 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         optimizer: the optimizer of ``model``'s parameters; its gradients are zeroed after the step.
         scaler: a :class:`DynamicLossScaler` or ``torch.amp.GradScaler`` (anything with
             ``scale``, ``unscale_``, ``step``, ``update``, ``get_scale``).
-        micro_batches: a non-empty sequence of ``(x, y)`` pairs (equal sizes for the mean to be exact).
+        micro_batches: a non-empty list or tuple of ``(x, y)`` tensor pairs (equal sizes for
+            the mean to be exact); an iterator is refused (``TypeError``): pass ``list(it)``.
         loss_fn: ``loss_fn(output, y)`` → a scalar mean loss.
         max_norm: clip the accumulated gradient's global 2-norm to this (> 0); ``None``: no clipping.
         dtype: autocast type (``torch.float16``, ``torch.bfloat16``), or ``None`` for no autocast.
@@ -327,8 +340,14 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     Returns:
         :class:`AccumulatedStep`.
 
+    ``skipped`` is the scaler's own decision: a disabled scaler (``enabled=False``) always
+    steps, even on inf/NaN gradients, so ``skipped`` is then ``False``.
+
     Raises:
-        TypeError, ValueError: on a bad argument, before any gradient is computed.
+        TypeError, ValueError: on a bad argument — every micro-batch is checked (an (x, y) pair
+            of tensors holding as many examples) before any gradient is computed. Whatever a
+            forward or backward pass raises midway is re-raised after the gradients (and the
+            model's buffers) are put back as they were before the call.
 
     Example:
         >>> model = torch.nn.Linear(3, 1)
@@ -351,11 +370,24 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     if missing:
         raise TypeError(f"scaler must be a DynamicLossScaler or torch.amp.GradScaler, got "
                         f"{type(scaler).__name__} (lacks {missing})")
-    if not isinstance(micro_batches, list | tuple) or not micro_batches:
-        raise ValueError(f"micro_batches must be a non-empty list or tuple of (x, y) pairs, got {micro_batches!r:.60}")
-    for j, pair in enumerate(micro_batches):
-        if not isinstance(pair, list | tuple) or len(pair) != 2:
-            raise ValueError(f"micro_batches[{j}] must be an (x, y) pair, got {type(pair).__name__}")
+    if not isinstance(micro_batches, list | tuple):
+        raise TypeError(f"micro_batches must be a list or tuple of (x, y) pairs (k is its length; pass "
+                        f"list(...) for an iterator), got {type(micro_batches).__name__}")
+    if not micro_batches:
+        raise ValueError(f"micro_batches must be a non-empty list or tuple of (x, y) pairs, got {micro_batches!r}")
+    for j, pair in enumerate(micro_batches):  # all of them, before the first backward pass
+        if not isinstance(pair, list | tuple):
+            raise TypeError(f"micro_batches[{j}] must be an (x, y) pair of tensors, got {type(pair).__name__}")
+        if len(pair) != 2:
+            raise ValueError(f"micro_batches[{j}] must be an (x, y) pair of tensors, got {len(pair)} items")
+        for name, v in zip(("x", "y"), pair):
+            if not isinstance(v, torch.Tensor):
+                raise TypeError(f"micro_batches[{j}] {name} must be a tensor, got {type(v).__name__}")
+            if v.dim() == 0:
+                raise ValueError(f"micro_batches[{j}] {name} must have a batch dimension, got a 0-d tensor")
+        if len(pair[0]) != len(pair[1]):
+            raise ValueError(f"micro_batches[{j}] x and y must hold as many examples, got {len(pair[0])} "
+                             f"and {len(pair[1])}")
     if not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
     if max_norm is not None:
@@ -368,14 +400,26 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     device_type = params[0].device.type if params else "cpu"
     scale = float(scaler.get_scale())
     total = 0.0
-    for x, y in micro_batches:
-        with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = loss_fn(model(x), y) / k
-        scaler.scale(loss).backward()
-        total += float(loss.detach())
+    # a forward or backward pass that raises midway (a shape error, a loss_fn bug) would leave the
+    # earlier micro-batches' scaled gradients in .grad: put back what was there, then re-raise
+    saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in params]
+    saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    try:
+        for x, y in micro_batches:
+            with torch.autocast(device_type=device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = loss_fn(model(x), y) / k
+            scaler.scale(loss).backward()
+            total += float(loss.detach())
+    except BaseException:
+        with torch.no_grad():
+            for p, g in zip(params, saved_grads):
+                p.grad = g
+            buffers = dict(model.named_buffers())
+            for name, b in saved_buffers.items():
+                buffers[name].copy_(b)
+        raise
     scaler.unscale_(optimizer)
-    grads = [p.grad for p in params if p.grad is not None]
-    skipped = not all(bool(torch.isfinite(g).all()) for g in grads)
+    skipped = _step_skipped(scaler, optimizer, params)
     grad_norm = math.nan
     if max_norm is not None:
         grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))

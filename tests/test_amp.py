@@ -353,6 +353,9 @@ def test_accumulation_equals_one_big_batch_and_clips_the_accumulated_gradient():
 @pytest.mark.parametrize("kwargs, error, text", [
     ({"micro_batches": []}, ValueError, "micro_batches"),
     ({"micro_batches": [(1, 2, 3)]}, ValueError, "micro_batches"),
+    ({"micro_batches": "xy"}, TypeError, "micro_batches must be a list or tuple"),
+    ({"micro_batches": None}, TypeError, "micro_batches"),
+    ({"micro_batches": [3]}, TypeError, r"micro_batches\[0\]"),
     ({"max_norm": 0.0}, ValueError, "max_norm"),
     ({"dtype": torch.int32}, TypeError, "dtype"),
     ({"scaler": object()}, TypeError, "scaler"),
@@ -369,3 +372,60 @@ def test_accumulation_step_bad_arguments_modify_nothing(kwargs, error, text):
         accumulation_step(**args)
     assert all(torch.equal(a, b) for a, b in zip(weights, model.parameters()))
     assert all(p.grad is None for p in model.parameters())
+
+
+def _chunks(x, y, k=3):
+    return list(zip(x[:24].chunk(k), y[:24].chunk(k)))
+
+
+@pytest.mark.parametrize("bad, error, text", [
+    (("x", None), TypeError, r"micro_batches\[3\] x must be a tensor, got str"),
+    ((torch.zeros(8, 10), None), TypeError, r"micro_batches\[3\] y must be a tensor, got NoneType"),
+    ((torch.zeros(8, 10), torch.zeros(5, dtype=torch.long)), ValueError, r"micro_batches\[3\].*8 and 5"),
+    ((torch.zeros(8, 10), torch.tensor(1)), ValueError, r"micro_batches\[3\] y.*0-d"),
+])
+def test_accumulation_step_checks_every_micro_batch_before_the_first_backward(bad, error, text):
+    model, x, y = _accumulation_world()
+    with pytest.raises(error, match=text):
+        accumulation_step(model, torch.optim.SGD(model.parameters(), lr=0.1), DynamicLossScaler(),
+                          _chunks(x, y) + [bad], torch.nn.functional.cross_entropy)
+    assert all(p.grad is None for p in model.parameters())  # no scaled gradient left behind
+
+
+@pytest.mark.parametrize("had_grads", [False, True])
+def test_accumulation_step_failing_midway_puts_the_gradients_back(had_grads):
+    model, x, y = _accumulation_world()
+    if had_grads:
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+    grads = [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+    weights = [p.detach().clone() for p in model.parameters()]
+    bad = (torch.zeros(8, 7), y[:8])  # the wrong number of features: the forward pass raises
+    scaler = DynamicLossScaler()
+    with pytest.raises(RuntimeError):
+        accumulation_step(model, torch.optim.SGD(model.parameters(), lr=0.1), scaler,
+                          _chunks(x, y) + [bad], torch.nn.functional.cross_entropy)
+    for p, g, w in zip(model.parameters(), grads, weights):
+        assert torch.equal(p.detach(), w)
+        assert (p.grad is None) if g is None else torch.equal(p.grad, g)
+    out = accumulation_step(model, torch.optim.SGD(model.parameters(), lr=0.1), scaler, _chunks(x, y),
+                            torch.nn.functional.cross_entropy, dtype=None)  # the scaler still works
+    assert not out.skipped
+
+
+@pytest.mark.parametrize("kind", ["ours", "torch"])
+def test_accumulation_step_skipped_is_the_scalers_decision(kind):
+    """A disabled scaler steps on inf gradients (the weights turn NaN): skipped must say False."""
+    def make(enabled):
+        return (DynamicLossScaler(enabled=enabled) if kind == "ours"
+                else torch.amp.GradScaler("cpu", enabled=enabled))
+
+    def inf_loss(out, target):
+        return torch.nn.functional.cross_entropy(out, target) * math.inf
+
+    for enabled in (False, True):
+        model, x, y = _accumulation_world()
+        before = [p.detach().clone() for p in model.parameters()]
+        out = accumulation_step(model, torch.optim.SGD(model.parameters(), lr=0.1), make(enabled),
+                                _chunks(x, y), inf_loss, dtype=None)
+        stepped = not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+        assert out.skipped == (not stepped) == enabled
