@@ -255,6 +255,9 @@ class LayerNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = _check_trailing(self, x, self.normalized_shape)
+        if not x.is_floating_point():
+            raise TypeError(f"LayerNorm needs a floating input, as torch.nn.LayerNorm, got x of dtype {x.dtype}; "
+                            f"accepted: float16, bfloat16, float32, float64")
         _check_dtype(self, x, self.weight.dtype if self.weight is not None else None)
         xc = _opmath(x)  # float16/bfloat16 normalised in float32 and rounded once, as torch does
         if x.numel() == 0:  # an empty batch: an empty output (no statistics to take), as torch
@@ -295,8 +298,15 @@ class RMSNorm(nn.Module):
 
     Raises:
         TypeError: ``normalized_shape`` not an int or tuple of ints; a non-bool flag; an
-            input that is not a tensor or whose dtype does not match the parameters.
+            input that is not a tensor, or neither floating nor complex.
         ValueError: a size < 1, ``eps`` ≤ 0, or an input not ending in ``normalized_shape``.
+
+    Dtypes as :class:`torch.nn.RMSNorm` (bit for bit): any floating or complex input with a
+    weight of any floating or complex dtype; the output has the input's dtype (a float64
+    input into float32 weights gives float64; a complex weight into a real input loses its
+    imaginary part, with torch's warning). :class:`LayerNorm` is stricter, as
+    ``torch.nn.LayerNorm`` is: the input's dtype must be the weight's, or float16/bfloat16
+    into float32.
 
     Example:
         >>> rms = RMSNorm(4)
@@ -321,12 +331,18 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = _check_trailing(self, x, self.normalized_shape)
-        _check_dtype(self, x, self.weight.dtype if self.weight is not None else None)
+        if not (x.is_floating_point() or x.is_complex()):
+            raise TypeError(f"RMSNorm needs a floating or complex input, as torch.nn.RMSNorm, got x of dtype "
+                            f"{x.dtype}; accepted: float16, bfloat16, float32, float64, complex64, complex128")
         xc = _opmath(x)  # float16/bfloat16 normalised in float32 and rounded once, as torch does
         eps = torch.finfo(xc.dtype).eps if self.eps is None else self.eps
         y = xc * torch.rsqrt(xc.pow(2).mean(dim=tuple(range(-k, 0)), keepdim=True) + eps)
         if self.weight is not None:
-            y = y * _opmath(self.weight)
+            # any weight dtype, as torch: a float16/bfloat16 input takes the weight in float32; another
+            # input multiplies by the weight in the promoted dtype (a float64 weight into a float32 input:
+            # the product in float64); the output has the input's dtype in every case
+            w = self.weight
+            y = y * (w.to(y.dtype) if x.dtype in _LOW_PRECISION else w)
         return y.to(x.dtype)
 
     def extra_repr(self) -> str:

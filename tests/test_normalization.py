@@ -233,7 +233,8 @@ def test_rms_norm_empty_batch_and_independence_of_the_batch():
     ({"normalized_shape": 3, "elementwise_affine": 1}, None, TypeError, "elementwise_affine must be a bool"),
     ({"normalized_shape": 3}, torch.randn(4, 5), ValueError, r"RMSNorm\(3,\) expects an input ending in"),
     ({"normalized_shape": 3}, [1.0, 2.0, 3.0], TypeError, "input must be a tensor"),
-    ({"normalized_shape": 3}, torch.randn(2, 3, dtype=torch.float64), TypeError, "mixed dtype"),
+    ({"normalized_shape": 3}, torch.ones(2, 3, dtype=torch.long), TypeError,
+     r"RMSNorm needs a floating or complex input.*torch.int64; accepted: float16"),
 ])
 def test_rms_norm_bad_arguments(kwargs, x, error, text):
     with pytest.raises(error, match=text):
@@ -412,3 +413,63 @@ def test_mixed_dtype_is_a_clear_error_that_modifies_nothing(layer):
     with pytest.raises(TypeError, match=r"input of dtype torch.float64 does not match .*torch.float32.*mixed dtype"):
         m(torch.randn(8, 4, dtype=torch.float64))
     assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+
+
+# ---- RMSNorm takes every dtype combination torch.nn.RMSNorm takes (its composite path), bit for bit
+
+_RMS_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128]
+
+
+def _rms_weight(dtype, g):
+    return torch.randn(7, generator=g, dtype=dtype) if dtype.is_complex \
+        else torch.randn(7, generator=g, dtype=torch.float64).to(dtype)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch's 'Mismatch dtype' and 'discards the imaginary part'
+@pytest.mark.parametrize("weight_dtype", _RMS_DTYPES + [None])
+@pytest.mark.parametrize("x_dtype", _RMS_DTYPES)
+def test_rms_norm_every_dtype_combination_like_torch(x_dtype, weight_dtype):
+    """float64 input into float32 weights was refused ('mixed dtype'); torch computes it (float64 out)."""
+    g = torch.Generator().manual_seed(0)
+    affine = weight_dtype is not None
+    ours, ref = RMSNorm(7, elementwise_affine=affine), nn.RMSNorm(7, elementwise_affine=affine)
+    if affine:
+        w = _rms_weight(weight_dtype, g)
+        ours, ref = ours.to(weight_dtype), ref.to(weight_dtype)
+        with torch.no_grad():
+            ours.weight.copy_(w)
+            ref.weight.copy_(w)
+    x = _rms_weight(x_dtype, g).repeat(5, 1) * torch.arange(1.0, 6.0).reshape(5, 1).to(x_dtype)
+    ya, yb = ours(x), ref(x)
+    assert ya.dtype == yb.dtype == x_dtype
+    assert torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("x_dtype, weight_dtype", [(torch.float64, torch.float32), (torch.float32, torch.float64),
+                                                   (torch.bfloat16, torch.float64)])
+def test_rms_norm_mixed_dtype_gradients_like_torch(x_dtype, weight_dtype):
+    import warnings
+
+    ours, ref = RMSNorm(7).to(weight_dtype), nn.RMSNorm(7).to(weight_dtype)
+    x = torch.randn(5, 7, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(x_dtype)
+    grads = []
+    for layer in (ours, ref):
+        xi = x.clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (layer(xi).double() * torch.arange(7.0, dtype=torch.float64)).sum().backward()
+        grads.append((xi.grad, layer.weight.grad))
+    # a bfloat16 input's weight gradient is summed in float32 by us, in another order by torch
+    tol = {"rtol": 1e-6, "atol": 1e-6} if x_dtype == torch.bfloat16 else {}
+    for a, b in zip(*grads):
+        assert a.dtype == b.dtype
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.long, torch.complex64])
+def test_layer_norm_refuses_what_torch_refuses_without_weights_too(dtype):
+    x = torch.ones(3, 4, dtype=dtype)
+    with pytest.raises((NotImplementedError, RuntimeError)):
+        nn.LayerNorm(4, elementwise_affine=False)(x)
+    with pytest.raises(TypeError, match=rf"LayerNorm needs a floating input.*{dtype}; accepted"):
+        _N.LayerNorm(4, elementwise_affine=False)(x)
