@@ -237,6 +237,40 @@ CASES.update({
         w.net, [1, 2, 3], F.mse_loss, w.opt), TypeError, r"train_data .*list of \(x, y\) batches"),
 })
 
+# the reviewer's defects: non-floating activations (OneCycle past its end: tests/test_schedulers.py)
+CASES.update({
+    "SELU: an integer tensor": (lambda w: activations.SELU()(torch.tensor([-2, 0, 3])), TypeError,
+                                r"SELU got x of dtype torch.int64.*accepted: floating"),
+    "ELU: a bool tensor": (lambda w: activations.ELU()(torch.tensor([True])), TypeError, r"ELU .*torch.bool"),
+    "ReLU: a bool tensor": (lambda w: activations.ReLU()(torch.tensor([True])), TypeError,
+                            r"ReLU .*torch.bool.*integer dtypes \(not bool\)"),
+    "Sigmoid: a complex tensor": (lambda w: activations.Sigmoid()(torch.tensor([1j])), TypeError,
+                                  r"Sigmoid takes real tensors.*complex64"),
+})
+
+
+def test_reviewer_errors_of_amp_ensemble_and_rms_norm_modify_nothing():
+    """micro_batches an iterator / a bad micro-batch late in the list; clip_rule None; RMSNorm on integers."""
+    from helpers.amp import DynamicLossScaler, accumulation_step
+    from helpers.ensemble import Ensemble, fit_ensemble
+    from helpers.normalization import RMSNorm
+
+    w = _world()
+    before = _snapshot(w)
+    chunks = [(torch.randn(4, 3), torch.randn(4, 2))] * 2
+    for batches, error, text in ((iter(chunks), TypeError, "micro_batches must be a list or tuple"),
+                                 (chunks + [("x", None)], TypeError, r"micro_batches\[2\] x must be a tensor")):
+        with pytest.raises(error, match=text):
+            accumulation_step(w.net, w.opt, DynamicLossScaler(), batches, F.mse_loss, dtype=None)
+    assert all(_same(before[k], v) for k, v in _snapshot(w).items())
+    ens = Ensemble([nn.Linear(3, 2), nn.Linear(3, 2)])
+    params = {k: v.detach().clone() for k, v in ens.params.items()}
+    with pytest.raises(TypeError, match=r"clip_rule must be one of .*got None of type NoneType"):
+        fit_ensemble(ens, w.data, epochs=1, lr=0.1, clip=1.0, clip_rule=None, loss="mse", progress_bar=False)
+    assert _same(params, {k: v.detach() for k, v in ens.params.items()})
+    with pytest.raises(TypeError, match=r"RMSNorm needs a floating or complex input.*torch.int64"):
+        RMSNorm(3)(torch.ones(2, 3, dtype=torch.long))
+
 
 def _frozen(net):
     for p in net.parameters():
