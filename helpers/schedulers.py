@@ -8,7 +8,9 @@ schedulers, ``step()`` does not overwrite the rate with that formula: it multipl
 optimizer's *current* rate by the ratio of two consecutive values of the formula (the
 recursive, "chainable" form). So the schedules compose with each other and with torch's
 (``ChainedScheduler``, ``SequentialLR``), keep a rate changed by hand, and resume from
-``state_dict()``; alone, they follow the closed form. Learning rates may be Python floats
+``state_dict()``; alone, they follow the closed form. :class:`OneCycle` evaluates its formula
+directly while the rate is the formula's previous value (bit-equal to ``OneCycleLR``) and
+falls back to the ratio once the rate was changed from outside. Learning rates may be Python floats
 or one-element tensors (then updated in place), as in ``torch.optim``.
 """
 
