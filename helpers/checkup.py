@@ -11,6 +11,9 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
+from numbers import Real
+
+import torch
 
 from helpers._checks import check_int, check_real
 from helpers.diagnostics import GradientMonitor
@@ -39,35 +42,65 @@ def loss_spikes(losses, factor: float = 2.0, window: int = 10, min_rise: float =
 
     Step :math:`t` is a spike when, with :math:`m_t` the median of the ``window`` losses before it,
 
-    .. math:: L_t > 	ext{factor}\cdot m_t \quad	ext{and}\quad L_t - m_t > 	ext{min\_rise}.
+    .. math:: L_t - m_t > (\text{factor} - 1)\,|m_t| \quad\text{and}\quad L_t - m_t > \text{min\_rise}.
 
-    The ratio finds jumps at any loss level, the absolute rise ignores the noise of a loss that
-    is already near zero. A non-finite loss counts as a spike.
+    For a positive median the first condition is :math:`L_t > \text{factor}\cdot m_t`: the rise
+    is measured relative to the loss's own size, so jumps are found at any loss level. Writing
+    it with :math:`|m_t|` keeps that meaning for losses that can be negative (a log-likelihood
+    bound, a loss with a negative regulariser): a rise from -10 to -9.5 is 5 % of the level,
+    not a spike, whereas :math:`L_t > \text{factor}\cdot m_t` would call any rise above -20 one.
+    The absolute rise ignores the noise of a loss that is already near zero. A non-finite loss
+    counts as a spike.
 
     Args:
-        losses: the per-step training losses (a sequence of numbers).
-        factor: > 1, how many times the recent median a spike exceeds.
+        losses: the per-step training losses, a 1-D sequence of real numbers (a list, a 1-D
+            array or tensor).
+        factor: > 1, how many times the recent median's size a spike exceeds it by, plus one.
         window: >= 1, the number of earlier steps the median is taken over.
         min_rise: >= 0, the smallest absolute jump (in the loss's units, nats for cross-entropy).
 
     Returns:
         the indices of the spiking steps (the first ``window`` steps are never spikes).
 
+    Raises:
+        TypeError: ``losses`` is not a sequence of real numbers (e.g. ``None``, a 2-D history).
+        ValueError: a bad ``factor``, ``window`` or ``min_rise``.
+
     Example:
         >>> loss_spikes([1.0] * 10 + [0.5, 3.0, 0.5, 0.5])
+        [11]
+        >>> loss_spikes([-10.0] * 10 + [-9.5, 1.0])   # a rise of 0.5 is 5 % of |-10|, 11 is 110 %
         [11]
     """
     check_real("factor", factor, minimum=1.0, strict_minimum=True)
     check_int("window", window, minimum=1)
     check_real("min_rise", min_rise, minimum=0.0)
-    values = [float(v) for v in losses]
+    if isinstance(losses, torch.Tensor) or hasattr(losses, "ndim"):
+        if losses.ndim != 1:
+            raise TypeError(f"losses must be a 1-D sequence of real numbers (one loss per step), got an "
+                            f"array of shape {tuple(losses.shape)}")
+        losses = losses.tolist()
+    if isinstance(losses, str | bytes) or not hasattr(losses, "__iter__"):
+        raise TypeError(f"losses must be a 1-D sequence of real numbers (one loss per step), got "
+                        f"{type(losses).__name__}")
+    values = []
+    for i, v in enumerate(losses):
+        if isinstance(v, torch.Tensor) and v.dim() == 0 and not v.is_complex() and v.dtype != torch.bool:
+            v = v.item()
+        if isinstance(v, bool) or not isinstance(v, Real):
+            raise TypeError(f"losses must be a 1-D sequence of real numbers (one loss per step), got "
+                            f"losses[{i}] = {v!r} ({type(v).__name__})")
+        values.append(float(v))
     spikes = []
     for t in range(window, len(values)):
         recent = statistics.median(values[t - window:t]) if all(map(math.isfinite, values[t - window:t])) \
             else math.nan
-        if not math.isfinite(values[t]) or (math.isfinite(recent) and values[t] > factor * recent
-                                            and values[t] - recent > min_rise):
+        if not math.isfinite(values[t]):
             spikes.append(t)
+        elif math.isfinite(recent):
+            rise = values[t] - recent
+            if rise > (factor - 1.0) * abs(recent) and rise > min_rise:
+                spikes.append(t)
     return spikes
 
 

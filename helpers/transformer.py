@@ -79,6 +79,25 @@ def _check_qkv(query, key, value) -> None:
                          f"{value.shape[-2]}")
 
 
+def _check_scale(scale):
+    """torch accepts any real scale (0 and negative ones too) and a 0-d tensor; returns a float."""
+    if isinstance(scale, torch.Tensor):
+        if scale.dim() != 0 or scale.dtype == torch.bool or scale.is_complex():
+            raise TypeError(f"scale must be a real number, a 0-d real tensor or None, got a tensor of shape "
+                            f"{tuple(scale.shape)} and dtype {scale.dtype}")
+        scale = scale.item()
+    return check_real("scale", scale)
+
+
+def _check_mask(attn_mask, query_dtype: torch.dtype) -> None:
+    """torch's rule: a bool mask, or a float one of torch.float32 or the query's dtype."""
+    if not isinstance(attn_mask, torch.Tensor):
+        raise TypeError(f"attn_mask must be a tensor or None, got {type(attn_mask).__name__}")
+    if attn_mask.dtype != torch.bool and attn_mask.dtype not in (torch.float32, query_dtype):
+        raise TypeError(f"attn_mask must be a bool tensor or a float one (torch.float32 or the query's dtype "
+                        f"{query_dtype}), got dtype {attn_mask.dtype} (as torch's scaled_dot_product_attention)")
+
+
 def attention_logits(query: torch.Tensor, key: torch.Tensor, attn_mask: torch.Tensor | None = None,
                      is_causal: bool = False, scale: float | None = None) -> torch.Tensor:
     r"""The masked attention logits :math:`s = QK^\top \cdot \text{scale}` (``-inf`` where masked).
@@ -87,24 +106,33 @@ def attention_logits(query: torch.Tensor, key: torch.Tensor, attn_mask: torch.Te
     """
     _check_qkv(query, key, key)
     _check_bool("is_causal", is_causal)
-    if scale is None:
-        scale = 1.0 / math.sqrt(query.shape[-1])
-    else:
-        check_real("scale", scale, minimum=0.0, strict_minimum=True)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else _check_scale(scale)
     if is_causal and attn_mask is not None:
         raise ValueError("give attn_mask or is_causal=True, not both (as torch's scaled_dot_product_attention)")
+    if attn_mask is not None:
+        _check_mask(attn_mask, query.dtype)
     scores = (query @ key.transpose(-2, -1)) * scale
     L, S = scores.shape[-2:]
     if is_causal:
         attn_mask = torch.ones(L, S, dtype=torch.bool, device=scores.device).tril()
     if attn_mask is not None:
-        if not isinstance(attn_mask, torch.Tensor):
-            raise TypeError(f"attn_mask must be a tensor or None, got {type(attn_mask).__name__}")
         if attn_mask.dtype == torch.bool:
             scores = scores.masked_fill(~attn_mask, -math.inf)
         else:
-            scores = scores + attn_mask
+            scores = scores + attn_mask.to(scores.dtype)
     return scores
+
+
+def _safe_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension that gives 0 (not NaN) on a row where every logit is -inf.
+
+    torch's ``scaled_dot_product_attention`` does the same (its ``_safe_softmax``): a query that may
+    attend to nothing outputs 0, and no gradient flows from that row (no NaN in any gradient).
+    """
+    dead = (scores == -math.inf).all(dim=-1, keepdim=True)
+    if not dead.any():
+        return torch.softmax(scores, dim=-1)
+    return torch.softmax(scores.masked_fill(dead, 0.0), dim=-1).masked_fill(dead, 0.0)
 
 
 def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -125,16 +153,20 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
         key: (..., S, E) keys.
         value: (..., S, Ev) values.
         attn_mask: ``None``; a boolean mask broadcastable to (..., L, S), ``True`` = may attend;
-            or a float mask added to the logits.
+            or a float mask (``torch.float32`` or the query's dtype) added to the logits. A query
+            whose row is masked everywhere (all ``False``, or all ``-inf``) outputs 0 and passes no
+            gradient, as torch's function does.
         is_causal: apply the causal mask (then ``attn_mask`` must be ``None``).
-        scale: the factor of the logits; ``None`` means :math:`1/\sqrt{E}`.
+        scale: the factor of the logits, any real number or a 0-d tensor (as torch);
+            ``None`` means :math:`1/\sqrt{E}`.
 
     Returns:
         (..., L, Ev).
 
     Raises:
-        TypeError: a non-tensor input or mask, a non-bool ``is_causal``.
-        ValueError: mismatched shapes, ``scale`` ≤ 0, or both ``attn_mask`` and ``is_causal``.
+        TypeError: a non-tensor input or mask, a mask of an integer dtype (torch refuses them too),
+            a non-bool ``is_causal``, a non-real ``scale``.
+        ValueError: mismatched shapes, a non-finite ``scale``, or both ``attn_mask`` and ``is_causal``.
 
     Example:
         >>> q = k = v = torch.eye(3).unsqueeze(0)
@@ -145,7 +177,7 @@ def scaled_dot_product_attention(query: torch.Tensor, key: torch.Tensor, value: 
     """
     _check_qkv(query, key, value)
     scores = attention_logits(query, key, attn_mask, is_causal, scale)
-    return torch.softmax(scores, dim=-1) @ value
+    return _safe_softmax(scores) @ value
 
 
 def _make_norm(kind: str, size: int) -> nn.Module:
@@ -243,10 +275,19 @@ class MultiheadSelfAttention(nn.Module):
                 layer.bias.zero_()
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.shape[-1] != self.embed_dim:
-            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"x must be a (batch, length, {self.embed_dim}) tensor, got {got}")
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a (batch, length, {self.embed_dim}) tensor, got {type(x).__name__}")
+        if x.dim() != 3 or x.shape[-1] != self.embed_dim:
+            raise ValueError(f"x must be a (batch, length, {self.embed_dim}) tensor, got shape {tuple(x.shape)}")
         B, T, E = x.shape
+        if attn_mask is not None:
+            _check_mask(attn_mask, x.dtype)
+            try:
+                torch.broadcast_shapes(attn_mask.shape, (B, self.num_heads, T, T))
+            except RuntimeError:
+                raise ValueError(f"attn_mask must broadcast to (batch, heads, length, length) = "
+                                 f"{(B, self.num_heads, T, T)}, e.g. ({T}, {T}); got shape "
+                                 f"{tuple(attn_mask.shape)}") from None
         q, k, v = self.in_proj(x).view(B, T, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if self.qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
@@ -255,10 +296,10 @@ class MultiheadSelfAttention(nn.Module):
         else:
             mask = attn_mask
             if self.causal:
-                causal = causal_mask(T, device=x.device)
+                causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
                 mask = causal & mask if mask.dtype == torch.bool else mask.masked_fill(~causal, -math.inf)
             scores = attention_logits(q, k, mask)
-        weights = torch.softmax(scores, dim=-1)
+        weights = _safe_softmax(scores)
         if self.record_stats:
             with torch.no_grad():
                 allowed = torch.isfinite(scores)
@@ -423,7 +464,9 @@ class TinyCausalLM(nn.Module):
 
     Raises:
         TypeError, ValueError: a bad argument (named, with the value received and what is
-        accepted), before anything is built; tokens of the wrong shape, dtype or length.
+        accepted), before anything is built. ``forward``: TypeError for tokens that are not an
+        integer tensor (bool, float, a list); ValueError for the wrong shape, a length above
+        ``max_len`` or a token outside [0, ``vocab_size``).
 
     Example:
         >>> lm = TinyCausalLM(11, d_model=16, num_heads=2, num_layers=2, max_len=12)
@@ -460,11 +503,18 @@ class TinyCausalLM(nn.Module):
         course_init.xavier_uniform_(self.head.weight)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
-            got = f"{tuple(tokens.shape)} {tokens.dtype}" if isinstance(tokens, torch.Tensor) else type(tokens).__name__
-            raise ValueError(f"tokens must be a (batch, length) integer tensor, got {got}")
+        if not isinstance(tokens, torch.Tensor):
+            raise TypeError(f"tokens must be a (batch, length) integer tensor, got {type(tokens).__name__}")
+        if tokens.dtype == torch.bool or tokens.is_floating_point() or tokens.is_complex():
+            raise TypeError(f"tokens must be a (batch, length) integer tensor (e.g. torch.long), got dtype "
+                            f"{tokens.dtype}")
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be a (batch, length) integer tensor, got shape {tuple(tokens.shape)}")
         if tokens.shape[1] > self.max_len:
             raise ValueError(f"tokens are {tokens.shape[1]} long; this model takes at most max_len={self.max_len}")
+        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
+            raise ValueError(f"tokens must lie in [0, vocab_size) = [0, {self.vocab_size}), got values from "
+                             f"{int(tokens.min())} to {int(tokens.max())}")
         h = self.tok(tokens) + self.pos.weight[:tokens.shape[1]]
         for block in self.blocks:
             h = block(h)
@@ -561,16 +611,23 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) ->
     """
     z_loss = check_real("z_loss", z_loss, minimum=0.0)
     flat, target = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
-    loss = F.cross_entropy(flat, target, ignore_index=-100)
+    keep = (target != -100).to(flat.dtype)
+    count = keep.sum()
+    # sum / count rather than cross_entropy's own mean, so that ensemble_lm_loss (which must
+    # reduce per member) rounds the same way and gives the same bits
+    loss = F.cross_entropy(flat, target, ignore_index=-100, reduction="none").sum() / count
     if z_loss:
-        keep = (target != -100).to(flat.dtype)
         log_z = torch.logsumexp(flat, dim=-1)
-        loss = loss + z_loss * (log_z.square() * keep).sum() / keep.sum()
+        loss = loss + z_loss * (log_z.square() * keep).sum() / count
     return loss
 
 
 def ensemble_lm_loss(z_loss=0.0):
     """:func:`lm_loss` for :func:`helpers.ensemble.fit_ensemble`: (N, B, T, V) logits → (N,) losses.
+
+    Member i's loss is computed with the same operations in the same order as
+    ``lm_loss(logits[i], targets, z_loss_i)`` (tested bit-for-bit on this machine's float path;
+    a different reduction order elsewhere could differ by float32 rounding, ~1e-7 relative).
 
     Args:
         z_loss: :math:`\\lambda_z` >= 0, one number or one per member (a sequence of N numbers).
@@ -591,16 +648,21 @@ def ensemble_lm_loss(z_loss=0.0):
         target = target.expand(n, *target.shape) if target.dim() == out.dim() - 2 else target
         flat = out.reshape(-1, out.shape[-1])
         tflat = target.reshape(-1)
-        per = F.cross_entropy(flat, tflat, ignore_index=-100, reduction="none")
+        keep = (tflat != -100).to(out.dtype).view(n, -1)
+        count = keep.sum(1)
+        # the same operations, in the same order, as lm_loss: the mean cross-entropy, then
+        # z · (sum of the kept log² Z) / count
+        ce = F.cross_entropy(flat, tflat, ignore_index=-100, reduction="none").view(n, -1).sum(1) / count
         if isinstance(z_loss, torch.Tensor):
             if z_loss.numel() != n:
                 raise ValueError(f"z_loss has {z_loss.numel()} entries for an ensemble of {n} members")
-            z = z_loss.to(device=per.device, dtype=per.dtype).repeat_interleave(per.numel() // n)
-            per = per + z * torch.logsumexp(flat, dim=-1).square()
+            z = z_loss.to(device=out.device, dtype=out.dtype)
         elif z_loss:
-            per = per + z_loss * torch.logsumexp(flat, dim=-1).square()
-        keep = (tflat != -100).to(per.dtype).view(n, -1)
-        return (per.view(n, -1) * keep).sum(1) / keep.sum(1)
+            z = z_loss
+        else:
+            return ce
+        log_z = torch.logsumexp(flat, dim=-1).view(n, -1)
+        return ce + z * (log_z.square() * keep).sum(1) / count
 
     return loss
 
@@ -654,6 +716,11 @@ def block_grad_norms(model: nn.Module) -> dict[str, float]:
     Call it after ``loss.backward()``. Reads :func:`helpers.diagnostics.layer_grad_norms`
     and groups the layers named ``blocks.<i>.…``; other layers (the head) are left out.
 
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: no weight of any block has a gradient yet (no backward pass since the model
+            was built or since ``zero_grad()``): reporting 0 would pretend the gradient vanished.
+
     Returns:
         dict {"blocks.0": norm, …}, from input to output.
 
@@ -663,8 +730,14 @@ def block_grad_norms(model: nn.Module) -> dict[str, float]:
         >>> list(block_grad_norms(lm))
         ['blocks.0', 'blocks.1']
     """
-    from helpers.diagnostics import layer_grad_norms
+    from helpers.diagnostics import layer_grad_norms, watched_weights
 
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    in_blocks = [w for name, w in watched_weights(model).items() if name.split(".")[0] == "blocks"]
+    if in_blocks and all(w.grad is None for w in in_blocks):
+        raise ValueError("block_grad_norms needs gradients: no weight of model's blocks has a .grad yet "
+                         "(call loss.backward() first; zero_grad() sets them to None)")
     squares: dict[str, float] = {}
     for name, norm in layer_grad_norms(model).items():
         parts = name.split(".")

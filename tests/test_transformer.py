@@ -299,15 +299,17 @@ def test_attention_entropy_is_log_t_for_uniform_attention():
     (lambda: deepnorm_constants(0), ValueError, ["num_layers"]),
     (lambda: scaled_dot_product_attention(torch.ones(2, 3), torch.ones(2, 4), torch.ones(2, 4)), ValueError,
      ["query and key", "3", "4"]),
-    (lambda: scaled_dot_product_attention(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3), scale=-1.0),
-     ValueError, ["scale"]),
+    (lambda: scaled_dot_product_attention(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3), scale="1"),
+     TypeError, ["scale", "'1'"]),
+    (lambda: scaled_dot_product_attention(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3),
+                                          scale=torch.ones(2)), TypeError, ["scale", "0-d", "(2,)"]),
     (lambda: scaled_dot_product_attention(torch.ones(2, 3), torch.ones(2, 3), torch.ones(2, 3),
                                           attn_mask=torch.ones(2, 2, dtype=torch.bool), is_causal=True),
      ValueError, ["attn_mask", "is_causal"]),
     (lambda: lm_loss(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.long), z_loss=-1.0), ValueError,
      ["z_loss"]),
     (lambda: TinyCausalLM(5, 8, 2, 1, 4)(torch.zeros(1, 5, dtype=torch.long)), ValueError, ["max_len=4", "5"]),
-    (lambda: TinyCausalLM(5, 8, 2, 1, 4)(torch.zeros(1, 3)), ValueError, ["tokens", "integer"]),
+    (lambda: TinyCausalLM(5, 8, 2, 1, 4)(torch.zeros(1, 3)), TypeError, ["tokens", "integer"]),
     (lambda: attention_stats(nn.Linear(2, 2), torch.zeros(1, 2)), ValueError, ["MultiheadSelfAttention"]),
     (lambda: loss_spikes([1.0], factor=1.0), ValueError, ["factor"]),
 ])
@@ -337,3 +339,171 @@ def test_default_initialisation_is_xavier():
     for part in attn.in_proj.weight.chunk(3):
         assert part.abs().max() <= bound and part.std() > 0.8 * bound / math.sqrt(3)
     assert (attn.in_proj.bias == 0).all() and (attn.out_proj.bias == 0).all()
+
+
+# ---------------------------------------------------------------------------- hostile-review fixes
+
+def _fully_masked_masks(dtype):
+    allowed = torch.rand(5, 5, generator=torch.Generator().manual_seed(3)) > 0.4
+    allowed[:, 0] = True
+    allowed[0] = False                                    # query 0 may attend to nothing
+    allowed[3] = False
+    additive = torch.zeros(5, 5, dtype=dtype).masked_fill(~allowed, -math.inf)
+    return [allowed, additive]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("which", [0, 1], ids=["bool", "float"])
+def test_fully_masked_rows_output_zero_like_torch(dtype, which):
+    """torch's safe softmax: a query that may attend to nothing outputs 0 and passes no gradient."""
+    mask = _fully_masked_masks(dtype)[which]
+    q, k, v = _qkv(dtype)
+    q2, k2, v2 = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    ours = scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    ref = F.scaled_dot_product_attention(q2, k2, v2, attn_mask=mask)
+    assert not ours.isnan().any() and (ours[..., 0, :] == 0).all() and (ours[..., 3, :] == 0).all()
+    tol = 1e-6 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    ref.backward(grad)
+    for a, b in ((q, q2), (k, k2), (v, v2)):
+        assert not a.grad.isnan().any()
+        torch.testing.assert_close(a.grad, b.grad, rtol=tol * 10, atol=tol * 10)
+
+
+def test_multihead_attention_with_a_fully_masked_row_equals_torch():
+    torch.manual_seed(4)
+    ref = nn.MultiheadAttention(8, 2, batch_first=True)
+    ours = MultiheadSelfAttention(8, 2, causal=False)
+    ours.load_state_dict(ref.state_dict())
+    allowed = torch.ones(5, 5, dtype=torch.bool)
+    allowed[2] = False
+    x = torch.randn(3, 5, 8, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    got = ours(x, allowed)
+    # torch's module gives NaN on that row (its own softmax); its functional form is the reference
+    q, k, v = F.linear(x2, ref.in_proj_weight, ref.in_proj_bias).view(3, 5, 3, 2, 4).permute(2, 0, 3, 1, 4)
+    heads = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed).transpose(1, 2).reshape(3, 5, 8)
+    expected = ref.out_proj(heads)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+    expected.sum().backward()
+    assert not x.grad.isnan().any()
+    torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    # the causal module (every row keeps its diagonal unless the mask removes it) takes the same path
+    causal = MultiheadSelfAttention(8, 2)
+    assert not causal(torch.randn(2, 5, 8), allowed).isnan().any()
+
+
+@pytest.mark.parametrize("scale", [0.0, -0.7, torch.tensor(0.5), torch.tensor(-2.0, dtype=torch.float64)])
+def test_attention_accepts_every_scale_torch_accepts(scale):
+    q, k, v = _qkv(torch.float64)
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, scale=scale),
+                               F.scaled_dot_product_attention(q, k, v, scale=scale))
+
+
+def test_a_float32_mask_with_float64_queries_is_accepted_like_torch():
+    q, k, v = _qkv(torch.float64)
+    mask = torch.randn(5, 5, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(scaled_dot_product_attention(q, k, v, attn_mask=mask),
+                               F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+
+@pytest.mark.parametrize("mask_dtype", [torch.long, torch.int32, torch.uint8, torch.float16])
+def test_masks_torch_refuses_are_refused(mask_dtype):
+    q, k, v = _qkv(torch.float32)
+    mask = torch.zeros(5, 5, dtype=mask_dtype)
+    with pytest.raises(RuntimeError):
+        F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    with pytest.raises(TypeError) as info:
+        scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert "attn_mask" in str(info.value) and str(mask_dtype) in str(info.value) and "bool" in str(info.value)
+    mha = MultiheadSelfAttention(8, 2)
+    with pytest.raises(TypeError, match="attn_mask"):
+        mha(torch.randn(2, 5, 8), torch.zeros(5, 5, dtype=mask_dtype))
+
+
+def test_multihead_attention_masks_and_inputs_get_clear_errors():
+    torch.manual_seed(0)
+    mha = MultiheadSelfAttention(8, 2)
+    before = copy.deepcopy(mha.state_dict())
+    x = torch.randn(2, 4, 8)
+    cases = [
+        (lambda: mha(x, torch.ones(6, 6, dtype=torch.bool)), ValueError, ["attn_mask", "(6, 6)", "(4, 4)"]),
+        (lambda: mha(x, [[True]]), TypeError, ["attn_mask", "list"]),
+        (lambda: mha(x, torch.zeros(4, 4, dtype=torch.float64)), TypeError, ["attn_mask", "torch.float64"]),
+        (lambda: mha([1, 2]), TypeError, ["x", "list"]),
+        (lambda: mha(torch.randn(2, 4, 6)), ValueError, ["x", "(2, 4, 6)"]),
+    ]
+    for build, error, words in cases:
+        with pytest.raises(error) as info:
+            build()
+        for word in words:
+            assert word in str(info.value), (word, str(info.value))
+    for name, value in mha.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    # what torch accepts works: an empty sequence with an empty mask, a float32 mask
+    assert mha(torch.randn(2, 0, 8), torch.ones(0, 0, dtype=torch.bool)).shape == (2, 0, 8)
+    assert mha(x, torch.zeros(4, 4)).shape == (2, 4, 8)
+
+
+@pytest.mark.parametrize("tokens, error, words", [
+    (torch.tensor([[0, 7]]), ValueError, ["tokens", "vocab_size", "[0, 5)", "7"]),
+    (torch.tensor([[0, -1]]), ValueError, ["tokens", "vocab_size", "-1"]),
+    (torch.tensor([[True, False]]), TypeError, ["tokens", "integer", "torch.bool"]),
+    (torch.zeros(1, 3), TypeError, ["tokens", "integer", "torch.float32"]),
+    ([[0, 1]], TypeError, ["tokens", "list"]),
+    (torch.zeros(3, dtype=torch.long), ValueError, ["tokens", "(3,)"]),
+])
+def test_lm_tokens_get_clear_errors(tokens, error, words):
+    torch.manual_seed(0)
+    lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=2, max_len=6)
+    with pytest.raises(error) as info:
+        lm(tokens)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))
+
+
+def test_block_grad_norms_refuses_a_model_without_gradients():
+    torch.manual_seed(0)
+    lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=2, max_len=4)
+    with pytest.raises(ValueError, match="backward"):
+        block_grad_norms(lm)
+    with pytest.raises(TypeError, match="model"):
+        block_grad_norms("x")
+    lm(torch.zeros(2, 4, dtype=torch.long)).sum().backward()
+    assert all(v > 0 for v in block_grad_norms(lm).values())
+    lm.zero_grad()
+    with pytest.raises(ValueError, match="backward"):
+        block_grad_norms(lm)
+
+
+@pytest.mark.parametrize("z_loss", [0.0, 1e-4, 1e-2, [1e-2, 0.0, 0.5]])
+def test_ensemble_lm_loss_equals_lm_loss_bit_for_bit(z_loss):
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        logits = torch.randn(3, 4, 7, 11, generator=g) * 3
+        targets = torch.randint(0, 11, (4, 7), generator=g)
+        targets[0, :2] = -100
+        zs = z_loss if isinstance(z_loss, list) else [z_loss] * 3
+        expected = torch.stack([lm_loss(logits[i], targets, zs[i]) for i in range(3)])
+        assert torch.equal(ensemble_lm_loss(z_loss)(logits, targets), expected), seed
+
+
+def test_loss_spikes_is_scale_sensible_for_negative_losses_and_checks_its_input():
+    assert loss_spikes([-10.0] * 10 + [-9.5]) == []              # a 5 % rise, not a spike
+    assert loss_spikes([-10.0] * 10 + [1.0]) == [10]             # 110 % of |median|
+    assert loss_spikes([-0.05] * 10 + [0.2]) == [10]             # rise 0.25 > 2 × 0.05 and > 0.1
+    # for a positive median the rule is L > factor × median, as before
+    assert loss_spikes([2.0] * 10 + [4.01]) == [10] and loss_spikes([2.0] * 10 + [3.99]) == []
+    assert loss_spikes(torch.tensor([1.0] * 10 + [3.0])) == [10]
+    assert loss_spikes([torch.tensor(1.0)] * 10 + [torch.tensor(3.0)]) == [10]
+    for bad, words in (([[1.0, 2.0]] * 12, ["losses", "1-D", "[1.0, 2.0]"]),
+                       (torch.ones(12, 2), ["losses", "1-D", "(12, 2)"]),
+                       (None, ["losses", "NoneType"]),
+                       ("1234", ["losses", "str"])):
+        with pytest.raises(TypeError) as info:
+            loss_spikes(bad)
+        for word in words:
+            assert word in str(info.value), (word, str(info.value))
