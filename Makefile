@@ -56,7 +56,7 @@ lint: install
 	$(BIN)/ruff check .
 
 unit: install
-	$(BIN)/python -m pytest -q tests helpers
+	$(BIN)/python -m pytest -q -n 2 tests helpers
 
 # NB= narrows it to some notebooks, e.g. make nbval NB=notebooks/02_vanishing_exploding.ipynb
 NB ?= notebooks
@@ -88,7 +88,7 @@ browser:
 
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q tests helpers
+	$(BIN)/python -m pytest -q -n 2 tests helpers
 	bash tools/float_paths.sh $(BIN)/python $(NBVAL_RUN) notebooks
 
 # The executed notebooks as committed (nothing is run), to a static site that works offline.
