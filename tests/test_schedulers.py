@@ -307,10 +307,8 @@ def _assert_same(ours, theirs, exact):
         np.testing.assert_allclose(ours, theirs, rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", sorted(PAIRS16))
-@pytest.mark.parametrize("variant", ["alone", "chained", "manual", "resumed", "chained+resumed"])
-def test_composes_like_its_torch_counterpart(name, variant):
-    ours, theirs, exact = PAIRS16[name]
+def _variant(variant: str) -> dict:
+    """_trace's keywords for a composition variant: chained with ExponentialLR, a manual change, resumed."""
     kw = {}
     if "chained" in variant:
         kw["chain"] = lambda o: L.ExponentialLR(o, 0.9)
@@ -318,6 +316,14 @@ def test_composes_like_its_torch_counterpart(name, variant):
         kw["manual"] = 4
     if "resumed" in variant:
         kw["resume_at"] = 5
+    return kw
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS16))
+@pytest.mark.parametrize("variant", ["alone", "chained", "manual", "resumed", "chained+resumed"])
+def test_composes_like_its_torch_counterpart(name, variant):
+    ours, theirs, exact = PAIRS16[name]
+    kw = _variant(variant)
     _assert_same(_trace(ours, **kw), _trace(theirs, **kw), exact)
 
 
@@ -539,13 +545,7 @@ NEW15 = {
 @pytest.mark.parametrize("variant", ["alone", "chained", "manual", "resumed", "chained+resumed"])
 def test_new_schedules_compose_like_a_chainable_torch_reference(name, variant):
     ours, closed = NEW15[name]
-    kw = {}
-    if "chained" in variant:
-        kw["chain"] = lambda o: L.ExponentialLR(o, 0.9)
-    if variant == "manual":
-        kw["manual"] = 4
-    if "resumed" in variant:
-        kw["resume_at"] = 5
+    kw = _variant(variant)
     np.testing.assert_allclose(_trace(ours, **kw), _trace(_ratio_reference(closed), **kw), rtol=1e-12)
 
 

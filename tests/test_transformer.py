@@ -35,6 +35,20 @@ def _qkv(dtype, shape=(2, 3, 5, 4), seed=0):
     return [torch.randn(shape, generator=g, dtype=dtype, requires_grad=True) for _ in range(3)]
 
 
+def _assert_attention_equals_torch(ours_qkv, torch_qkv, **kwargs):
+    """Outputs and the gradients of q, k, v equal F.scaled_dot_product_attention's; returns our output."""
+    ours = scaled_dot_product_attention(*ours_qkv, **kwargs)
+    ref = F.scaled_dot_product_attention(*torch_qkv, **kwargs)
+    tol = 1e-6 if ours.dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
+    grad = torch.randn_like(ours)
+    ours.backward(grad)
+    ref.backward(grad)
+    for a, b in zip(ours_qkv, torch_qkv):
+        torch.testing.assert_close(a.grad, b.grad, rtol=tol * 10, atol=tol * 10)
+    return ours
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mask_kind", ["none", "causal", "bool", "float"])
 def test_attention_equals_torch_outputs_and_gradients(dtype, mask_kind):
@@ -48,15 +62,7 @@ def test_attention_equals_torch_outputs_and_gradients(dtype, mask_kind):
         kwargs["attn_mask"][:, 0] = True                      # every query sees at least one key
     elif mask_kind == "float":
         kwargs["attn_mask"] = torch.randn(5, 5, generator=torch.Generator().manual_seed(1), dtype=dtype)
-    ours = scaled_dot_product_attention(q, k, v, **kwargs)
-    ref = F.scaled_dot_product_attention(q2, k2, v2, **kwargs)
-    tol = 1e-6 if dtype == torch.float32 else 1e-12
-    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
-    grad = torch.randn_like(ours)
-    ours.backward(grad)
-    ref.backward(grad)
-    for a, b in ((q, q2), (k, k2), (v, v2)):
-        torch.testing.assert_close(a.grad, b.grad, rtol=tol * 10, atol=tol * 10)
+    _assert_attention_equals_torch((q, k, v), (q2, k2, v2), **kwargs)
 
 
 def test_attention_scale_and_causal_mask():
@@ -359,17 +365,9 @@ def test_fully_masked_rows_output_zero_like_torch(dtype, which):
     mask = _fully_masked_masks(dtype)[which]
     q, k, v = _qkv(dtype)
     q2, k2, v2 = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
-    ours = scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    ref = F.scaled_dot_product_attention(q2, k2, v2, attn_mask=mask)
+    ours = _assert_attention_equals_torch((q, k, v), (q2, k2, v2), attn_mask=mask)
     assert not ours.isnan().any() and (ours[..., 0, :] == 0).all() and (ours[..., 3, :] == 0).all()
-    tol = 1e-6 if dtype == torch.float32 else 1e-12
-    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
-    grad = torch.randn_like(ours)
-    ours.backward(grad)
-    ref.backward(grad)
-    for a, b in ((q, q2), (k, k2), (v, v2)):
-        assert not a.grad.isnan().any()
-        torch.testing.assert_close(a.grad, b.grad, rtol=tol * 10, atol=tol * 10)
+    assert not any(t.grad.isnan().any() for t in (q, k, v))
 
 
 def test_multihead_attention_with_a_fully_masked_row_equals_torch():
