@@ -20,6 +20,13 @@ def check_int(name: str, value, *, minimum: int | None = None) -> int:
     return int(value)
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` if it is a bool (True or False); 0/1 and strings are refused."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+    return value
+
+
 def check_real(
     name: str,
     value,

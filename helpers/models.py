@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from helpers import activations
-from helpers._checks import check_choice, check_int, check_int_sequence, check_real
+from helpers._checks import check_bool, check_choice, check_int, check_int_sequence, check_real
 from helpers._layers import WEIGHTED_LAYERS
 
 # PyTorch's fused modules under the course's names. tests/test_activations.py proves each
@@ -53,12 +53,6 @@ def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Mo
 
 
 NORM_NAMES = (None, "batch", "layer", "rms")
-
-
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
-    return value
 
 
 def _check_norm(norm, choices=NORM_NAMES):
@@ -185,11 +179,11 @@ class MLP(_ResidualSequential):
         check_int("depth", depth, minimum=0)
         check_choice("activation", activation, ACTIVATION_NAMES)
         _check_norm(norm)
-        _check_bool("residual", residual)
+        check_bool("residual", residual)
         dropout = check_real("dropout", dropout, minimum=0.0, maximum=1.0, strict_maximum=True)
         residual_scale = check_real("residual_scale", residual_scale)
-        _check_bool("learn_residual_scale", learn_residual_scale)
-        _check_bool("from_scratch", from_scratch)
+        check_bool("learn_residual_scale", learn_residual_scale)
+        check_bool("from_scratch", from_scratch)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         plan: list = []
         fan_in = in_features
@@ -300,10 +294,10 @@ class ConvNet(_ResidualSequential):
         check_int("out_features", out_features, minimum=1)
         check_choice("activation", activation, ACTIVATION_NAMES)
         _check_norm(norm, (None, "batch"))
-        _check_bool("residual", residual)
+        check_bool("residual", residual)
         residual_scale = check_real("residual_scale", residual_scale)
-        _check_bool("learn_residual_scale", learn_residual_scale)
-        _check_bool("from_scratch", from_scratch)
+        check_bool("learn_residual_scale", learn_residual_scale)
+        check_bool("from_scratch", from_scratch)
         check_int("image_size", image_size, minimum=1)
         layers: OrderedDict[str, nn.Module] = OrderedDict(image=_AsImage(image_size))
         plan: list = ["image"]

@@ -13,7 +13,7 @@ from numbers import Integral
 import torch
 from torch import nn
 
-from helpers._checks import check_int, check_real
+from helpers._checks import check_bool, check_int, check_real
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -73,8 +73,7 @@ class _BatchNorm(nn.Module):
         check_int("num_features", num_features, minimum=1)
         check_real("eps", eps, minimum=0.0, strict_minimum=True)
         momentum = _check_momentum(momentum)
-        if not isinstance(affine, bool):
-            raise TypeError(f"affine must be a bool, got {type(affine).__name__} ({affine!r})")
+        check_bool("affine", affine)
         super().__init__()
         self.num_features, self.eps, self.momentum, self.affine = num_features, eps, momentum, affine
         if affine:
@@ -245,8 +244,7 @@ class LayerNorm(nn.Module):
         normalized_shape = _check_normalized_shape(normalized_shape)
         check_real("eps", eps, minimum=0.0, strict_minimum=True)
         for name, flag in (("elementwise_affine", elementwise_affine), ("bias", bias)):
-            if not isinstance(flag, bool):
-                raise TypeError(f"{name} must be a bool, got {type(flag).__name__} ({flag!r})")
+            check_bool(name, flag)
         super().__init__()
         self.normalized_shape = normalized_shape
         self.eps, self.elementwise_affine = eps, elementwise_affine
@@ -322,9 +320,7 @@ class RMSNorm(nn.Module):
         normalized_shape = _check_normalized_shape(normalized_shape)
         if eps is not None:
             check_real("eps", eps, minimum=0.0, strict_minimum=True)
-        if not isinstance(elementwise_affine, bool):
-            raise TypeError(f"elementwise_affine must be a bool, got {type(elementwise_affine).__name__} "
-                            f"({elementwise_affine!r})")
+        check_bool("elementwise_affine", elementwise_affine)
         super().__init__()
         self.normalized_shape, self.eps, self.elementwise_affine = normalized_shape, eps, elementwise_affine
         self.weight = nn.Parameter(torch.ones(normalized_shape)) if elementwise_affine else None
@@ -385,8 +381,7 @@ class WeightNormLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True):
         check_int("in_features", in_features, minimum=1)
         check_int("out_features", out_features, minimum=1)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be a bool, got {type(bias).__name__} ({bias!r})")
+        check_bool("bias", bias)
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         template = nn.Linear(in_features, out_features, bias=bias)

@@ -32,19 +32,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import init as course_init
-from helpers._checks import check_choice, check_int, check_real
+from helpers._checks import check_bool, check_choice, check_int, check_real
 from helpers.normalization import LayerNorm, RMSNorm
 
 NORM_POSITIONS = ("post", "pre")
 NORMS = ("layer", "rms")
 RESIDUALS = ("standard", "scaled", "deepnorm", "rezero")
 ACTIVATIONS = ("gelu", "relu")
-
-
-def _check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} ({value!r})")
-    return value
 
 
 def causal_mask(length: int, device=None) -> torch.Tensor:
@@ -105,7 +99,7 @@ def attention_logits(query: torch.Tensor, key: torch.Tensor, attn_mask: torch.Te
     See :func:`scaled_dot_product_attention` for the arguments; returns shape (..., L, S).
     """
     _check_qkv(query, key, key)
-    _check_bool("is_causal", is_causal)
+    check_bool("is_causal", is_causal)
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else _check_scale(scale)
     if is_causal and attn_mask is not None:
         raise ValueError("give attn_mask or is_causal=True, not both (as torch's scaled_dot_product_attention)")
@@ -239,7 +233,7 @@ class MultiheadSelfAttention(nn.Module):
         if embed_dim % num_heads:
             raise ValueError(f"num_heads must divide embed_dim, got embed_dim={embed_dim}, num_heads={num_heads}")
         for name, value in (("bias", bias), ("causal", causal), ("qk_norm", qk_norm)):
-            _check_bool(name, value)
+            check_bool(name, value)
         check_choice("norm", norm, NORMS)
         init_scale = check_real("init_scale", init_scale, minimum=0.0, strict_minimum=True)
         super().__init__()
@@ -393,7 +387,7 @@ class TransformerBlock(nn.Module):
         check_choice("norm", norm, NORMS)
         check_choice("activation", activation, ACTIVATIONS)
         for name, value in (("qk_norm", qk_norm), ("rezero", rezero), ("causal", causal)):
-            _check_bool(name, value)
+            check_bool(name, value)
         residual_scale = check_real("residual_scale", residual_scale, minimum=0.0, strict_minimum=True)
         branch_scale = check_real("branch_scale", branch_scale, minimum=0.0, strict_minimum=True)
         init_scale = check_real("init_scale", init_scale, minimum=0.0, strict_minimum=True)
