@@ -1,4 +1,4 @@
-"""Where tensors live and how every random generator is seeded.
+"""Where tensors live, how every random generator is seeded, and how freed CPU memory is kept.
 
 The course runs on the CPU by default so that every learner sees the same numbers.
 Set the environment variable ``COURSE_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``, ``mps``
@@ -7,7 +7,9 @@ or ``auto``) to move every notebook to an accelerator without editing it.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import random
 
 import numpy as np
@@ -96,3 +98,56 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)  # noqa: NPY002 -- learners' code may use the legacy global RNG
     torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+# mallopt(3) parameter numbers, from glibc's <malloc.h>
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 * 2**20    # glibc's largest allowed value on 64-bit systems
+_TRIM_THRESHOLD = 512 * 2**20
+_kept: bool | None = None       # the outcome of the first call; later calls are free
+
+
+def keep_freed_memory() -> bool:
+    r"""Make the C allocator reuse freed CPU memory instead of handing it back to the OS.
+
+    glibc's ``malloc`` serves every block above ``M_MMAP_THRESHOLD`` with fresh pages from
+    the operating system and returns the top of its heap once more than ``M_TRIM_THRESHOLD``
+    bytes there are free. A training step frees its activations and gradients and the next
+    step asks for the same sizes again, so every 4 KiB page of them is faulted in anew. For
+    32 stacked MLPs of width 64 (tensors of 512 KiB) that was 3,600 page faults and a third
+    of the step's time on a 2-core machine. This sets both thresholds through ``mallopt``
+    (blocks up to 32 MiB come from the heap; up to 512 MiB of free heap is kept), the same
+    settings as ``MALLOC_MMAP_THRESHOLD_``/``MALLOC_TRIM_THRESHOLD_`` in the environment.
+    The process then keeps, at most, the memory it already peaked at; numbers do not change.
+
+    :func:`helpers.training.fit` and :func:`helpers.ensemble.fit_ensemble` call it; the
+    first call decides, later ones return the same answer at no cost.
+
+    Returns:
+        ``True`` if the C library is glibc and accepted both settings, ``False`` elsewhere
+        (macOS, Windows and musl allocators keep freed blocks their own way).
+
+    Source: the GNU C Library manual, "Memory Allocation Tunables" and ``mallopt(3)``;
+    PyTorch's CPU performance tuning guide recommends a caching allocator for the same reason.
+
+    Example:
+        >>> keep_freed_memory() in (True, False)
+        True
+    """
+    global _kept
+    if _kept is None:
+        _kept = _set_malloc_thresholds()
+    return _kept
+
+
+def _set_malloc_thresholds() -> bool:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    # mmap threshold first: setting it switches off glibc's dynamic adjustment of both
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))

@@ -46,6 +46,7 @@ from torch import nn
 from helpers import activations
 from helpers._checks import check_choice, check_int, check_int_sequence, check_real
 from helpers.data import _check_data, _is_xy
+from helpers.device import keep_freed_memory
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
 from helpers.recurrent import SequenceModel
@@ -225,6 +226,7 @@ def _check_models(models) -> list[nn.Module]:
             raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(m).__name__}")
     first = models[0]
     shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in first.state_dict().items()}
+    layout = None
     if not any(p.requires_grad for p in first.parameters()):
         raise ValueError("models[0] has no parameter that requires a gradient")
     for i, m in enumerate(models[1:], start=1):
@@ -235,9 +237,10 @@ def _check_models(models) -> list[nn.Module]:
         if other != shapes:
             diff = sorted(set(other.items()) ^ set(shapes.items()))[:3]
             raise ValueError(f"models[{i}] differs from models[0] in parameters or buffers: {diff}")
-        if repr(m) != repr(first):
+        layout = repr(first) if layout is None else layout
+        if repr(m) != layout:
             raise ValueError(f"models[{i}] is configured differently from models[0] (same tensors, other layers or "
-                             f"settings): {repr(m)[:200]!r} vs {repr(first)[:200]!r}")
+                             f"settings): {repr(m)[:200]!r} vs {layout[:200]!r}")
         if m.training != first.training:
             raise ValueError(f"models[{i}] is in {'training' if m.training else 'eval'} mode, models[0] is not")
     return models
@@ -829,6 +832,7 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
     factors = _lr_factors(lr_factors, steps_per_epoch * epochs, n)
 
     _check_targets(ensemble, X, y, loss_fn)
+    keep_freed_memory()
     run = _Run(ensemble, loss_fn, _Optimizer(optimizer, ensemble.parameters(), momentum, nesterov, betas, eps,
                                              weight_decay), rates, thresholds, factors, rules)
     run.val_data, run.eval_every = val_data, eval_every

@@ -20,6 +20,7 @@ from helpers._checks import check_int
 from helpers._fused import TINY
 from helpers._fused import norms as _norms
 from helpers.data import _batches, _check_data, _in_order, _is_xy
+from helpers.device import keep_freed_memory
 from helpers.progress import progress_enabled
 
 
@@ -242,6 +243,7 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
             generator.set_state(resumed["generator"])
     params = [p for p in model.parameters() if p.requires_grad]
     device = params[0].device
+    keep_freed_memory()
     if monitor is not None and hasattr(monitor, "attach"):
         monitor.attach()
 
