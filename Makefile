@@ -69,16 +69,17 @@ NBVAL_RUN = env $(NB_ENV) OMP_NUM_THREADS=$(GATE_THREADS) MKL_NUM_THREADS=$(GATE
 nbval: install
 	$(NBVAL_RUN) $(NB)
 
-# The cross-CPU gate (tools/float_paths.sh): nbval once per CPU float path this machine can take,
-# ATen, MKL and oneDNN capped together: native, avx2 (on AVX-512 CPUs) and default (scalar).
-# Every run must pass. PROFILES="native default" narrows it; `make float-paths-full` also runs
-# each path with 2 threads per kernel (maintainers, before re-executing the notebooks).
+# The cross-CPU gate (tools/float_paths.py): nbval under each CPU float path this machine can take,
+# ATen, MKL and oneDNN capped together: native, avx2 (on AVX-512 CPUs) and default (scalar ATen).
+# All pairs run in one pytest session, longest first; every one must pass. PROFILES="native default"
+# narrows it; `make float-paths-full` adds sse (a CPU without AVX2) and runs every path with 1 and
+# then 2 threads per kernel (maintainers, before re-executing the notebooks).
 float-paths: install
-	bash tools/float_paths.sh $(BIN)/python $(NBVAL_RUN) $(NB)
+	PROFILES="$(PROFILES)" $(BIN)/python tools/float_paths.py $(NBVAL_RUN) $(NB)
 
 float-paths-full: install
-	$(MAKE) float-paths GATE_THREADS=1
-	$(MAKE) float-paths GATE_THREADS=2 GATE_KERNELS=1
+	$(MAKE) float-paths GATE_THREADS=1 PROFILES=all
+	$(MAKE) float-paths GATE_THREADS=2 GATE_KERNELS=1 PROFILES=all
 
 # `make test` needs headless Chromium and a CJK font for the site's browser test (tests/test_site.py): as root
 # with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. COURSE_SKIP_BROWSER=1
@@ -89,7 +90,7 @@ browser:
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n 2 tests helpers
-	bash tools/float_paths.sh $(BIN)/python $(NBVAL_RUN) notebooks
+	$(BIN)/python tools/float_paths.py $(NBVAL_RUN) notebooks
 
 # The executed notebooks as committed (nothing is run), to a static site that works offline.
 html: install

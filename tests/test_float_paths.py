@@ -1,0 +1,64 @@
+"""tools/float_paths.py: every (notebook, profile) pair in one pytest session, each kernel on its path."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import float_paths  # noqa: E402
+
+PROBE = """import os, torch
+profile = os.path.basename(os.getcwd())
+with open(os.path.join(os.environ["GATE_PROBE_OUT"], profile + ".txt"), "w") as f:
+    f.write(torch.backends.cpu.get_cpu_capability() + " " + str(os.environ.get("MKL_ENABLE_INSTRUCTIONS")))"""
+
+
+def test_each_kernel_runs_on_its_profiles_float_path(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(PROBE)]
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    out = tmp_path / "seen"
+    out.mkdir()
+    env = dict(os.environ, FLOAT_PATHS_ROOT=str(tmp_path / "build"), GATE_PROBE_OUT=str(out))
+    env.pop("PROFILES", None)
+    command = [sys.executable, str(ROOT / "tools" / "float_paths.py"), sys.executable, "-m", "pytest", "-q",
+               "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env", "-n", "2", "--dist", "loadfile",
+               str(tmp_path / "probe.ipynb")]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    profiles = float_paths.choose_profiles(float_paths.native_capability(), None)
+    seen = {p.stem: p.read_text() for p in out.iterdir()}
+    assert sorted(seen) == sorted(profiles)
+    native = float_paths.native_capability().upper()
+    assert seen["native"] == f"{native} None"
+    if "default" in seen:
+        assert seen["default"] == "DEFAULT AVX2"
+    if "avx2" in seen:
+        assert seen["avx2"] == "AVX2 AVX2"
+
+
+def test_pairs_run_longest_first(tmp_path, monkeypatch):
+    monkeypatch.setattr(float_paths, "GATE", tmp_path / "float-paths")
+    monkeypatch.setattr(float_paths, "measured_seconds", lambda: {"a.ipynb": 10.0, "b.ipynb": 50.0})
+    notebooks = []
+    for name in ("a.ipynb", "b.ipynb"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / name)
+        notebooks.append(tmp_path / name)
+    copies = float_paths.prepare(notebooks, ["native", "default"])
+    assert [Path(c).parent.name + "/" + Path(c).name for c in copies] == [
+        "default/b.ipynb", "native/b.ipynb", "default/a.ipynb", "native/a.ipynb"]
+
+
+def test_the_command_must_name_notebooks():
+    with pytest.raises(SystemExit, match="must end with notebooks"):
+        float_paths.split_command(["python", "-m", "pytest"])
+    assert float_paths.choose_profiles("avx512", "all") == ["native", "avx2", "default", "sse"]
+    assert float_paths.choose_profiles("avx2", None) == ["native", "default"]
+    with pytest.raises(SystemExit, match="unknown profile"):
+        float_paths.choose_profiles("avx512", "native mmx")

@@ -1,0 +1,163 @@
+"""The cross-CPU gate: nbval on the notebooks under every CPU float path torch can take here.
+
+Floats differ in their last digits between CPUs because torch picks its own vectorised
+kernels by instruction set (ATEN_CPU_CAPABILITY) and MKL (matrix products) and oneDNN
+(convolutions) pick theirs. A claim tuned on one CPU can fail on another; forcing each
+path here stands in for the other CPUs CI and learners have. Each profile caps all three
+libraries together:
+
+    native   what this CPU picks by itself
+    avx2     ATen avx2,    MKL AVX2,   oneDNN AVX2   (run where the CPU has AVX-512)
+    default  ATen default, MKL AVX2,   oneDNN AVX2   (plain scalar ATen kernels)
+    sse      ATen default, MKL SSE4_2, oneDNN SSE41  (a CPU without AVX2; `make float-paths-full` only)
+
+``default`` keeps MKL and oneDNN at AVX2, which every x86 CPU of the last decade has: their
+SSE kernels made the gate's slowest profile 1.4x slower than it is now (the matrix products
+of the ensembles), for CPUs that CI and learners no longer have. ``sse`` still checks them,
+before the notebooks are re-executed.
+
+All (notebook, profile) pairs run in **one** pytest session, so ``-n 2`` keeps both kernels
+busy to the end instead of waiting, once per profile, for the slowest notebook. Each
+notebook is copied to ``build/float-paths/<profile>/``; this module, loaded into that
+session as a pytest plugin (``-p float_paths``), gives the kernel of each copy its
+profile's variables (from ``profiles.json`` there) and starts the pairs longest first
+(from ``benchmarks/RESULTS.md``), which is what keeps the two workers evenly loaded.
+
+Usage: python tools/float_paths.py PYTEST_COMMAND... NOTEBOOK_OR_FOLDER...
+    e.g. python tools/float_paths.py env OMP_NUM_THREADS=1 python -m pytest --nbval -n 2 --dist loadfile notebooks
+    PROFILES="native default" narrows the profiles; PROFILES=all adds sse. Exit status: pytest's.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GATE = Path(os.environ.get("FLOAT_PATHS_ROOT", ROOT / "build")) / "float-paths"  # conftest.py keys on the name
+PROFILES = {
+    "native": {},
+    "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"},
+}
+# how much longer a notebook takes on a profile than on the native path (measured on an
+# AVX-512 machine), only to order the work longest first
+SLOWDOWN = {"native": 1.0, "avx512": 1.0, "avx2": 1.05, "default": 1.4, "sse": 1.7}
+
+
+def native_capability(python: str = sys.executable) -> str:
+    code = "import torch; print(torch.backends.cpu.get_cpu_capability().lower())"
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def choose_profiles(native: str, requested: str | None) -> list[str]:
+    if requested and requested.strip() != "all":
+        names = requested.split()
+        unknown = [n for n in names if n not in PROFILES]
+        if unknown:
+            raise SystemExit(f"float_paths: unknown profile(s) {unknown}; known: {list(PROFILES)}")
+        return names
+    names = ["native"]
+    if native.startswith("avx512"):
+        names.append("avx2")
+    if native != "default":
+        names += ["default", "sse"] if requested else ["default"]
+    return names
+
+
+def split_command(argv: list[str]) -> tuple[list[str], list[Path]]:
+    """The pytest command, and the notebooks named at its end (files or folders of them)."""
+    notebooks: list[Path] = []
+    while argv and (argv[-1].endswith(".ipynb") or Path(argv[-1]).is_dir()):
+        path = Path(argv.pop())
+        notebooks[:0] = sorted(path.glob("*.ipynb")) if path.is_dir() else [path]
+    if not notebooks:
+        raise SystemExit("float_paths: the command must end with notebooks or folders of notebooks")
+    return argv, notebooks
+
+
+def measured_seconds(path: Path = ROOT / "benchmarks" / "RESULTS.md") -> dict[str, float]:
+    """Each notebook's wall time as last measured (benchmarks/notebooks.py), for the ordering only."""
+    if not path.exists():
+        return {}
+    rows = re.findall(r"^\| (\S+\.ipynb) \| ([\d.]+) \|", path.read_text(), re.M)
+    return {name: float(seconds) for name, seconds in rows}
+
+
+def prepare(notebooks: list[Path], profiles: list[str]) -> list[str]:
+    """Copy the notebooks per profile; write the profiles' variables and the running order."""
+    shutil.rmtree(GATE, ignore_errors=True)
+    seconds = measured_seconds()
+    pairs = []
+    for profile in profiles:
+        (GATE / profile).mkdir(parents=True)
+        for nb in notebooks:
+            shutil.copy2(nb, GATE / profile / nb.name)
+            pairs.append((seconds.get(nb.name, 30.0) * SLOWDOWN[profile], f"{profile}/{nb.name}"))
+    order = [name for _, name in sorted(pairs, key=lambda p: -p[0])]
+    (GATE / "profiles.json").write_text(json.dumps({"env": {p: PROFILES[p] for p in profiles}, "order": order},
+                                                   indent=1))
+    return [str((GATE / name).relative_to(Path.cwd())) if GATE.is_relative_to(Path.cwd()) else str(GATE / name)
+            for name in order]
+
+
+def main(argv: list[str]) -> int:
+    command, notebooks = split_command(list(argv))
+    native = native_capability()
+    profiles = choose_profiles(native, os.environ.get("PROFILES"))
+    copies = prepare(notebooks, profiles)
+    print(f"== float paths: {' '.join(profiles)} (this CPU: {native}); {len(notebooks)} notebook(s) each, "
+          f"in one pytest session", flush=True)
+    for p in profiles:
+        print(f"   {p}: {' '.join(f'{k}={v}' for k, v in PROFILES[p].items()) or 'nothing capped'}", flush=True)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT / "tools"),
+                                                                    os.environ.get("PYTHONPATH")])))
+    code = subprocess.call(command + ["-p", "float_paths"] + copies, env=env)
+    verdict = "passed" if code == 0 else "FAILED (the failing copies' folder names the profile)"
+    print(f"float paths {verdict}: {' '.join(profiles)}", file=sys.stderr if code else sys.stdout)
+    return code
+
+
+# --- the pytest plugin side (``-p float_paths``) -------------------------------------------
+# the kernel inherits the environment when nbval starts it, at the notebook's first cell
+_CAPPED = sorted({name for settings in PROFILES.values() for name in settings})
+
+
+@functools.cache
+def _settings_in(folder: Path) -> dict | None:
+    settings = folder / "profiles.json"
+    return json.loads(settings.read_text()) if settings.exists() else None
+
+
+def pytest_collection_modifyitems(items):
+    """Pairs longest first, in the order :func:`prepare` wrote; the cells of a notebook in order."""
+    settings = _settings_in(items[0].path.parent.parent) if items else None
+    if settings is None:
+        return
+    rank = {name: i for i, name in enumerate(settings["order"])}
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.name}", len(rank)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    settings = _settings_in(item.path.parent.parent)
+    if settings is None:
+        return
+    for name in _CAPPED:
+        os.environ.pop(name, None)
+    os.environ.update(settings["env"].get(item.path.parent.name, {}))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
