@@ -111,6 +111,9 @@ def section_fresh_clone() -> list[str]:
         start = time.perf_counter()
         result = subprocess.run(["make", "test"], cwd=clone, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+    log = ROOT / "benchmarks" / "out" / "make-test-fresh-clone.log"      # git-ignored: the phases' times are in it
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(result.stdout + result.stderr)
     status = "passed" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
     lines += ["| measured | budget | verdict | result |", "|---:|---:|---|---|",
               f"| {seconds / 60:.1f} min | {MAKE_TEST_BUDGET_S // 60} min | {verdict(seconds, MAKE_TEST_BUDGET_S)} | "
