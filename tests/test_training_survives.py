@@ -130,8 +130,17 @@ class _SignalInsideStep(torch.optim.SGD):
         self.steps += 1
 
 
+@pytest.fixture
+def interactive_sigint():
+    """Ctrl-C handled as in a terminal. A shell starts background jobs (CI runners, `make test &`)
+    with SIGINT ignored, and fit rightly leaves an ignored SIGINT alone."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.skipif(not hasattr(signal, "raise_signal"), reason="needs signal.raise_signal")
-def test_ctrl_c_inside_the_optimizer_step_is_held_back_until_the_step_is_whole():
+def test_ctrl_c_inside_the_optimizer_step_is_held_back_until_the_step_is_whole(interactive_sigint):
     torch.manual_seed(0)
     net = MLP(5, 3, width=16, depth=2)
     start = copy.deepcopy(net.state_dict())
