@@ -262,6 +262,8 @@ def plot_seed_curves(curves: Mapping[str, np.ndarray], x=None, ax=None, title: s
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
     if log_y:
         ax.set_yscale("log")
+    if x is None or np.array_equal(np.asarray(x, dtype=float), np.round(np.asarray(x, dtype=float))):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps and epochs: no tick at epoch 2.5
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -106,6 +106,13 @@ def test_seed_curves_draw_a_median_and_a_band_per_configuration():
     assert line.get_color() == "C3" and len(ax.collections) == 1
     with pytest.raises(ValueError, match="shape \\(steps, seeds\\)"):
         plot_seed_curves({"a": np.ones(3)})
+    ax = plot_seed_curves({"four epochs": np.random.default_rng(0).random((4, 5))}, xlabel="epoch")
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)       # no tick at epoch 2.5
+    ax = plot_seed_curves({"a": np.ones((4, 2))}, x=[0.0, 0.5, 1.0, 1.5])
+    ax.figure.canvas.draw()
+    assert not all(float(t).is_integer() for t in ax.get_xticks())  # fractional x keeps its ticks
     ax = plot_seed_points({"x": [1.0, 2.0, np.nan, 3.0, 4.0]}, reference=0.5)
     assert "1 diverged" in [t.get_text() for t in ax.texts]
     plt.close("all")
