@@ -80,7 +80,7 @@ ERRATA: tuple[Erratum, ...] = (
             "one mean and variance per feature: `axis=0`",
             "05", "8 · Two common mistakes in batch-norm code, run"),
     Erratum("E11", "001", "4 (batch_normalization)", "divide by σ + ε",
-            "divide by √(σ² + ε), as its own section 3.4 writes",
+            "divide by √(σ² + ε), as the same article's batch-norm formula does",
             "05", "8 · Two common mistakes in batch-norm code, run"),
     Erratum("E12", "001", "4 (residual_connection)", "`H = F(x); return F(H + x)`",
             "x + F(x): the skip must bypass F",

@@ -30,7 +30,7 @@ from helpers.theory import chi
 
 _TITLES = {
     "1.1": "gradient of a quadratic",
-    "1.2": "largest stable learning rate",
+    "1.2": "largest stable learning rate with momentum",
     "1.3": "backward pass of a linear layer",
     "2.1": "critical weight scale",
     "2.2": "per-layer gradient norms",
@@ -127,24 +127,40 @@ def check_quadratic_gradient(fn: Callable) -> None:
 
 
 def check_largest_stable_lr(fn: Callable) -> None:
-    r"""Exercise 1.2: ``fn(A)`` returns the learning rate above which gradient descent diverges.
+    r"""Exercise 1.2: ``fn(A, beta)`` returns the learning rate above which gradient descent with
+    heavy-ball momentum :math:`\beta` diverges on the quadratic with Hessian A.
 
-    For the quadratic with Hessian A that is :math:`2/\lambda_{max}(A)`.
+    The iteration :math:`\theta_{t+1} = \theta_t - \eta\nabla L(\theta_t) + \beta(\theta_t - \theta_{t-1})`
+    (PyTorch's ``SGD(momentum=beta)``) multiplies the pair :math:`(e_t, e_{t-1})` along an eigenvector
+    with eigenvalue :math:`\lambda` by :math:`\begin{pmatrix} 1 + \beta - \eta\lambda & -\beta \\ 1 & 0\end{pmatrix}`;
+    for :math:`0 \le \beta < 1` both of its eigenvalues lie inside the unit circle iff
+    :math:`0 < \eta\lambda < 2(1 + \beta)`, so the limit is :math:`2(1 + \beta)/\lambda_{max}(A)`
+    (Polyak 1964). Notebook 01 derives only :math:`\beta = 0`; the checker also tries 0.5 and 0.9.
     """
     g = torch.Generator().manual_seed(12)
     for n in (2, 6):
         A = _spd_matrix(n, g)
-        expected = 2.0 / float(torch.linalg.eigvalsh(A).max())
-        attempted, answer = _attempt("1.2", fn, A)
-        if not attempted:
-            return _report("1.2", None)
-        try:
-            value = float(answer)
-        except (TypeError, ValueError):
-            return _report("1.2", False, "Return one number.")
-        if not math.isclose(value, expected, rel_tol=1e-6):
-            return _report("1.2", False, "Along an eigenvector with eigenvalue λ one step multiplies the "
-                           "error by (1 − ηλ); it must stay inside (−1, 1) for every λ.")
+        lam = float(torch.linalg.eigvalsh(A).max())
+        for beta in (0.0, 0.5, 0.9):
+            expected = 2.0 * (1.0 + beta) / lam
+            attempted, answer = _attempt("1.2", fn, A.clone(), beta)
+            if not attempted:
+                return _report("1.2", None)
+            try:
+                value = float(answer)
+            except (TypeError, ValueError):
+                return _report("1.2", False, "Return one number.")
+            if math.isclose(value, expected, rel_tol=1e-6):
+                continue
+            if beta > 0 and math.isclose(value, 2.0 / lam, rel_tol=1e-6):
+                return _report("1.2", False, f"2/λmax is plain gradient descent's limit (β = 0); with momentum "
+                               f"β = {beta} it changes. Along an eigenvector write the error recurrence "
+                               "e_{t+1} = (1 + β − ηλ) e_t − β e_{t−1} as a 2×2 matrix acting on (e_t, e_{t−1}) "
+                               "and find the η at which one of its eigenvalues reaches −1.")
+            return _report("1.2", False, f"Wrong for β = {beta}. The 2×2 matrix [[1 + β − ηλ, −β], [1, 0]] "
+                           "has determinant β < 1, so it turns unstable when an eigenvalue passes −1: put z = −1 "
+                           "into its characteristic polynomial z² − (1 + β − ηλ) z + β and solve for η, for the "
+                           "largest λ.")
     return _report("1.2", True)
 
 
@@ -437,7 +453,7 @@ _TITLES.update({
     "11.1": "a GRU step from scratch",
     "11.2": "back-propagation through time by hand",
     "11.3": "the largest growth per step",
-    "12.1": "the largest number of a float format",
+    "12.1": "the gap to the next number of a float format",
     "12.2": "the dynamic scale's update rule",
     "12.3": "a mixed-precision step in the right order",
 })
@@ -539,24 +555,43 @@ def check_growth_bound(fn: Callable) -> None:
 # --- notebook 12: mixed precision ----------------------------------------------------------
 
 
-def check_float_max(fn: Callable) -> None:
-    r"""Exercise 12.1: ``fn(exponent_bits, mantissa_bits)`` returns the largest finite number of the format.
+def _next_up(w: float, dtype: torch.dtype) -> float:
+    """The next number of ``dtype`` above the positive finite ``w``, read off the bit pattern."""
+    as_int = {2: torch.int16, 4: torch.int32, 8: torch.int64}[torch.finfo(dtype).bits // 8]
+    return float((torch.tensor(w, dtype=dtype).view(as_int) + 1).view(dtype))
 
-    .. math:: (2 - 2^{-m}) \cdot 2^{\,2^{e-1} - 1}
+
+def check_float_spacing(fn: Callable) -> None:
+    r"""Exercise 12.1: ``fn(w, exponent_bits, mantissa_bits)`` returns the gap between the positive
+    number ``w`` of the format and the next larger number of the format.
+
+    .. math:: 2^{\,\max(\lfloor \log_2 w \rfloor,\, E_{min}) - m}, \qquad E_{min} = 2 - 2^{e-1}
+
+    A normal :math:`w = 1.b_1\dots b_m \cdot 2^E` moves by one unit of its last mantissa bit, :math:`2^{E-m}`;
+    below the smallest normal number (subnormals) the exponent stays at :math:`E_{min}`. An update
+    smaller than half this gap leaves ``w`` unchanged. The reference is the next bit pattern, for
+    float16, bfloat16 and float32, at normal numbers, powers of two and subnormals.
     """
-    for dtype, e, m in ((torch.float16, 5, 10), (torch.bfloat16, 8, 7), (torch.float32, 8, 23),
-                        (torch.float64, 11, 52)):
-        attempted, answer = _attempt("12.1", fn, e, m)
-        if not attempted:
-            return _report("12.1", None)
-        try:
-            value = float(answer)
-        except (TypeError, ValueError, OverflowError):
-            return _report("12.1", False, "Return one number (for float64, avoid computing 2**1024 on the way).")
-        if not math.isclose(value, torch.finfo(dtype).max, rel_tol=1e-12):
-            return _report("12.1", False, f"Wrong for {dtype} ({e} exponent bits, {m} mantissa bits). The largest "
-                           "exponent field is reserved for inf/NaN, so the top exponent is 2^(e−1) − 1, and the "
-                           "largest significand is 1.11…1 in binary = 2 − 2^(−m).")
+    for dtype, e, m in ((torch.float16, 5, 10), (torch.bfloat16, 8, 7), (torch.float32, 8, 23)):
+        info = torch.finfo(dtype)
+        for raw in (1.0, 3.0, 0.1, 2.0**-3, 1000.0, info.max / 4, info.smallest_normal, info.smallest_normal / 4):
+            w = float(torch.tensor(raw, dtype=dtype))        # a number of the format
+            expected = _next_up(w, dtype) - w
+            attempted, answer = _attempt("12.1", fn, w, e, m)
+            if not attempted:
+                return _report("12.1", None)
+            try:
+                value = float(answer)
+            except (TypeError, ValueError, OverflowError):
+                return _report("12.1", False, "Return one number.")
+            if math.isclose(value, expected, rel_tol=1e-12):
+                continue
+            where = f"for w = {w:.6g} in {dtype} ({e} exponent bits, {m} mantissa bits)"
+            if w < info.smallest_normal:
+                return _report("12.1", False, f"Wrong {where}, a subnormal number: below the smallest normal "
+                               "number 2^(2 − 2^(e−1)) the exponent stops at its minimum, so the gap stops shrinking.")
+            return _report("12.1", False, f"Wrong {where}. ε = 2^(−m) is the gap just above 1 only; write "
+                           "w = 1.b₁…bₘ · 2^E and ask what one unit in the last mantissa bit is worth.")
     return _report("12.1", True)
 
 

@@ -27,7 +27,7 @@ sigmoid_derivative = SOLUTIONS["4.2"].function
 dead_fraction = SOLUTIONS["4.3"].function
 gru_step = SOLUTIONS["11.1"].function
 bptt = SOLUTIONS["11.2"].function
-float_max = SOLUTIONS["12.1"].function
+float_spacing = SOLUTIONS["12.1"].function
 scale_update = SOLUTIONS["12.2"].function
 amp_step = SOLUTIONS["12.3"].function
 clip_by_value = SOLUTIONS["7.1"].function
@@ -60,10 +60,11 @@ CASES = {
         lambda A, b, t: (A @ t - b).tolist(),
     ]),
     ex.check_largest_stable_lr: (largest_stable_lr, [
-        lambda A: 1 / torch.linalg.eigvalsh(A).max(),
-        lambda A: 2 / torch.linalg.eigvalsh(A).min(),
-        lambda A: 2 / torch.trace(A),
-        lambda A: "fast",
+        lambda A, beta: 2 / torch.linalg.eigvalsh(A).max(),                      # plain GD's limit (section 1)
+        lambda A, beta: 2 * (1 - beta) / torch.linalg.eigvalsh(A).max(),
+        lambda A, beta: 2 / ((1 - beta) * torch.linalg.eigvalsh(A).max()),       # the "effective rate" η/(1 − β)
+        lambda A, beta: 2 * (1 + beta) / torch.linalg.eigvalsh(A).min(),
+        lambda A, beta: "fast",
     ]),
     ex.check_linear_backward: (linear_backward, [
         lambda x, W, b, g: (g @ W, x.T @ g, g.sum(0)),
@@ -104,6 +105,40 @@ def test_quadratic_gradient_hint_names_the_symmetric_case(capsys):
     ex.check_quadratic_gradient(lambda A, b, t: A @ t - b)   # notebook 01 prints this for symmetric A
     out = capsys.readouterr().out
     assert "not yet" in out and "only when A is symmetric" in out
+
+
+def test_largest_stable_lr_hint_names_plain_gradient_descent(capsys):
+    ex.check_largest_stable_lr(lambda A, beta: 2 / torch.linalg.eigvalsh(A).max())   # section 1's answer
+    out = capsys.readouterr().out
+    assert "not yet" in out and "plain gradient descent's limit" in out
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
+def test_largest_stable_lr_reference_is_the_heavy_ball_limit(beta):
+    """Heavy-ball momentum at 0.99 x the reference limit converges, at 1.01 x it diverges."""
+    g = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(4, 4, generator=g, dtype=torch.float64))
+    A = q @ torch.diag(torch.tensor([0.5, 1.0, 2.0, 5.0], dtype=torch.float64)) @ q.T
+    limit = float(largest_stable_lr(A, beta))
+    for factor, converges in ((0.99, True), (1.01, False)):
+        theta = previous = torch.ones(4, dtype=torch.float64)
+        for _ in range(3000):
+            theta, previous = theta - factor * limit * (A @ theta) + beta * (theta - previous), theta
+        assert (float(theta.norm()) < 1e-3) == converges
+
+
+def test_largest_stable_lr_equals_torch_sgd_with_momentum():
+    """PyTorch's SGD(momentum=beta) is the heavy-ball iteration the exercise describes."""
+    A = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    theta = torch.nn.Parameter(torch.tensor([1.0, -1.0], dtype=torch.float64))
+    sgd = torch.optim.SGD([theta], lr=0.1, momentum=0.9)
+    ours = previous = theta.detach().clone()
+    for _ in range(20):
+        sgd.zero_grad()
+        (0.5 * theta @ A @ theta).backward()
+        sgd.step()
+        ours, previous = ours - 0.1 * (A @ ours) + 0.9 * (ours - previous), ours
+    assert torch.allclose(theta.detach(), ours, rtol=1e-12, atol=1e-12)
 
 
 # -- notebook 02 ------------------------------------------------------------------------
@@ -231,11 +266,12 @@ CASES_11_12 = {
         lambda W: torch.linalg.matrix_norm(W),
         lambda W: 1.0,
     ]),
-    ex.check_float_max: (float_max, [
-        lambda e, m: 2.0 ** (2 ** (e - 1)),
-        lambda e, m: (2 - 2.0**-m) * 2.0 ** (2 ** (e - 1)) if e < 11 else float("inf"),
-        lambda e, m: (1 - 2.0**-m) * 2.0 ** (2 ** (e - 1) - 1),
-        lambda e, m: 65504.0,
+    ex.check_float_spacing: (float_spacing, [
+        lambda w, e, m: w * 2.0**-m,                                        # ε scaled by w
+        lambda w, e, m: 2.0**-m,                                            # ε itself
+        lambda w, e, m: 2.0 ** (math.frexp(w)[1] - 1 - m),                  # no subnormals
+        lambda w, e, m: 2.0 ** (math.frexp(w)[1] - 2 - m),                  # the gap below w
+        lambda w, e, m: 2.0 ** (math.frexp(w)[1] - 1 - e),                  # bits swapped
     ]),
     ex.check_scale_update: (scale_update, [
         lambda s, t, f, g, b, i: (s * b, t) if f else scale_update(s, t, f, g, b, i),
