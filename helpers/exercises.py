@@ -451,8 +451,8 @@ def check_dead_fraction(fn: Callable) -> None:
 
 _TITLES.update({
     "11.1": "a GRU step from scratch",
-    "11.2": "back-propagation through time by hand",
-    "11.3": "the largest growth per step",
+    "11.2": "back-propagation through time with a loss at every step",
+    "11.3": "the largest growth per step of a sigmoid RNN",
     "12.1": "the gap to the next number of a float format",
     "12.2": "the dynamic scale's update rule",
     "12.3": "a mixed-precision step in the right order",
@@ -467,7 +467,8 @@ def check_gru_step(fn: Callable) -> None:
     """
     g = torch.Generator().manual_seed(111)
     for batch, input_size, hidden_size in ((4, 3, 5), (2, 6, 2)):
-        reference = nn.GRUCell(input_size, hidden_size, dtype=torch.float64)
+        with torch.random.fork_rng(devices=[]):        # the module's own init must not move the learner's RNG
+            reference = nn.GRUCell(input_size, hidden_size, dtype=torch.float64)
         with torch.no_grad():
             for p in reference.parameters():
                 p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
@@ -488,53 +489,66 @@ def check_gru_step(fn: Callable) -> None:
 
 
 def check_bptt(fn: Callable) -> None:
-    r"""Exercise 11.2: ``fn(weight_hh, states, grad_last)`` returns :math:`[\partial L/\partial h_1, \dots]`.
+    r"""Exercise 11.2: ``fn(weight_hh, states, grads)`` returns :math:`\partial L/\partial W_{hh}` (loss at every step).
 
-    For :math:`h_t = \tanh(x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b)` and a loss that reads
-    :math:`h_T` only, :math:`\partial L/\partial h_{t-1} = (\partial L/\partial h_t \odot (1 - h_t^2)) W_{hh}`.
-    Checked against autograd.
+    The tanh RNN :math:`h_t = \tanh(x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b)` starts at :math:`h_0 = 0`;
+    the loss is :math:`L = \sum_t \ell_t(h_t)` and ``grads[t]`` is :math:`\partial \ell_t/\partial h_t`.
+    The gradient that reaches :math:`h_t` is its own loss's plus what comes back from step :math:`t+1`,
+    :math:`\delta_t = g_t + (\delta_{t+1} \odot (1 - h_{t+1}^2)) W_{hh}`, and
+    :math:`\partial L/\partial W_{hh} = \sum_t (\delta_t \odot (1 - h_t^2))^\top h_{t-1}` (rows are batch
+    entries). Checked against autograd; the learner's global random state is not touched.
     """
     g = torch.Generator().manual_seed(112)
     batch, input_size, hidden_size, steps = 3, 2, 4, 6
-    cell = nn.RNNCell(input_size, hidden_size, dtype=torch.float64)
-    with torch.no_grad():
-        cell.weight_hh.copy_(torch.randn(hidden_size, hidden_size, generator=g, dtype=torch.float64) * 0.7)
+    weight_ih = torch.randn(hidden_size, input_size, generator=g, dtype=torch.float64)
+    weight_hh = (torch.randn(hidden_size, hidden_size, generator=g, dtype=torch.float64) * 0.7).requires_grad_(True)
+    bias = torch.randn(hidden_size, generator=g, dtype=torch.float64) * 0.1
     xs = torch.randn(steps, batch, input_size, generator=g, dtype=torch.float64)
-    states, h = [], torch.zeros(batch, hidden_size, dtype=torch.float64)
-    for x in xs:
-        h = cell(x, h)
-        h.retain_grad()
-        states.append(h)
-    grad_last = torch.randn(batch, hidden_size, generator=g, dtype=torch.float64)
-    states[-1].backward(grad_last)
-    expected = [s.grad for s in states]
-    attempted, answer = _attempt("11.2", fn, cell.weight_hh.detach().clone(), [s.detach() for s in states],
-                                 grad_last.clone())
+    grads = [torch.randn(batch, hidden_size, generator=g, dtype=torch.float64) for _ in range(steps)]
+
+    def weight_grad(losses):
+        states, h = [], torch.zeros(batch, hidden_size, dtype=torch.float64)
+        for x in xs:
+            h = torch.tanh(x @ weight_ih.T + h @ weight_hh.T + bias)
+            states.append(h)
+        (grad,) = torch.autograd.grad(sum((s * d).sum() for s, d in zip(states, losses)), weight_hh)
+        return [s.detach() for s in states], grad
+
+    states, expected = weight_grad(grads)
+    _, last_only = weight_grad([torch.zeros_like(d) for d in grads[:-1]] + [grads[-1]])
+    attempted, answer = _attempt("11.2", fn, weight_hh.detach().clone(), [s.clone() for s in states],
+                                 [d.clone() for d in grads])
     if not attempted:
         return _report("11.2", None)
-    if not (isinstance(answer, list | tuple) and len(answer) == steps):
-        return _report("11.2", False, f"Return a list of {steps} tensors, one per state, h_1 first.")
-    if not _close(answer[-1], expected[-1], 1e-8):
-        return _report("11.2", False, "The last entry is ∂L/∂h_T = grad_last itself.")
-    if not all(_close(a, e, 1e-8) for a, e in zip(answer, expected)):
-        return _report("11.2", False, "Going back one step multiplies by the local derivative of tanh at h_t, "
-                       "(1 − h_t²) elementwise, then by W_hh (rows are batch entries: δ_{t−1} = (δ_t ⊙ (1 − h_t²)) "
-                       "@ W_hh, not W_hhᵀ).")
+    if not (isinstance(answer, torch.Tensor) and answer.shape == expected.shape):
+        return _report("11.2", False, f"Return one tensor of W_hh's shape {tuple(expected.shape)}: ∂L/∂W_hh.")
+    if _close(answer, last_only, 1e-8):
+        return _report("11.2", False, "That is the gradient of the last step's loss alone. Every step's loss adds "
+                       "its own gradient where it reads the state: δ_t = grads[t] + (δ_{t+1} ⊙ (1 − h_{t+1}²)) W_hh.")
+    if _close(answer.T, expected, 1e-8):
+        return _report("11.2", False, "Transposed: entry (i, j) pairs unit i's pre-activation gradient with the "
+                       "previous state's unit j, Σ_t (δ_t ⊙ (1 − h_t²))ᵀ @ h_{t−1}.")
+    if not _close(answer, expected, 1e-8):
+        return _report("11.2", False, "Walk back from step T: δ_t = grads[t] + (δ_{t+1} ⊙ (1 − h_{t+1}²)) @ W_hh; "
+                       "each step adds (δ_t ⊙ (1 − h_t²))ᵀ @ h_{t−1} to ∂L/∂W_hh, with h_0 = 0 (the state "
+                       "BEFORE the step multiplies W_hh).")
     return _report("11.2", True)
 
 
 def check_growth_bound(fn: Callable) -> None:
-    r"""Exercise 11.3: ``fn(weight_hh)`` returns the tightest bound on one step's gradient growth.
+    r"""Exercise 11.3: ``fn(weight_hh)`` returns the tightest bound on one step's gradient growth, sigmoid units.
 
-    For a tanh RNN, :math:`\|\partial h_t/\partial h_{t-1}\|_2 = \|\mathrm{diag}(1-h_t^2) W_{hh}\|_2
-    \le \sigma_{max}(W_{hh})` (Pascanu et al. 2013), reached when the units are in their linear range.
+    For :math:`h_t = \sigma(x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b)` with the logistic :math:`\sigma`,
+    :math:`\partial h_t/\partial h_{t-1} = \mathrm{diag}(h_t(1-h_t)) W_{hh}` and :math:`h(1-h) \le 1/4`
+    (equality at pre-activation 0), so the smallest bound over all states is
+    :math:`\sigma_{max}(W_{hh})/4`. Checked on non-normal matrices, whose spectral radius is far below
+    their largest singular value.
     """
     g = torch.Generator().manual_seed(113)
     for n in (3, 8):
-        # non-normal: the spectral radius is far below the largest singular value
         shift = torch.diag(torch.full((n - 1,), 2.0, dtype=torch.float64), 1)
         W = torch.triu(torch.randn(n, n, generator=g, dtype=torch.float64)) * 0.5 + shift
-        expected = float(torch.linalg.matrix_norm(W, ord=2))
+        sigma_max = float(torch.linalg.matrix_norm(W, ord=2))
         attempted, answer = _attempt("11.3", fn, W.clone())
         if not attempted:
             return _report("11.3", None)
@@ -543,12 +557,15 @@ def check_growth_bound(fn: Callable) -> None:
         except (TypeError, ValueError):
             return _report("11.3", False, "Return one number.")
         radius = float(torch.linalg.eigvals(W).abs().max())
-        if math.isclose(value, radius, rel_tol=1e-6):
-            return _report("11.3", False, "That is the spectral radius (largest |eigenvalue|): it governs "
+        if any(math.isclose(value, r, rel_tol=1e-6) for r in (radius, radius / 4)):
+            return _report("11.3", False, "That uses the spectral radius (largest |eigenvalue|): it governs "
                            "Wᵗ for large t, but one step of a non-normal matrix can stretch a vector more.")
-        if not math.isclose(value, expected, rel_tol=1e-6):
-            return _report("11.3", False, "|tanh'| ≤ 1, so the bound is the largest stretch of W_hh alone: "
-                           "its largest singular value (the spectral norm), not the Frobenius norm.")
+        if math.isclose(value, sigma_max, rel_tol=1e-6):
+            return _report("11.3", False, "That is the tanh RNN's bound, where |tanh'| ≤ 1. The logistic "
+                           "sigmoid's slope is σ'(z) = σ(z)(1 − σ(z)): how large can it get?")
+        if not math.isclose(value, sigma_max / 4, rel_tol=1e-6):
+            return _report("11.3", False, "Bound the slope of the sigmoid over all pre-activations, then the "
+                           "largest stretch of W_hh: its largest singular value (not the Frobenius norm).")
     return _report("11.3", True)
 
 

@@ -209,15 +209,21 @@ def gru_step(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
     return (1 - z) * n + z * h
 
 
-def bptt(weight_hh, states, grad_last):
-    grads = [grad_last]
-    for h in reversed(states[1:]):
-        grads.append((grads[-1] * (1 - h**2)) @ weight_hh)   # through tanh, then through W_hh
-    return grads[::-1]
+def bptt(weight_hh, states, grads):
+    grad_w = torch.zeros_like(weight_hh)
+    delta = torch.zeros_like(states[-1])
+    previous = [torch.zeros_like(states[0])] + list(states[:-1])          # h_0 = 0
+    for h, h_before, g in zip(reversed(states), reversed(previous), reversed(grads)):
+        delta = delta + g                       # this step's own loss adds its gradient to what came back
+        a = delta * (1 - h**2)                  # back through tanh at step t
+        grad_w = grad_w + a.T @ h_before        # step t's share of dL/dW_hh
+        delta = a @ weight_hh                   # back to h_{t-1} (rows are batch entries: no transpose)
+    return grad_w
 
 
 def growth_bound(weight_hh):
-    return torch.linalg.matrix_norm(weight_hh, ord=2)
+    # sigma'(z) = sigma(z)(1 - sigma(z)) <= 1/4, reached at z = 0
+    return torch.linalg.matrix_norm(weight_hh, ord=2) / 4
 
 
 # --- notebook 12 ---------------------------------------------------------------------------
@@ -374,11 +380,13 @@ _TABLE = [
      "PyTorch's gate order is r, z, n; the reset gate multiplies the whole hidden term W_hn·h + b_hn, and "
      "the new state is (1 − z)·n + z·h."),
     ("11.2", "check_bptt", bptt,
-     "∂L/∂h_{t−1} = (∂L/∂h_t ⊙ (1 − h_t²)) W_hh: back through tanh at step t, then through the recurrent "
-     "matrix (row vectors, so no transpose)."),
+     "The gradient reaching h_t is its own loss's plus what comes back from step t+1: δ_t = g_t + (δ_{t+1} ⊙ "
+     "(1 − h_{t+1}²)) W_hh; W_hh is used at every step, so its gradient sums each step's (δ_t ⊙ (1 − h_t²))ᵀ h_{t−1}, "
+     "with h_0 = 0."),
     ("11.3", "check_growth_bound", growth_bound,
-     "‖diag(1 − h²) W_hh‖₂ ≤ ‖W_hh‖₂ = σ_max(W_hh), the largest singular value (not the spectral radius, "
-     "which can be far smaller for a non-normal matrix)."),
+     "‖diag(h(1 − h)) W_hh‖₂ ≤ ¼ σ_max(W_hh): the sigmoid's slope is at most ¼ (at pre-activation 0) and "
+     "σ_max is the largest singular value (not the spectral radius, which can be far smaller for a non-normal "
+     "matrix). So a sigmoid RNN cannot explode unless σ_max(W_hh) > 4."),
     ("12.1", "check_float_spacing", float_spacing,
      "A normal number is 1.b₁…bₘ · 2^E with E = ⌊log₂ w⌋, and the next one up differs by one unit in the "
      "last mantissa bit, 2^(E − m): the gap doubles at every power of two (ε = 2^(−m) is the gap at 1). "

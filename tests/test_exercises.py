@@ -215,25 +215,32 @@ def gru_step_z_swapped(x, h, *weights):
     return z * n + (1 - z) * h
 
 
-def bptt_transposed(weight_hh, states, grad_last):
-    grads = [grad_last]
-    for h in reversed(states[1:]):
-        grads.append((grads[-1] * (1 - h**2)) @ weight_hh.T)
-    return grads[::-1]
+def bptt_last_loss_only(weight_hh, states, grads):
+    return bptt(weight_hh, states, [torch.zeros_like(g) for g in grads[:-1]] + [grads[-1]])
 
 
-def bptt_no_tanh(weight_hh, states, grad_last):
-    grads = [grad_last]
-    for _ in states[1:]:
-        grads.append(grads[-1] @ weight_hh)
-    return grads[::-1]
+def bptt_transposed(weight_hh, states, grads):
+    return bptt(weight_hh, states, grads).T
 
 
-def bptt_wrong_state(weight_hh, states, grad_last):
-    grads = [grad_last]
-    for h in reversed(states[:-1]):
-        grads.append((grads[-1] * (1 - h**2)) @ weight_hh)
-    return grads[::-1]
+def bptt_no_tanh(weight_hh, states, grads):
+    grad_w, delta = torch.zeros_like(weight_hh), torch.zeros_like(states[-1])
+    previous = [torch.zeros_like(states[0])] + list(states[:-1])
+    for h_before, g in zip(reversed(previous), reversed(grads)):
+        delta = delta + g
+        grad_w = grad_w + delta.T @ h_before
+        delta = delta @ weight_hh
+    return grad_w
+
+
+def bptt_current_state(weight_hh, states, grads):
+    grad_w, delta = torch.zeros_like(weight_hh), torch.zeros_like(states[-1])
+    for h, g in zip(reversed(states), reversed(grads)):
+        delta = delta + g
+        a = delta * (1 - h**2)
+        grad_w = grad_w + a.T @ h                  # h_t instead of h_{t-1}
+        delta = a @ weight_hh
+    return grad_w
 
 
 def amp_step_clip_scaled(model, x, y, optimizer, scaler, max_norm):
@@ -256,15 +263,38 @@ def amp_step_no_clip(model, x, y, optimizer, scaler, max_norm):
     scaler.update()
 
 
+@pytest.mark.parametrize("wrong, hint", [(bptt_last_loss_only, "last step's loss alone"),
+                                         (bptt_transposed, "Transposed"), (bptt_current_state, "h_0 = 0")])
+def test_bptt_hints_name_the_mistake(wrong, hint, capsys):
+    ex.check_bptt(wrong)
+    assert hint in capsys.readouterr().out
+
+
+def test_growth_bound_hint_names_the_tanh_bound(capsys):
+    ex.check_growth_bound(lambda W: torch.linalg.matrix_norm(W, ord=2))
+    assert "tanh RNN's bound" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checker, solution", [(ex.check_gru_step, gru_step), (ex.check_bptt, bptt),
+                                               (ex.check_growth_bound, SOLUTIONS["11.3"].function)],
+                         ids=lambda v: getattr(v, "__name__", ""))
+def test_checkers_11_leave_the_global_random_state_alone(checker, solution, capsys):
+    before = torch.get_rng_state()
+    checker(solution)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 CASES_11_12 = {
     ex.check_gru_step: (gru_step, [gru_step_reset_outside_bias, gru_step_z_swapped,
                                    lambda x, h, *w: torch.tanh(x @ w[0][-h.shape[1]:].T)]),
-    ex.check_bptt: (bptt, [bptt_transposed, bptt_no_tanh, bptt_wrong_state, lambda W, s, g: [g] * len(s),
-                           lambda W, s, g: bptt(W, s, g)[::-1]]),
+    ex.check_bptt: (bptt, [bptt_last_loss_only, bptt_transposed, bptt_no_tanh, bptt_current_state,
+                           lambda W, s, g: [bptt(W, s, g)], lambda W, s, g: sum(g)]),
     ex.check_growth_bound: (SOLUTIONS["11.3"].function, [
-        lambda W: torch.linalg.eigvals(W).abs().max(),
-        lambda W: torch.linalg.matrix_norm(W),
-        lambda W: 1.0,
+        lambda W: torch.linalg.matrix_norm(W, ord=2),                  # the tanh RNN's bound
+        lambda W: torch.linalg.eigvals(W).abs().max() / 4,
+        lambda W: torch.linalg.matrix_norm(W) / 4,
+        lambda W: 0.25,
+        lambda W: "σ_max / 4",
     ]),
     ex.check_float_spacing: (float_spacing, [
         lambda w, e, m: w * 2.0**-m,                                        # ε scaled by w
