@@ -270,6 +270,12 @@ def test_bptt_hints_name_the_mistake(wrong, hint, capsys):
     assert hint in capsys.readouterr().out
 
 
+def test_bptt_accepts_an_answer_summed_in_float32(capsys):
+    ex.check_bptt(lambda weight_hh, states, grads: bptt(weight_hh.float(), [s.float() for s in states],
+                                                        [g.float() for g in grads]))
+    assert "correct." in capsys.readouterr().out
+
+
 def test_growth_bound_hint_names_the_tanh_bound(capsys):
     ex.check_growth_bound(lambda W: torch.linalg.matrix_norm(W, ord=2))
     assert "tanh RNN's bound" in capsys.readouterr().out
