@@ -55,6 +55,30 @@ def test_pairs_run_longest_first(tmp_path, monkeypatch):
         "default/b.ipynb", "native/b.ipynb", "default/a.ipynb", "native/a.ipynb"]
 
 
+def test_the_native_profile_is_this_cpus_whatever_the_environment_caps(monkeypatch):
+    real = float_paths.native_capability()
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert float_paths.native_capability() == real
+
+
+def test_notebook_arguments(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        nbformat.write(nbformat.v4.new_notebook(), tmp_path / folder / "x.ipynb")
+    command, notebooks = float_paths.split_command(["pytest", "--ignore", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert command == ["pytest", "--ignore", str(tmp_path / "a")] and notebooks == [tmp_path / "b" / "x.ipynb"]
+    with pytest.raises(SystemExit, match="two notebooks named x.ipynb"):
+        float_paths.split_command(["pytest", str(tmp_path / "a" / "x.ipynb"), str(tmp_path / "b" / "x.ipynb")])
+    with pytest.raises(SystemExit, match="no such notebook"):
+        float_paths.split_command(["pytest", str(tmp_path / "nope.ipynb")])
+
+
+def test_profiles_setting():
+    assert float_paths.choose_profiles("avx512", " \t") == ["native", "avx2", "default"]
+    assert float_paths.choose_profiles("avx512", "native native default") == ["native", "default"]
+
+
 def test_the_command_must_name_notebooks():
     with pytest.raises(SystemExit, match="must end with notebooks"):
         float_paths.split_command(["python", "-m", "pytest"])

@@ -42,7 +42,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GATE = Path(os.environ.get("FLOAT_PATHS_ROOT", ROOT / "build")) / "float-paths"  # conftest.py keys on the name
+GATE = Path(os.environ.get("FLOAT_PATHS_ROOT", ROOT / "build")) / "float-paths"
 PROFILES = {
     "native": {},
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
@@ -51,22 +51,30 @@ PROFILES = {
     "default": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41"},
 }
+# every variable that moves torch's, MKL's or oneDNN's float path (DNNL_MAX_CPU_ISA is oneDNN's
+# older name for its cap): cleared for the native profile and for the probe of this CPU
+PATH_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                  "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
 # how much longer a notebook takes on a profile than on the native path (measured on an
 # AVX-512 machine), only to order the work longest first
 SLOWDOWN = {"native": 1.0, "avx512": 1.0, "avx2": 1.05, "default": 1.4, "sse": 1.7}
 
 
 def native_capability(python: str = sys.executable) -> str:
+    """What this CPU picks by itself, whatever the caller's environment caps."""
     code = "import torch; print(torch.backends.cpu.get_cpu_capability().lower())"
-    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k not in PATH_VARIABLES}
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
 
 
 def choose_profiles(native: str, requested: str | None) -> list[str]:
-    if requested and requested.strip() != "all":
-        names = requested.split()
+    requested = (requested or "").strip()
+    if requested and requested != "all":
+        names = list(dict.fromkeys(requested.split()))       # each once, in the order given
         unknown = [n for n in names if n not in PROFILES]
         if unknown:
-            raise SystemExit(f"float_paths: unknown profile(s) {unknown}; known: {list(PROFILES)}")
+            raise SystemExit(f"float_paths: unknown profile(s) {unknown} in PROFILES; known: {list(PROFILES)} "
+                             "or 'all'")
         return names
     names = ["native"]
     if native.startswith("avx512"):
@@ -80,10 +88,20 @@ def split_command(argv: list[str]) -> tuple[list[str], list[Path]]:
     """The pytest command, and the notebooks named at its end (files or folders of them)."""
     notebooks: list[Path] = []
     while argv and (argv[-1].endswith(".ipynb") or Path(argv[-1]).is_dir()):
+        if len(argv) > 1 and argv[-2].startswith("-") and not argv[-1].endswith(".ipynb"):
+            break                                    # a folder that is an option's value (--ignore DIR)
         path = Path(argv.pop())
         notebooks[:0] = sorted(path.glob("*.ipynb")) if path.is_dir() else [path]
     if not notebooks:
         raise SystemExit("float_paths: the command must end with notebooks or folders of notebooks")
+    missing = [str(nb) for nb in notebooks if not nb.is_file()]
+    if missing:
+        raise SystemExit(f"float_paths: no such notebook: {', '.join(missing)}")
+    names = [nb.name for nb in notebooks]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise SystemExit(f"float_paths: two notebooks named {', '.join(twice)}; the copies of one folder per "
+                         "profile need distinct names")
     return argv, notebooks
 
 
@@ -131,7 +149,7 @@ def main(argv: list[str]) -> int:
 
 # --- the pytest plugin side (``-p float_paths``) -------------------------------------------
 # the kernel inherits the environment when nbval starts it, at the notebook's first cell
-_CAPPED = sorted({name for settings in PROFILES.values() for name in settings})
+_WORKER_OWN = {name: os.environ.get(name) for name in PATH_VARIABLES}   # as the worker started
 
 
 @functools.cache
@@ -142,7 +160,7 @@ def _settings_in(folder: Path) -> dict | None:
 
 def pytest_collection_modifyitems(items):
     """Pairs longest first, in the order :func:`prepare` wrote; the cells of a notebook in order."""
-    settings = _settings_in(items[0].path.parent.parent) if items else None
+    settings = next((found for item in items if (found := _settings_in(item.path.parent.parent))), None)
     if settings is None:
         return
     rank = {name: i for i, name in enumerate(settings["order"])}
@@ -152,10 +170,11 @@ def pytest_collection_modifyitems(items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     settings = _settings_in(item.path.parent.parent)
-    if settings is None:
-        return
-    for name in _CAPPED:
+    for name in PATH_VARIABLES:
         os.environ.pop(name, None)
+    if settings is None:          # not a gate copy: the worker's own environment
+        os.environ.update({k: v for k, v in _WORKER_OWN.items() if v is not None})
+        return
     os.environ.update(settings["env"].get(item.path.parent.name, {}))
 
 
