@@ -262,7 +262,7 @@ def plot_seed_curves(curves: Mapping[str, np.ndarray], x=None, ax=None, title: s
         ax.fill_between(steps, lo, hi, color=color, alpha=0.2, linewidth=0)
     if log_y:
         ax.set_yscale("log")
-    if x is None or np.array_equal(np.asarray(x, dtype=float), np.round(np.asarray(x, dtype=float))):
+    if ax.get_xscale() == "linear" and _whole_numbers(x):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # steps and epochs: no tick at epoch 2.5
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -270,6 +270,17 @@ def plot_seed_curves(curves: Mapping[str, np.ndarray], x=None, ax=None, title: s
     ax.legend(fontsize="small")
     ax.grid(True, alpha=0.3)
     return ax
+
+
+def _whole_numbers(x) -> bool:
+    """Whether ``x`` (None: 1, 2, …) holds whole numbers only; labels or other objects are not numbers."""
+    if x is None:
+        return True
+    try:
+        values = np.asarray(x, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    return bool(np.isfinite(values).all() and np.array_equal(values, np.round(values)))
 
 
 def plot_seed_points(groups: Mapping[str, Sequence[float]], ax=None, title: str = "Per seed",

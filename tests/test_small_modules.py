@@ -113,6 +113,12 @@ def test_seed_curves_draw_a_median_and_a_band_per_configuration():
     ax = plot_seed_curves({"a": np.ones((4, 2))}, x=[0.0, 0.5, 1.0, 1.5])
     ax.figure.canvas.draw()
     assert not all(float(t).is_integer() for t in ax.get_xticks())  # fractional x keeps its ticks
+    ax = plot_seed_curves({"a": np.ones((3, 2))}, x=["ep0", "ep1", "ep2"])     # labels: a category axis
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["ep0", "ep1", "ep2"]
+    _, ax = plt.subplots()
+    ax.set_xscale("log")
+    plot_seed_curves({"a": np.ones((3, 2))}, x=[1, 10, 100], ax=ax)
+    assert type(ax.xaxis.get_major_locator()).__name__ == "LogLocator"
     ax = plot_seed_points({"x": [1.0, 2.0, np.nan, 3.0, 4.0]}, reference=0.5)
     assert "1 diverged" in [t.get_text() for t in ax.texts]
     plt.close("all")
