@@ -121,11 +121,15 @@ def keep_freed_memory() -> bool:
     The process then keeps, at most, the memory it already peaked at; numbers do not change.
 
     :func:`helpers.training.fit` and :func:`helpers.ensemble.fit_ensemble` call it; the
-    first call decides, later ones return the same answer at no cost.
+    first call decides, later ones return the same answer at no cost, and the setting holds
+    for the rest of the process (a notebook's kernel). Allocator settings of your own in the
+    environment (``MALLOC_*_`` variables, ``glibc.malloc`` tunables in ``GLIBC_TUNABLES``)
+    win: then nothing is changed.
 
     Returns:
         ``True`` if the C library is glibc and accepted both settings, ``False`` elsewhere
-        (macOS, Windows and musl allocators keep freed blocks their own way).
+        (macOS, Windows and musl allocators keep freed blocks their own way) and when the
+        environment already tunes glibc's allocator.
 
     Source: the GNU C Library manual, "Memory Allocation Tunables" and ``mallopt(3)``;
     PyTorch's CPU performance tuning guide recommends a caching allocator for the same reason.
@@ -140,8 +144,13 @@ def keep_freed_memory() -> bool:
     return _kept
 
 
+def _tuned_by_the_user() -> bool:
+    return (any(name.startswith("MALLOC_") and name.endswith("_") for name in os.environ)
+            or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""))
+
+
 def _set_malloc_thresholds() -> bool:
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or _tuned_by_the_user():
         return False
     try:
         libc = ctypes.CDLL(None)

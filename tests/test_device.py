@@ -120,3 +120,15 @@ def test_keep_freed_memory_is_decided_once(monkeypatch):
     assert device.keep_freed_memory() is False
     assert device.keep_freed_memory() is False
     assert calls == [1]
+
+
+def test_keep_freed_memory_leaves_an_allocator_tuned_in_the_environment_alone(monkeypatch):
+    import helpers.device as device
+
+    monkeypatch.setattr(device, "_kept", None)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
+    assert device.keep_freed_memory() is False
+    monkeypatch.setattr(device, "_kept", None)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=1000")
+    assert device.keep_freed_memory() is False
