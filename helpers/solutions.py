@@ -386,13 +386,17 @@ _TABLE = [
     ("11.3", "check_growth_bound", growth_bound,
      "‖diag(h(1 − h)) W_hh‖₂ ≤ ¼ σ_max(W_hh): the sigmoid's slope is at most ¼ (at pre-activation 0) and "
      "σ_max is the largest singular value (not the spectral radius, which can be far smaller for a non-normal "
-     "matrix). So a sigmoid RNN cannot explode unless σ_max(W_hh) > 4."),
+     "matrix). For [[2, 8], [0, 2]] at h = ½ the bound 8.5/4 ≈ 2.1 is met at k = 1 only: ‖(W/4)ᵏ‖₂ = 2.1, 2.0, "
+     "1.5, 1.0, 0.6, … → 0 (about 0.04 at k = 10), because over many steps the spectral radius 2/4 = ½ wins: "
+     "a non-normal matrix gives transient growth, not explosion."),
     ("12.1", "check_float_spacing", float_spacing,
      "A normal number is 1.b₁…bₘ · 2^E with E = ⌊log₂ w⌋, and the next one up differs by one unit in the "
      "last mantissa bit, 2^(E − m): the gap doubles at every power of two (ε = 2^(−m) is the gap at 1). "
      "Subnormals keep the smallest exponent E_min = 2 − 2^(e−1), so below the smallest normal number the gap "
-     "stays 2^(E_min − m), the smallest subnormal. In bfloat16 the gap at 1 is 2^(−7) ≈ 0.0078: an update of "
-     "1e-3 to a weight of 1 rounds away, which is why mixed precision keeps float32 master weights."),
+     "stays 2^(E_min − m), the smallest subnormal. In float16 the gap at 2000 (between 2¹⁰ and 2¹¹) is 2^(10 − 10) "
+     "= 1, so + 0.3 (under half of it) rounds away and the weight stays 2000; at 1000 the gap is 0.5 and it "
+     "becomes 1000.5. Small updates to large weights vanish, which is why mixed precision keeps float32 master "
+     "weights."),
     ("12.2", "check_scale_update", scale_update,
      "On inf/NaN back off and reset the counter; after growth_interval clean steps in a row grow and reset; "
      "otherwise count."),
