@@ -226,7 +226,7 @@ def _check_models(models) -> list[nn.Module]:
             raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(m).__name__}")
     first = models[0]
     shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in first.state_dict().items()}
-    layout = None
+    layout = repr(first) if len(models) > 1 else ""     # once: a deep model's repr is not free
     if not any(p.requires_grad for p in first.parameters()):
         raise ValueError("models[0] has no parameter that requires a gradient")
     for i, m in enumerate(models[1:], start=1):
@@ -237,7 +237,6 @@ def _check_models(models) -> list[nn.Module]:
         if other != shapes:
             diff = sorted(set(other.items()) ^ set(shapes.items()))[:3]
             raise ValueError(f"models[{i}] differs from models[0] in parameters or buffers: {diff}")
-        layout = repr(first) if layout is None else layout
         if repr(m) != layout:
             raise ValueError(f"models[{i}] is configured differently from models[0] (same tensors, other layers or "
                              f"settings): {repr(m)[:200]!r} vs {layout[:200]!r}")
