@@ -1,13 +1,47 @@
-"""helpers.claims over seeds: what each statement asserts, and that it can fail."""
+"""helpers.claims, for one value and over seeds: what each statement asserts, and that it can fail."""
 
 import math
 
 import numpy as np
 import pytest
 
-from helpers.claims import claim_gap, claim_seeds, describe_seeds, seed_spread
+from helpers.claims import claim, claim_close, claim_gap, claim_seeds, claim_true, describe_seeds, seed_spread
 
 GOOD = [0.91, 0.93, 0.90, 0.95, 0.92]
+
+
+def test_claim_prints_only_the_statement(capsys):
+    claim("a fact", 0.5, low=0.0, high=1.0)
+    claim_close("close", 1.001, 1.0, rel=0.01)
+    claim_true("true", True)
+    assert capsys.readouterr().out == "✓ a fact\n✓ close\n✓ true\n"
+
+
+@pytest.mark.parametrize("call", [
+    lambda: claim("x", 2.0, high=1.0),
+    lambda: claim("x", math.nan, low=0.0),
+    lambda: claim_close("x", 1.2, 1.0, rel=0.1),
+    lambda: claim_true("x", False),
+])
+def test_failed_claims_raise_with_the_measured_value(call):
+    with pytest.raises(AssertionError, match="claim failed: x"):
+        call()
+
+
+def test_claim_needs_a_bound():
+    with pytest.raises(ValueError):
+        claim("x", 1.0)
+
+
+def test_claim_close_absolute_tolerance(capsys):
+    claim_close("the mean is zero", 3e-9, 0.0, abs=1e-6)
+    claim_close("the slope equals the depth", 9.98, 10, rel=0.01)  # the old signature
+    claim_close("either tolerance", 10.5, 10, rel=0.01, abs=1.0)
+    assert capsys.readouterr().out.count("✓") == 3
+    with pytest.raises(AssertionError, match="expected 0.0"):
+        claim_close("the mean is zero", 3e-3, 0.0, abs=1e-6)
+    with pytest.raises(AssertionError):
+        claim_close("a relative tolerance alone never accepts a non-zero value at 0", 1e-12, 0.0, rel=0.5)
 
 
 @pytest.mark.parametrize("require, suffix", [("median", "median of 5 seeds"), ("all", "all 5 seeds"),

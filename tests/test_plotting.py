@@ -1,53 +1,19 @@
-"""claims, progress and plotting: the small helpers the notebooks lean on."""
-
-import math
+"""helpers.plotting: every figure labelled, the seed curves' median and band, bad arguments refused."""
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
 
-from helpers.claims import claim, claim_close, claim_true
 from helpers.plotting import (
     plot_activation_histograms,
     plot_contour_trajectories,
     plot_layer_grad_norms,
+    plot_seed_curves,
+    plot_seed_points,
     plot_training_curves,
 )
-from helpers.progress import progress, progress_enabled
 from helpers.training import History
-
-
-def test_claim_prints_only_the_statement(capsys):
-    claim("a fact", 0.5, low=0.0, high=1.0)
-    claim_close("close", 1.001, 1.0, rel=0.01)
-    claim_true("true", True)
-    assert capsys.readouterr().out == "✓ a fact\n✓ close\n✓ true\n"
-
-
-@pytest.mark.parametrize("call", [
-    lambda: claim("x", 2.0, high=1.0),
-    lambda: claim("x", math.nan, low=0.0),
-    lambda: claim_close("x", 1.2, 1.0, rel=0.1),
-    lambda: claim_true("x", False),
-])
-def test_failed_claims_raise_with_the_measured_value(call):
-    with pytest.raises(AssertionError, match="claim failed: x"):
-        call()
-
-
-def test_claim_needs_a_bound():
-    with pytest.raises(ValueError):
-        claim("x", 1.0)
-
-
-def test_progress_switch(monkeypatch):
-    monkeypatch.setenv("COURSE_PROGRESS", "0")
-    items = [1, 2]
-    assert not progress_enabled() and progress(items) is items
-    monkeypatch.setenv("COURSE_PROGRESS", "1")
-    assert progress_enabled() and not progress_enabled(False)
-    assert list(progress(items, enabled=True)) == items
 
 
 def _labelled(ax):
@@ -92,11 +58,6 @@ def test_plotting_bad_arguments(call, error, text):
 
 
 def test_seed_curves_draw_a_median_and_a_band_per_configuration():
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from helpers.plotting import plot_seed_curves, plot_seed_points
-
     values = np.arange(30, dtype=float).reshape(10, 3)
     values[5:, 2] = np.nan                                    # one seed diverged half-way
     ax = plot_seed_curves({"a": values}, colors={"a": "C3"})
@@ -122,19 +83,3 @@ def test_seed_curves_draw_a_median_and_a_band_per_configuration():
     ax = plot_seed_points({"x": [1.0, 2.0, np.nan, 3.0, 4.0]}, reference=0.5)
     assert "1 diverged" in [t.get_text() for t in ax.texts]
     plt.close("all")
-
-
-# ---- issue 16: claim_close takes an absolute tolerance
-
-
-def test_claim_close_absolute_tolerance(capsys):
-    from helpers.claims import claim_close
-
-    claim_close("the mean is zero", 3e-9, 0.0, abs=1e-6)
-    claim_close("the slope equals the depth", 9.98, 10, rel=0.01)  # the old signature
-    claim_close("either tolerance", 10.5, 10, rel=0.01, abs=1.0)
-    assert capsys.readouterr().out.count("✓") == 3
-    with pytest.raises(AssertionError, match="expected 0.0"):
-        claim_close("the mean is zero", 3e-3, 0.0, abs=1e-6)
-    with pytest.raises(AssertionError):
-        claim_close("a relative tolerance alone never accepts a non-zero value at 0", 1e-12, 0.0, rel=0.5)
