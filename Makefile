@@ -22,11 +22,18 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
+# Unit tests carry markers (registered in pyproject.toml): browser, slow, distributed, gpu. MARKS selects
+# among them in `make test`, `make unit` and `make test-gpu`, e.g. make unit MARKS="not browser and not slow";
+# empty (the default) runs every test.
+MARKS ?=
+PYTEST_MARKS = $(if $(strip $(MARKS)),-m "$(MARKS)")
+
 .PHONY: help install lab test lint unit nbval float-paths float-paths-full notebooks html browser check-machine check-wheels lock benchmarks determinism test-gpu clean
 
 help:
 	@echo "make lab        set up .venv (first time) and open the course in JupyterLab"
 	@echo "make test       set up, then ruff + unit tests + notebook hygiene + nbval on every notebook under each CPU float path"
+	@echo "                (MARKS=\"not browser\" leaves out the browser test and Chromium; markers: pyproject.toml)"
 	@echo "make html       render the executed course to an offline site: site/index.html"
 	@echo "make check-machine  check this machine for the course (workshop attendees: run it before the day)"
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
@@ -56,7 +63,7 @@ lint: install
 	$(BIN)/ruff check .
 
 unit: install
-	$(BIN)/python -m pytest -q -n 2 tests helpers
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_MARKS) tests helpers
 
 # NB= narrows it to some notebooks, e.g. make nbval NB=notebooks/02_vanishing_exploding.ipynb
 NB ?= notebooks
@@ -82,14 +89,15 @@ float-paths-full: install
 	$(MAKE) float-paths GATE_THREADS=2 GATE_KERNELS=1 PROFILES=all
 
 # `make test` needs headless Chromium and a CJK font for the site's browser test (tests/test_site.py): as root
-# with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. COURSE_SKIP_BROWSER=1
-# skips the browser test instead. Learners never need it (`make lab` does not depend on it).
+# with apt-get this installs Debian's chromium and fonts-wqy-microhei, otherwise it says how. MARKS="not browser"
+# deselects the browser tests (marked `browser`) instead, and this checks nothing. Learners never need it
+# (`make lab` does not depend on it).
 browser:
-	@bash tools/install_browser.sh
+	@MARKS="$(MARKS)" bash tools/install_browser.sh
 
 test: install browser
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n 2 tests helpers
+	$(BIN)/python -m pytest -q -n 2 $(PYTEST_MARKS) tests helpers
 	$(BIN)/python tools/float_paths.py $(NBVAL_RUN) notebooks
 
 # The executed notebooks as committed (nothing is run), to a static site that works offline.
@@ -140,12 +148,13 @@ determinism: install
 	rm -rf $$dir
 
 # On a machine with an NVIDIA GPU (and a CUDA build of torch): the unit tests with
-# COURSE_DEVICE=cuda (tests/test_on_device.py then runs on the GPU), and every notebook on the
+# COURSE_DEVICE=cuda (the tests marked `gpu`, tests/test_on_device.py, then run on the GPU; MARKS=gpu runs
+# only those, MARKS="not browser" all but the browser test), and every notebook on the
 # GPU compared loosely (--nbval-lax: only cells marked NBVAL_CHECK_OUTPUT are compared, since
 # GPU kernels round differently). Not part of `make test`; nothing requires a GPU.
 test-gpu: install
 	@if $(BIN)/python -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then \
-	  env COURSE_DEVICE=cuda $(BIN)/python -m pytest -q tests helpers && \
+	  env COURSE_DEVICE=cuda $(BIN)/python -m pytest -q $(PYTEST_MARKS) tests helpers && \
 	  env $(NB_ENV) COURSE_DEVICE=cuda OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q $(NBVAL) --nbval-lax -n 2 --dist loadfile notebooks; \
 	else \
 	  echo "make test-gpu: skipped, torch $$($(BIN)/python -c 'import torch; print(torch.__version__)') sees no CUDA device here."; \

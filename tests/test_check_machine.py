@@ -1,15 +1,12 @@
 """tools/check_machine.py: what a workshop attendee runs before the day."""
 
 import importlib.metadata
-import sys
 from pathlib import Path
 
+import check_machine
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import check_machine  # noqa: E402
 
 
 def test_python_311_to_314_pass_older_fails_newer_warns():

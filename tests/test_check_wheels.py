@@ -1,12 +1,10 @@
 """tools/check_wheels.py (`make check-wheels`) against a fake index: no network."""
 
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+import check_wheels
 
-import check_wheels  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FAKE_INDEX = {
     ("purelib", "1.0"): ["purelib-1.0-py3-none-any.whl", "purelib-1.0.tar.gz"],

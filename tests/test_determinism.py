@@ -4,18 +4,16 @@
 one notebook that trains and plots stands in for them inside `make test`.
 """
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
+import run_notebooks
 
 ROOT = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("run_notebooks", ROOT / "tools" / "run_notebooks.py")
-run_notebooks = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(run_notebooks)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["01_gradient_descent_backprop.ipynb"])
 def test_executing_a_notebook_twice_gives_the_same_bytes(name, tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_PROGRESS", "0")

@@ -12,6 +12,8 @@ from torch import nn
 
 from helpers.clipping import clip_grad_norm_, distributed_clip_grad_norm_
 
+pytestmark = pytest.mark.distributed
+
 WORLD = 2
 MAX_NORM = 1.0
 NORM_TYPES = (2.0, 1.0, math.inf)

@@ -5,13 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import float_paths
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import float_paths  # noqa: E402
 
 PROBE = """import os, torch
 profile = os.path.basename(os.getcwd())
@@ -19,6 +17,7 @@ with open(os.path.join(os.environ["GATE_PROBE_OUT"], profile + ".txt"), "w") as 
     f.write(torch.backends.cpu.get_cpu_capability() + " " + str(os.environ.get("MKL_ENABLE_INSTRUCTIONS")))"""
 
 
+@pytest.mark.slow
 def test_each_kernel_runs_on_its_profiles_float_path(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(PROBE)]

@@ -6,26 +6,22 @@ browser of its own), and check that it loads without a JavaScript exception or c
 error, shows every figure its notebook stores, typesets every formula (MathML with a
 non-zero rendered size, and no TeX source left in the prose), links only to pages that
 exist, requests nothing but files, and draws Chinese glyphs (not the empty boxes of a
-missing font). Without Chromium they FAIL, unless COURSE_SKIP_BROWSER=1 says to skip them
-(`make test` installs Chromium and a CJK font: tools/install_browser.sh).
+missing font). They are marked `browser`: without Chromium they FAIL, unless deselected with
+`pytest -m "not browser"` (`make test` installs Chromium and a CJK font: tools/install_browser.sh).
 """
 
 import html
 import os
 import re
 import shutil
-import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import build_site
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-
-import build_site  # noqa: E402
-
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PAGE_TIMEOUT_MS = 20_000
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -128,12 +124,11 @@ class Page:
 def page():
     executable = find_chromium()
     if executable is None:
-        if os.environ.get("COURSE_SKIP_BROWSER") == "1":
-            pytest.skip("COURSE_SKIP_BROWSER=1: the browser test is skipped on request")
         pytest.fail("Chromium was not found ($COURSE_CHROMIUM if set, else "
                     f"{', '.join(CHROMIUM_NAMES)} on PATH). Install it with "
                     "`sudo tools/install_browser.sh` (make test does this as root), point "
-                    "COURSE_CHROMIUM at one, or set COURSE_SKIP_BROWSER=1 to skip this test.",
+                    "COURSE_CHROMIUM at one, or deselect the browser tests: pytest -m \"not browser\" "
+                    "(make test MARKS=\"not browser\").",
                     pytrace=False)
     from playwright.sync_api import sync_playwright
 
@@ -245,6 +240,7 @@ def _check_loaded(page, path: Path, probe: dict) -> None:
     assert probe["formulas"] == path.read_text(encoding="utf-8").count("<math "), path.name
 
 
+@pytest.mark.browser
 def test_index_loads_and_links_every_page(site, page):
     out, pages = site
     probe = _open(page, out / "index.html")
@@ -255,6 +251,7 @@ def test_index_loads_and_links_every_page(site, page):
     page.page.screenshot(path=out / "screenshot_index.png")
 
 
+@pytest.mark.browser
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[nb.stem for nb in NOTEBOOKS])
 def test_page_loads_and_shows_every_figure_and_formula(site, page, notebook):
     out, pages = site
@@ -275,6 +272,7 @@ def test_page_loads_and_shows_every_figure_and_formula(site, page, notebook):
         page.page.screenshot(path=out / f"screenshot_{notebook.stem}_math.png")
 
 
+@pytest.mark.browser
 def test_a_formula_is_typeset_not_printed(site, page):
     """A fraction is laid out on two levels: taller than one line of its own text."""
     out, _ = site
@@ -285,6 +283,7 @@ def test_a_formula_is_typeset_not_printed(site, page):
     assert sizes and min(sizes) > 1.4, sizes
 
 
+@pytest.mark.browser
 def test_chinese_glyphs_are_drawn(site, page):
     out, _ = site
     welcome = next(summary for summary in site[1] if summary["number"] == "00")
@@ -299,6 +298,7 @@ def test_chinese_glyphs_are_drawn(site, page):
     page.page.locator("table", has=cell).first.screenshot(path=out / "screenshot_glossary.png")
 
 
+@pytest.mark.browser
 def test_screenshots_were_taken(site, page):
     out, _ = site
     shots = sorted(out.glob("screenshot_*.png"))

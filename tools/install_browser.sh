@@ -5,15 +5,16 @@
 #
 # - Chromium already there (COURSE_CHROMIUM, or chromium, chromium-browser, google-chrome on PATH)
 #   and a font with Chinese glyphs (fc-list :lang=zh): nothing to do.
-# - COURSE_SKIP_BROWSER=1: nothing to do (the browser test is then skipped, by explicit choice).
+# - MARKS="not browser" (make test MARKS="not browser"): nothing to do (the tests marked `browser`
+#   are then deselected, by explicit choice).
 # - root with apt-get (CI, containers): installs what is missing of Debian's `chromium` and
 #   `fonts-wqy-microhei` (WenQuanYi Micro Hei: 1.6 MB download, 5 MB on disk, the smallest
 #   Debian font that covers the glossary's characters; fonts-noto-cjk is 91 MB).
 # - otherwise: says how to install it and fails, so `make test` cannot pass without the test.
 set -euo pipefail
 
-if [[ "${COURSE_SKIP_BROWSER:-0}" == "1" ]]; then
-    echo "install_browser: COURSE_SKIP_BROWSER=1, not checking for Chromium (the browser test will be skipped)."
+if [[ "${MARKS:-}" == *"not browser"* ]]; then
+    echo "install_browser: MARKS=\"$MARKS\", not checking for Chromium (the browser tests are deselected)."
     exit 0
 fi
 
@@ -61,7 +62,7 @@ browser test (tests/test_site.py); one of them was not found. Install them, e.g.
     sudo apt-get install --no-install-recommends chromium fonts-wqy-microhei      (Debian/Ubuntu)
 or point COURSE_CHROMIUM at a Chromium/Chrome executable:
     make test COURSE_CHROMIUM=/path/to/chrome
-or skip the browser test explicitly (CI must not):
-    COURSE_SKIP_BROWSER=1 make test
+or leave out the browser tests explicitly (CI must not):
+    make test MARKS="not browser"
 MSG
 exit 1
