@@ -41,13 +41,15 @@ from pathlib import Path
 
 import torch
 
+# isort: split
+# The other benchmarks, scripts beside this one: run as `python benchmarks/results.py`, Python puts
+# benchmarks/ first on sys.path, so they import as plain modules (`helpers` is the installed package).
+import ensemble as ensemble_bench
+import overhead as overhead_bench
+
+import notebooks as notebook_bench  # benchmarks/notebooks.py; ruff sorts it as the notebooks/ folder
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import ensemble as ensemble_bench  # noqa: E402
-import overhead as overhead_bench  # noqa: E402
-
-import notebooks as notebook_bench  # noqa: E402
 
 MAKE_TEST_BUDGET_S = 12 * 60
 FIT_BUDGET, MONITOR_BUDGET = 0.05, 0.10  # DESIGN.md: fit <= 5 %, GradientMonitor <= 10 %
