@@ -15,25 +15,23 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
 KERNEL = "python3"
 
 
-def merge_streams(outputs: list) -> list:
-    """Join consecutive stream outputs of the same stream.
+def tidy(notebook: nbformat.NotebookNode) -> None:
+    """Make an executed notebook byte-stable: no timing, no widget state, whole streams.
 
     How a kernel chunks printed text depends on timing (a loaded machine splits one
-    ``print`` in two); merged, the stored notebook is the same every run.
+    ``print`` in two); nbconvert's CoalesceStreamsPreprocessor joins consecutive chunks of
+    one stream (and drops text that a carriage return overwrites, as a terminal would), so
+    the stored notebook is the same every run.
     """
-    merged: list = []
-    for output in outputs:
-        previous = merged[-1] if merged else None
-        if (output.get("output_type") == "stream" and previous is not None
-                and previous.get("output_type") == "stream" and previous.get("name") == output.get("name")):
-            previous["text"] = previous["text"] + output["text"]
-        else:
-            merged.append(output)
-    return merged
+    for cell in notebook.cells:
+        cell.metadata.pop("execution", None)
+    CoalesceStreamsPreprocessor().preprocess(notebook, {})
+    notebook.metadata.pop("widgets", None)
 
 
 def execute(path: Path) -> float:
@@ -46,11 +44,7 @@ def execute(path: Path) -> float:
     start = time.perf_counter()
     client.execute()
     elapsed = time.perf_counter() - start
-    for cell in notebook.cells:
-        cell.metadata.pop("execution", None)
-        if cell.cell_type == "code":
-            cell.outputs = merge_streams(cell.outputs)
-    notebook.metadata.pop("widgets", None)
+    tidy(notebook)
     nbformat.write(notebook, path)
     return elapsed
 
