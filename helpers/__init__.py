@@ -4,7 +4,7 @@ Modules, one idea each, in layers, lowest first. A module imports only from its 
 a lower one, at the top of the module, and no two import each other
 (``tests/test_layering.py`` reads the imports and checks it).
 
-L0 foundation: no helpers module above it
+L0 foundation
     :mod:`helpers._checks`        argument checks whose messages name the argument, the value and what is accepted
     :mod:`helpers._layers`        the one registry of weighted layer kinds (Linear, Conv, ConvTranspose)
     :mod:`helpers._fused`         torch's private multi-tensor functions, wrapped with a public fallback

@@ -1,4 +1,4 @@
-"""Measuring gradient flow: per-layer gradient norms, activation statistics, Jacobians."""
+"""Measuring gradient flow: per-layer and per-block gradient norms, activation statistics, Jacobians."""
 
 from __future__ import annotations
 
