@@ -28,29 +28,26 @@ _REFUSED = (AttributeError, TypeError, ValueError, RuntimeError)
 
 def copy_(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
     """``destinations[i].copy_(sources[i])`` for every ``i``, in one multi-tensor call."""
-    try:
-        torch._foreach_copy_(destinations, sources)
-    except _REFUSED:
-        for destination, source in zip(destinations, sources, strict=True):
-            destination.copy_(source)
+    _pairwise_("_foreach_copy_", torch.Tensor.copy_, destinations, sources)
 
 
 def sub_(tensors: list[torch.Tensor], others: list[torch.Tensor]) -> None:
     """``tensors[i].sub_(others[i])`` for every ``i``, in one multi-tensor call."""
-    try:
-        torch._foreach_sub_(tensors, others)
-    except _REFUSED:
-        for tensor, other in zip(tensors, others, strict=True):
-            tensor.sub_(other)
+    _pairwise_("_foreach_sub_", torch.Tensor.sub_, tensors, others)
 
 
 def mul_(tensors: list[torch.Tensor], factors: list[torch.Tensor]) -> None:
     """``tensors[i].mul_(factors[i])`` for every ``i`` (a factor broadcasts), in one multi-tensor call."""
+    _pairwise_("_foreach_mul_", torch.Tensor.mul_, tensors, factors)
+
+
+def _pairwise_(private: str, each, tensors: list[torch.Tensor], others: list[torch.Tensor]) -> None:
+    """``torch.<private>(tensors, others)``, else ``each(tensors[i], others[i])`` for every ``i``."""
     try:
-        torch._foreach_mul_(tensors, factors)
+        getattr(torch, private)(tensors, others)
     except _REFUSED:
-        for tensor, factor in zip(tensors, factors, strict=True):
-            tensor.mul_(factor)
+        for tensor, other in zip(tensors, others, strict=True):
+            each(tensor, other)
 
 
 def by_device_and_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -500,23 +500,17 @@ _NAME_OF_TYPE = {kind: name for name, kinds in _REGISTRY.items() for kind in kin
 
 
 def get_activation(name: str, **kwargs) -> Activation:
-    """A new from-scratch activation module by name.
-
-    Args:
-        name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
-            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"swish"``, ``"mish"``.
-        **kwargs: the module's arguments, e.g. ``negative_slope=0.2`` for leaky ReLU.
-
-    Raises:
-        ValueError: ``name`` is not one of :data:`ACTIVATION_NAMES`.
-        TypeError: ``kwargs`` are not the module's arguments.
+    """A new from-scratch activation module by name: :func:`make_activation` with ``from_scratch=True``.
 
     Example:
         >>> get_activation("leaky_relu", negative_slope=0.2)
         LeakyReLU(negative_slope=0.2)
     """
     check_choice("activation", name, ACTIVATION_NAMES)
-    return _build(_REGISTRY[name][0], name, kwargs)
+    try:
+        return _REGISTRY[name][0](**kwargs)
+    except TypeError as error:
+        raise TypeError(f"bad arguments {kwargs} for activation {name!r}: {error}") from None
 
 
 def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Module:
@@ -539,17 +533,10 @@ def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Mo
         >>> type(make_activation("mish", from_scratch=True))
         <class 'helpers.activations.Mish'>
     """
-    check_choice("activation", name, ACTIVATION_NAMES)
     if from_scratch:
-        return _build(_REGISTRY[name][0], name, kwargs)
+        return get_activation(name, **kwargs)
+    check_choice("activation", name, ACTIVATION_NAMES)
     return _REGISTRY[name][1](**kwargs)
-
-
-def _build(kind: type[Activation], name: str, kwargs: dict) -> Activation:
-    try:
-        return kind(**kwargs)
-    except TypeError as error:
-        raise TypeError(f"bad arguments {kwargs} for activation {name!r}: {error}") from None
 
 
 def name_of(module: nn.Module) -> str | None:
