@@ -1,20 +1,47 @@
 """Gradient Flow: the tested library behind the course on vanishing and exploding gradients.
 
-Modules, one idea each:
+Modules, one idea each, in layers, lowest first. A module imports only from its own layer or
+a lower one, at the top of the module, and no two import each other
+(``tests/test_layering.py`` reads the imports and checks it).
 
-- :mod:`helpers.device`      choose CPU/GPU (``COURSE_DEVICE``) and seed every generator
-- :mod:`helpers.data`        the bundled 8x8 digits and the two-spirals toy problem
-- :mod:`helpers.models`      :class:`~helpers.models.MLP` with activation by name
-- :mod:`helpers.diagnostics` per-layer gradient norms, :class:`~helpers.diagnostics.GradientMonitor`,
-                             Jacobian singular values
-- :mod:`helpers.theory`      mean-field predictions: the per-layer gradient factor chi
-- :mod:`helpers.training`    :func:`~helpers.training.fit` with a divergence guard -> ``History``
-- :mod:`helpers.ensemble`    many seeds / learning rates of one network trained at once, each equal to ``fit``
-- :mod:`helpers.transformer` attention, pre-/post-LN blocks, QK-norm, DeepNorm and a tiny causal LM, equal to torch
-- :mod:`helpers.plotting`    one function per recurring picture
-- :mod:`helpers.progress`    progress bars that stay out of regression-tested outputs
-- :mod:`helpers.claims`      a notebook's measured claims, asserted with a tolerance or over seeds
-- :mod:`helpers.exercises`   automatic checkers for the learners' exercises
+L0 foundation
+    :mod:`helpers._checks`        argument checks whose messages name the argument, the value and what is accepted
+    :mod:`helpers._layers`        the one registry of weighted layer kinds (Linear, Conv, ConvTranspose)
+    :mod:`helpers._fused`         torch's private multi-tensor functions, wrapped with a public fallback
+    :mod:`helpers.progress`       progress bars that stay out of regression-tested outputs
+    :mod:`helpers.claims`         a notebook's measured claims, asserted with a tolerance or over seeds
+    :mod:`helpers.errata`         the seeds' mistakes and FAQ questions, as data
+    :mod:`helpers.device`         choose CPU/GPU (``COURSE_DEVICE``), seed every generator, keep freed memory
+    :mod:`helpers.data`           the bundled 8x8 digits, two spirals, the adding and copy tasks; batches
+L1 layers and models
+    :mod:`helpers.activations`    activations with hand-written derivatives; the one activation registry
+    :mod:`helpers.init`           initialisation schemes equal to ``torch.nn.init``, LSUV
+    :mod:`helpers.normalization`  batch, layer and RMS norm, weight normalization
+    :mod:`helpers.regularization` L1/L2 penalties, inverted dropout
+    :mod:`helpers.recurrent`      RNN, LSTM and GRU cells, a sequence model
+    :mod:`helpers.models`         :class:`~helpers.models.MLP`, ``ConvNet``, ``DenseBlock`` with activation by name
+    :mod:`helpers.transformer`    attention, pre-/post-LN blocks, QK-norm, DeepNorm and a tiny causal LM, equal to torch
+    :mod:`helpers.theory`         mean-field predictions: the per-layer gradient factor chi
+L2 optimisation
+    :mod:`helpers.optim`          SGD, Adam, AdamW, RAdam equal to torch's
+    :mod:`helpers.clipping`       clipping by value, by global norm (also over processes), unit-wise adaptive
+    :mod:`helpers.schedulers`     learning-rate schedules
+    :mod:`helpers.amp`            dynamic loss scaling, gradient accumulation
+    :mod:`helpers.sharding`       clipping a model sharded over two processes, a runnable demo
+L3 diagnostics
+    :mod:`helpers.diagnostics`    per-layer and per-block gradient norms, :class:`~helpers.diagnostics.GradientMonitor`,
+                                  Jacobian singular values
+L4 training
+    :mod:`helpers.training`       :func:`~helpers.training.fit` with a divergence guard -> ``History``
+    :mod:`helpers.lr_finder`      the learning-rate range test, beside ``fit``
+    :mod:`helpers.ensemble`       many seeds / learning rates of one network trained at once, each equal to ``fit``
+    :mod:`helpers.checkup`        read a monitor, name the problem, suggest the fix
+L5 top
+    :mod:`helpers.plotting`       one function per recurring picture
+    :mod:`helpers.solutions`      a worked solution for every exercise
+    :mod:`helpers.exercises`      automatic checkers for the learners' exercises, one module per notebook
 """
+
+__all__ = ["__version__"]
 
 __version__ = "0.1.0"

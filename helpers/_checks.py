@@ -10,6 +10,8 @@ import math
 from collections.abc import Iterable
 from numbers import Integral, Real
 
+__all__ = ["check_int", "check_bool", "check_real", "check_choice", "check_lr", "check_int_sequence"]
+
 
 def check_int(name: str, value, *, minimum: int | None = None) -> int:
     """Return ``value`` if it is an int (not a bool) that is at least ``minimum``."""

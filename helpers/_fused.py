@@ -1,16 +1,72 @@
-"""Multi-tensor reductions, wrapped in one place.
+"""Multi-tensor operations: the one place the helpers call torch's private functions.
 
-``torch._foreach_norm`` reduces a list of tensors in one call (one kernel launch per
-group on a GPU, no Python loop); it is a private torch function, so every use in the
-helpers goes through :func:`norms`, which falls back to the public
-``torch.linalg.vector_norm`` when it is missing.
+``torch._foreach_*`` applies one operation to a whole list of tensors in one call (one
+kernel launch per group on a GPU, no Python loop), and
+``torch.utils._foreach_utils._group_tensors_by_device_and_dtype`` groups tensors in the
+order ``torch.nn.utils.clip_grad_norm_`` sums them. Both are private: a torch release may
+rename or drop them. Every use in the helpers goes through a wrapper here, which calls the
+private function (so the numbers are torch's own, bit for bit) and falls back to a plain
+loop of public operations when the function is missing or refuses its input. A failure
+that the loop hits too is then raised by the loop.
 """
 
 from __future__ import annotations
 
 import torch
 
+try:
+    from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
+except ImportError:  # pragma: no cover - a torch without the private helper
+    _group_tensors_by_device_and_dtype = None
+
+__all__ = ["TINY", "by_device_and_dtype", "copy_", "fast_norms", "mul_", "norms", "refine", "sub_"]
+
 TINY = 1e-12  # below this a float32 norm may have lost entries whose squares underflowed
+# what a private function raises when it is missing (AttributeError) or refuses an input
+_REFUSED = (AttributeError, TypeError, ValueError, RuntimeError)
+
+
+def copy_(destinations: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``destinations[i].copy_(sources[i])`` for every ``i``, in one multi-tensor call."""
+    _pairwise_("_foreach_copy_", torch.Tensor.copy_, destinations, sources)
+
+
+def sub_(tensors: list[torch.Tensor], others: list[torch.Tensor]) -> None:
+    """``tensors[i].sub_(others[i])`` for every ``i``, in one multi-tensor call."""
+    _pairwise_("_foreach_sub_", torch.Tensor.sub_, tensors, others)
+
+
+def mul_(tensors: list[torch.Tensor], factors: list[torch.Tensor]) -> None:
+    """``tensors[i].mul_(factors[i])`` for every ``i`` (a factor broadcasts), in one multi-tensor call."""
+    _pairwise_("_foreach_mul_", torch.Tensor.mul_, tensors, factors)
+
+
+def _pairwise_(private: str, each, tensors: list[torch.Tensor], others: list[torch.Tensor]) -> None:
+    """``torch.<private>(tensors, others)``, else ``each(tensors[i], others[i])`` for every ``i``."""
+    try:
+        getattr(torch, private)(tensors, others)
+    except _REFUSED:
+        for tensor, other in zip(tensors, others, strict=True):
+            each(tensor, other)
+
+
+def by_device_and_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The tensors grouped by (device, dtype), the groups in the order torch's clipping sums them.
+
+    The order of the groups changes the rounding of a total norm; torch's own grouping (a
+    hash map) makes a total equal torch's bit for bit. The fallback keeps the groups in order
+    of first appearance.
+    """
+    if not tensors:
+        return []
+    try:
+        grouped = _group_tensors_by_device_and_dtype([tensors])
+        return [t for (group,), _ in grouped.values() for t in group]
+    except _REFUSED:
+        groups: dict[tuple, list[torch.Tensor]] = {}
+        for t in tensors:
+            groups.setdefault((t.device, t.dtype), []).append(t)
+        return [t for group in groups.values() for t in group]
 
 
 def fast_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -23,7 +79,7 @@ def fast_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
         return torch.zeros(0)
     try:
         result = torch._foreach_norm(tensors, 2)
-    except (AttributeError, TypeError, RuntimeError):
+    except _REFUSED:
         result = [torch.linalg.vector_norm(t) for t in tensors]
     return torch.stack(list(result))
 
@@ -63,7 +119,7 @@ def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
         return torch.stack([_scaled_norm(t, dtype) for t in tensors])
     try:
         result = torch._foreach_norm(tensors, 2, dtype=dtype)
-    except (AttributeError, TypeError, RuntimeError):  # no multi-tensor norm in this torch
+    except _REFUSED:
         result = [torch.linalg.vector_norm(t, dtype=dtype) for t in tensors]
     return torch.stack(list(result))
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["WEIGHTED_LAYERS", "RECURRENT_PREFIXES", "describe_kinds", "recurrent_weights"]
+
 WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
                    nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 RECURRENT_PREFIXES = ("weight_ih", "weight_hh")

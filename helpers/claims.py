@@ -17,6 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = ["claim", "claim_close", "claim_true", "MIN_SEEDS", "seed_spread", "claim_seeds", "claim_gap",
+           "describe_seeds"]
+
 
 def claim(statement: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
     """Assert ``low <= value <= high`` and print ``✓ statement``.

@@ -26,6 +26,11 @@ from numbers import Real
 import torch
 
 from helpers._checks import check_real
+from helpers._fused import by_device_and_dtype
+
+__all__ = ["grad_norms", "total_norm_from_norms", "get_total_norm", "clip_grads_with_norm_",
+           "clip_grad_norm_", "clip_grad_value_", "unitwise_norm", "adaptive_clip_grad_",
+           "distributed_clip_grad_norm_"]
 
 _EPS = 1e-6  # added to the total norm before dividing, as torch.nn.utils does
 
@@ -130,28 +135,9 @@ def get_total_norm(grads: Iterable[torch.Tensor], norm_type: float = 2.0,
     return _get_total_norm(_as_list(grads, "grads"), p, bool(error_if_nonfinite))
 
 
-def _by_device_and_dtype(grads: list[torch.Tensor]) -> list[torch.Tensor]:
-    """The tensors grouped by (device, dtype) in the order torch sums their norms.
-
-    The order of the groups changes the rounding of the total norm; torch's own grouping
-    (a hash map) is used when available so that the total equals torch's bit for bit,
-    else the groups come in order of first appearance.
-    """
-    try:
-        from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
-    except ImportError:  # pragma: no cover - older or newer torch without the private helper
-        groups: dict[tuple, list[torch.Tensor]] = {}
-        for g in grads:
-            groups.setdefault((g.device, g.dtype), []).append(g)
-        return [g for group in groups.values() for g in group]
-    if not grads:
-        return []
-    grouped = _group_tensors_by_device_and_dtype([grads])
-    return [g for (tensors,), _ in grouped.values() for g in tensors]
-
-
 def _get_total_norm(grads: list[torch.Tensor], p: float, error_if_nonfinite: bool) -> torch.Tensor:
-    total = _total_norm_from_norms(_grad_norms(_by_device_and_dtype(grads), p), p)
+    # grouped as torch groups them: the order of the groups changes the rounding of the total
+    total = _total_norm_from_norms(_grad_norms(by_device_and_dtype(grads), p), p)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(f"The total norm of order {p} of the gradients is non-finite ({float(total)}), "
                            "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway "

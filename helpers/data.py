@@ -11,6 +11,8 @@ import torch
 
 from helpers._checks import check_int, check_real
 
+__all__ = ["Split", "digits", "two_spirals", "adding_problem", "copy_task"]
+
 
 @dataclass(frozen=True)
 class Split:

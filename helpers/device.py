@@ -17,6 +17,8 @@ import torch
 
 from helpers._checks import check_int
 
+__all__ = ["ENV_VAR", "get_device", "seed_everything", "keep_freed_memory"]
+
 ENV_VAR = "COURSE_DEVICE"
 _KINDS = ("cpu", "cuda", "mps", "auto")
 

@@ -1,45 +1,44 @@
-"""Measuring gradient flow: per-layer gradient norms, activation statistics, Jacobians."""
+"""Measuring gradient flow: per-layer and per-block gradient norms, activation statistics, Jacobians."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from helpers import activations
+from helpers import _fused, activations
 from helpers._checks import check_choice, check_int, check_real
-from helpers._fused import fast_norms, refine
-from helpers._fused import norms as _norms
 from helpers._layers import WEIGHTED_LAYERS, describe_kinds, recurrent_weights
+from helpers.normalization import WeightNormLinear
 
-# WEIGHTED_LAYERS stays importable from here; the one registry lives in helpers._layers
+__all__ = ["ACTIVATION_LAYERS", "GradientMonitor", "MonitorRecord", "activation_grad_norms", "block_grad_norms",
+           "capture_activations", "grad_norms_for_batch", "jacobian_singular_values", "layer_grad_norms",
+           "trained_weight", "watched_weights", "weighted_layers"]
+
+# the layers whose weight the diagnostics report: the registry's, and weight-normed ones (their direction v)
+_REPORTED_LAYERS = (*WEIGHTED_LAYERS, WeightNormLinear)
 ACTIVATION_LAYERS = (
     activations.Activation,
     nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Mish,
     nn.Softplus, nn.Hardtanh, nn.PReLU,
 )
 # the activations with a saturation (sigmoid, tanh) or dead-unit (relu) measure
-_KINDS = {nn.Sigmoid: "sigmoid", activations.Sigmoid: "sigmoid", nn.Tanh: "tanh", activations.Tanh: "tanh",
-          nn.ReLU: "relu", activations.ReLU: "relu"}
+_MEASURED = ("sigmoid", "tanh", "relu")
 
 
 def _kind(module: nn.Module) -> str | type:
     """'sigmoid', 'tanh' or 'relu' for PyTorch's and the course's versions alike, else the class."""
-    return _KINDS.get(type(module), type(module))
+    name = activations.name_of(module)
+    return name if name in _MEASURED else type(module)
 
 
 def _check_module(name: str, value) -> nn.Module:
     if not isinstance(value, nn.Module):
         raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
     return value
-
-
-def _weight_normed():
-    from helpers.normalization import WeightNormLinear  # here, not at the top: diagnostics stays importable alone
-
-    return WeightNormLinear
 
 
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -50,8 +49,7 @@ def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
     :class:`helpers.normalization.WeightNormLinear` layers count too (see :func:`trained_weight`).
     """
     _check_module("model", model)
-    kinds = (*WEIGHTED_LAYERS, _weight_normed())
-    return {name: m for name, m in model.named_modules() if isinstance(m, kinds)}
+    return {name: m for name, m in model.named_modules() if isinstance(m, _REPORTED_LAYERS)}
 
 
 def trained_weight(layer: nn.Module) -> torch.Tensor:
@@ -67,13 +65,13 @@ def trained_weight(layer: nn.Module) -> torch.Tensor:
         >>> trained_weight(WeightNormLinear(3, 2)).shape
         torch.Size([2, 3])
     """
-    return layer.v if isinstance(layer, _weight_normed()) else layer.weight
+    return layer.v if isinstance(layer, WeightNormLinear) else layer.weight
 
 
 def watched_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """The weight matrices the diagnostics report, by name, from input to output.
 
-    One per weighted layer (:data:`WEIGHTED_LAYERS`, named like the layer, see
+    One per weighted layer (:data:`helpers._layers.WEIGHTED_LAYERS`, named like the layer, see
     :func:`trained_weight`), and the input-to-hidden and hidden-to-hidden matrices of
     recurrent layers (``nn.RNN``/``LSTM``/``GRU``, their cells and :mod:`helpers.recurrent`'s),
     named ``"<layer>.weight_ih_l0"`` etc.
@@ -83,10 +81,9 @@ def watched_weights(model: nn.Module) -> dict[str, torch.Tensor]:
         ['rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'head']
     """
     _check_module("model", model)
-    kinds = (*WEIGHTED_LAYERS, _weight_normed())
     watched: dict[str, torch.Tensor] = {}
     for name, module in model.named_modules():
-        if isinstance(module, kinds):
+        if isinstance(module, _REPORTED_LAYERS):
             watched[name] = trained_weight(module)
         else:
             for pname, weight in recurrent_weights(module).items():
@@ -118,8 +115,47 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     weights = watched_weights(model)
     grads = [w.grad for w in weights.values()]
     present = [g.detach() for g in grads if g is not None]
-    values = iter(_norms(present).tolist())  # one multi-tensor norm, one transfer to the host
+    values = iter(_fused.norms(present).tolist())  # one multi-tensor norm, one transfer to the host
     return {name: (next(values) if g is not None else 0.0) for name, g in zip(weights, grads)}
+
+
+def block_grad_norms(model: nn.Module) -> dict[str, float]:
+    r"""The gradient norm of each block's weight matrices together.
+
+    .. math:: \lVert \nabla_{\text{block}} L \rVert = \sqrt{\sum_{W \in \text{block}}\lVert\nabla_W L\rVert_F^2}
+
+    Call it after ``loss.backward()``. Reads :func:`layer_grad_norms` and groups the layers
+    named ``blocks.<i>.…`` (as in :class:`helpers.transformer.TinyCausalLM`); other layers
+    (the head) are left out.
+
+    Raises:
+        TypeError: ``model`` is not an ``nn.Module``.
+        ValueError: no weight of any block has a gradient yet (no backward pass since the model
+            was built or since ``zero_grad()``): reporting 0 would pretend the gradient vanished.
+
+    Returns:
+        dict {"blocks.0": norm, …}, from input to output.
+
+    Example:
+        >>> from helpers.transformer import TinyCausalLM
+        >>> lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=2, max_len=4)
+        >>> lm(torch.zeros(2, 4, dtype=torch.long)).sum().backward()
+        >>> list(block_grad_norms(lm))
+        ['blocks.0', 'blocks.1']
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    in_blocks = [w for name, w in watched_weights(model).items() if name.split(".")[0] == "blocks"]
+    if in_blocks and all(w.grad is None for w in in_blocks):
+        raise ValueError("block_grad_norms needs gradients: no weight of model's blocks has a .grad yet "
+                         "(call loss.backward() first; zero_grad() sets them to None)")
+    squares: dict[str, float] = {}
+    for name, norm in layer_grad_norms(model).items():
+        parts = name.split(".")
+        if len(parts) >= 2 and parts[0] == "blocks":
+            key = f"blocks.{parts[1]}"
+            squares[key] = squares.get(key, 0.0) + norm ** 2
+    return {k: math.sqrt(v) for k, v in squares.items()}
 
 
 def grad_norms_for_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -320,7 +356,7 @@ class GradientMonitor:
 
     def _norm_pending(self) -> None:
         self._grad_names = [n for n in self._weights if n in self._pending]  # from input to output
-        self._grad_values = fast_norms([self._pending[n] for n in self._grad_names])
+        self._grad_values = _fused.fast_norms([self._pending[n] for n in self._grad_names])
 
     def _on_forward(self, name: str, module: nn.Module, output: torch.Tensor) -> None:
         # keep a reference only; the statistics are computed once per step, batched
@@ -363,7 +399,7 @@ class GradientMonitor:
         if len(self._previous) != len(weights):
             self._previous = [w.clone() for w in weights]
         elif weights:
-            torch._foreach_copy_(self._previous, weights)
+            _fused.copy_(self._previous, weights)
 
     def _activation_statistics(self) -> tuple[list[str], torch.Tensor | None]:
         r"""Names and a table [mean, std, saturation or dead fraction (NaN if neither)] per activation.
@@ -427,11 +463,11 @@ class GradientMonitor:
             grad_names = self._grad_names if self._pending else []
             pieces = []
             if names:
-                size = fast_norms(self._previous)
+                size = _fused.fast_norms(self._previous)
                 # in place: the snapshot is overwritten below anyway, and a fresh difference
                 # tensor per layer costs more than the arithmetic
-                torch._foreach_sub_(self._previous, weights)
-                pieces += [size.float(), fast_norms(self._previous).float()]
+                _fused.sub_(self._previous, weights)
+                pieces += [size.float(), _fused.fast_norms(self._previous).float()]
             if grad_names:
                 pieces.append(self._grad_values.float())
             act_names, table = self._activation_statistics()
@@ -442,8 +478,8 @@ class GradientMonitor:
             sizes, changes, values = values[:n], values[n:2 * n], values[2 * n:]
             grads, values = values[:len(grad_names)], values[len(grad_names):]
             # float32 norms below ~1e-12 may have lost entries to underflow: those few again, in float64
-            changes = refine(changes, self._previous)
-            grads = refine(grads, [self._pending[g] for g in grad_names])
+            changes = _fused.refine(changes, self._previous)
+            grads = _fused.refine(grads, [self._pending[g] for g in grad_names])
             ratios = [c / max(z, 1e-12) for c, z in zip(changes, sizes)]
             rows = {n: values[3 * i:3 * i + 3] for i, n in enumerate(act_names)}
             self._exact_std(act_names, rows)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import activations
+from helpers import _fused, activations
 from helpers._checks import check_choice, check_int, check_int_sequence, check_real
 from helpers.data import _check_data, _is_xy
 from helpers.device import keep_freed_memory
@@ -51,6 +51,7 @@ from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
 from helpers.recurrent import SequenceModel
 from helpers.regularization import Dropout
+from helpers.training import History
 
 __all__ = ["Ensemble", "EnsembleHistory", "fit_ensemble", "from_seeds"]
 
@@ -516,8 +517,6 @@ class EnsembleHistory:
 
     def member(self, i: int):
         """Member ``i``'s record as a :class:`helpers.training.History`, as ``fit`` would return it."""
-        from helpers.training import History
-
         check_int("i", i, minimum=0)
         if i >= self.n:
             raise ValueError(f"i must be < n = {self.n}, got {i}")
@@ -718,7 +717,7 @@ def _apply_clip_rules(run, grads, norms, norm) -> torch.Tensor:
             v = c.index_select(0, by_value).to(dtype).view(shape)
             fired.index_fill_(0, by_value[(sub.abs() > v).reshape(len(by_value), -1).any(dim=1)], True)
             g.index_copy_(0, by_value, torch.maximum(torch.minimum(sub, v), -v))
-    torch._foreach_mul_(grads, [coefs[k].view(-1, *[1] * (g.dim() - 1)) for k, g in enumerate(grads)])
+    _fused.mul_(grads, [coefs[k].view(-1, *[1] * (g.dim() - 1)) for k, g in enumerate(grads)])
     return fired.cpu()
 
 
@@ -956,7 +955,7 @@ class _Run:
                 self._freeze_buffers(bad_loss | bad_norm)
             self.active &= ~(bad_loss | bad_norm)
             if self.float_buffers:
-                torch._foreach_copy_(self.kept_buffers, self.float_buffers)
+                _fused.copy_(self.kept_buffers, self.float_buffers)
             lr_record = rate.clone()
             if not self.active.all():
                 keep = self.active.to(grads[0].device)
@@ -968,7 +967,7 @@ class _Run:
             if self.thresholds is not None and all(r == "norm" for r in self.rules):
                 coef = (self.thresholds / (norm + 1e-6)).clamp(max=1.0)
                 clipped = (coef < 1.0).cpu()
-                torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+                _fused.mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
             elif self.thresholds is not None:
                 clipped = _apply_clip_rules(self, grads, norms, norm)
             self.optimizer.step(grads, rate.to(self.params[0].dtype), out=self.previous)

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+__all__ = ["Erratum", "Question", "ERRATA", "FAQ"]
+
 
 class Erratum(NamedTuple):
     """One mistake of a seed: what it says, what is right, and the notebook section that measures it."""

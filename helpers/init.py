@@ -39,6 +39,9 @@ from torch import nn
 from helpers._checks import check_choice, check_real
 from helpers._layers import WEIGHTED_LAYERS, describe_kinds
 
+__all__ = ["NONLINEARITIES", "FAN_MODES", "calculate_gain", "fans", "xavier_uniform_", "xavier_normal_",
+           "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "SCHEMES", "init_weights_", "lsuv_"]
+
 _LINEAR_NAMES = ("linear", "identity", "conv1d", "conv2d", "conv3d",
                  "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 NONLINEARITIES = (*_LINEAR_NAMES, "sigmoid", "tanh", "relu", "leaky_relu", "selu")
@@ -316,7 +319,6 @@ def orthogonal_(tensor: torch.Tensor, gain: float = 1,
 
 # -- whole models ------------------------------------------------------------------
 
-INITIALISED_LAYERS = WEIGHTED_LAYERS  # the one registry (helpers._layers): Linear, Conv and ConvTranspose 1d-3d
 SCHEMES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal", "orthogonal", "normal")
 
 
@@ -364,7 +366,7 @@ def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_choice("scheme", scheme, SCHEMES)
-    layers = [m for m in model.modules() if isinstance(m, INITIALISED_LAYERS)]
+    layers = [m for m in model.modules() if isinstance(m, WEIGHTED_LAYERS)]
     if not layers:
         raise ValueError(f"model has no layer to initialise (looked for {describe_kinds()}), got "
                          f"{type(model).__name__}")
@@ -430,7 +432,7 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be an int >= 1, got {max_iter!r}")
     _check_generator(generator)
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, INITIALISED_LAYERS)}
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, WEIGHTED_LAYERS)}
     if not layers:
         raise ValueError(f"model has no layer to initialise (looked for {describe_kinds()}), got "
                          f"{type(model).__name__}")

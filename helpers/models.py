@@ -7,50 +7,13 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from helpers import activations
 from helpers._checks import check_bool, check_choice, check_int, check_int_sequence, check_real
 from helpers._layers import WEIGHTED_LAYERS
+from helpers.activations import ACTIVATION_NAMES, make_activation
+from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
+from helpers.regularization import Dropout
 
-# PyTorch's fused modules under the course's names. tests/test_activations.py proves each
-# equal (outputs and gradients) to the course's from-scratch module of the same name,
-# which costs several elementwise kernels instead of one: 1.7-3x slower small nets on a CPU.
-_FUSED = {
-    "identity": nn.Identity,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "gelu": nn.GELU,
-    "swish": nn.SiLU,
-    "mish": nn.Mish,
-}
-ACTIVATION_NAMES = activations.ACTIVATION_NAMES
-assert set(_FUSED) == set(ACTIVATION_NAMES)
-
-
-def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Module:
-    """Return a new activation module by name.
-
-    Args:
-        name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
-            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
-        from_scratch: ``True`` for the course's own module from :mod:`helpers.activations`;
-            ``False`` (default) for PyTorch's fused one, which computes the same numbers faster.
-        **kwargs: passed to the module, e.g. ``negative_slope=0.2`` for leaky ReLU.
-
-    Example:
-        >>> make_activation("leaky_relu", negative_slope=0.2)
-        LeakyReLU(negative_slope=0.2)
-        >>> type(make_activation("mish", from_scratch=True))
-        <class 'helpers.activations.Mish'>
-    """
-    check_choice("activation", name, ACTIVATION_NAMES)
-    if from_scratch:
-        return activations.get_activation(name, **kwargs)
-    return _FUSED[name](**kwargs)
-
+__all__ = ["ConvNet", "DenseBlock", "MLP", "NORM_NAMES", "scale_init_", "with_torch_layers"]
 
 NORM_NAMES = (None, "batch", "layer", "rms")
 
@@ -143,7 +106,7 @@ class MLP(_ResidualSequential):
         out_features: size of each output (the number of classes for a classifier).
         width: units in every hidden layer.
         depth: number of hidden layers, >= 0.
-        activation: a name accepted by :func:`make_activation`.
+        activation: a name accepted by :func:`helpers.activations.make_activation`.
         norm: ``None``, ``"batch"`` (:class:`~helpers.normalization.BatchNorm1d`),
             ``"layer"`` (:class:`~helpers.normalization.LayerNorm`) or ``"rms"``
             (:class:`~helpers.normalization.RMSNorm`, Zhang & Sennrich 2019), just before the activation.
@@ -170,9 +133,6 @@ class MLP(_ResidualSequential):
                  activation: str = "relu", norm: str | None = None, residual: bool = False,
                  dropout: float = 0.0, *, residual_scale: float = 1.0,
                  learn_residual_scale: bool = False, from_scratch: bool = False):
-        from helpers.normalization import BatchNorm1d, LayerNorm, RMSNorm
-        from helpers.regularization import Dropout
-
         check_int("in_features", in_features, minimum=1)
         check_int("out_features", out_features, minimum=1)
         check_int("width", width, minimum=1)
@@ -271,7 +231,7 @@ class ConvNet(_ResidualSequential):
     Args:
         channels: output channels of each convolution, e.g. ``(16, 16, 32, 32)``.
         out_features: number of classes.
-        activation: a name accepted by :func:`make_activation`.
+        activation: a name accepted by :func:`helpers.activations.make_activation`.
         norm: ``None`` or ``"batch"``.
         residual: wrap each convolution in a skip connection.
         residual_scale, learn_residual_scale, from_scratch: as in :class:`MLP`.
@@ -288,8 +248,6 @@ class ConvNet(_ResidualSequential):
     def __init__(self, channels=(16, 16, 16, 16), out_features: int = 10, activation: str = "relu",
                  norm: str | None = "batch", residual: bool = False, *, residual_scale: float = 1.0,
                  learn_residual_scale: bool = False, image_size: int = 8, from_scratch: bool = False):
-        from helpers.normalization import BatchNorm2d
-
         channels = check_int_sequence("channels", channels, minimum=1, what="convolution")
         check_int("out_features", out_features, minimum=1)
         check_choice("activation", activation, ACTIVATION_NAMES)
@@ -343,7 +301,7 @@ class DenseBlock(nn.Module):
         in_features: size of each input sample.
         growth: features each layer adds.
         layers: number of layers ``fc1 … fc{layers}``.
-        activation: a name accepted by :func:`make_activation`.
+        activation: a name accepted by :func:`helpers.activations.make_activation`.
         from_scratch: as in :class:`MLP`.
 
     Example:
@@ -426,9 +384,6 @@ def with_torch_layers(model: nn.Module) -> nn.Module:
         >>> type(net.norm1), type(net.drop1)
         (<class 'torch.nn.modules.batchnorm.BatchNorm1d'>, <class 'torch.nn.modules.dropout.Dropout'>)
     """
-    from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
-    from helpers.regularization import Dropout
-
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
 

@@ -15,6 +15,8 @@ from torch import nn
 
 from helpers._checks import check_bool, check_int, check_real
 
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "RMSNorm", "WeightNormLinear"]
+
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 

@@ -12,6 +12,8 @@ import torch
 
 from helpers._checks import check_lr, check_real
 
+__all__ = ["SGD", "Adam", "AdamW", "RAdam"]
+
 
 def _check_betas(betas) -> tuple[float, float]:
     if not isinstance(betas, tuple | list) or len(betas) != 2:

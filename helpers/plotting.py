@@ -12,6 +12,10 @@ from matplotlib.ticker import MaxNLocator
 
 from helpers._checks import check_choice, check_int
 
+__all__ = ["plot_layer_grad_norms", "plot_activation_histograms", "plot_training_curves",
+           "plot_contour_trajectories", "plot_lr_schedules", "plot_lr_finder", "plot_seed_curves",
+           "plot_seed_points"]
+
 
 def _axes(ax):
     if ax is None:

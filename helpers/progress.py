@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+__all__ = ["ENV_VAR", "progress_enabled", "progress"]
+
 ENV_VAR = "COURSE_PROGRESS"
 
 

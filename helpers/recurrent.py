@@ -23,6 +23,8 @@ from torch import nn
 
 from helpers._checks import check_choice, check_int, check_real
 
+__all__ = ["CELLS", "BACKENDS", "RNNCell", "LSTMCell", "GRUCell", "set_forget_bias_", "SequenceModel"]
+
 CELLS = ("rnn", "lstm", "gru")
 BACKENDS = ("course", "torch")
 

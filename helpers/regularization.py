@@ -13,6 +13,8 @@ from torch import nn
 
 from helpers._checks import check_real
 
+__all__ = ["l1_penalty", "l2_penalty", "Dropout"]
+
 
 def _tensors(parameters) -> list[torch.Tensor]:
     if isinstance(parameters, torch.Tensor):

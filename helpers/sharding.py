@@ -26,6 +26,8 @@ from torch import nn
 from helpers._checks import check_int, check_real
 from helpers.clipping import clip_grad_norm_, distributed_clip_grad_norm_
 
+__all__ = ["compare_sharded_clipping"]
+
 
 def _model_and_grads(seed: int) -> list[torch.Tensor]:
     torch.manual_seed(seed)

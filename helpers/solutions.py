@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+__all__ = ["Solution", "SOLUTIONS", "exercise_id"]
+
 
 @dataclass(frozen=True)
 class Solution:

@@ -23,7 +23,9 @@ import numpy as np
 import torch
 
 from helpers._checks import check_int, check_real
-from helpers.models import make_activation
+from helpers.activations import make_activation
+
+__all__ = ["chi", "gaussian_expectation", "preactivation_variances", "variance_map", "variance_preserving_gain"]
 
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(120)
 _WEIGHTS = _WEIGHTS / math.sqrt(2 * math.pi)  # now sum to 1: expectations under N(0, 1)
@@ -75,7 +77,7 @@ def chi(activation: str, sigma_w: float, sigma_b: float = 0.0, q: float | None =
     r"""The per-layer factor :math:`\chi = \sigma_w^2 \mathbb E[\varphi'(\sqrt q z)^2]` of the squared gradient norm.
 
     Args:
-        activation: a name accepted by :func:`helpers.models.make_activation`.
+        activation: a name accepted by :func:`helpers.activations.make_activation`.
         sigma_w: weight scale, :math:`\mathrm{Var}(W_{ij}) = \sigma_w^2 / \text{fan\_in}`.
         sigma_b: bias standard deviation.
         q: pre-activation variance; ``None`` uses the fixed point of the variance map
@@ -111,7 +113,7 @@ def variance_preserving_gain(activation: str) -> float:
     :func:`helpers.init.calculate_gain` does not know (ELU, GELU, Swish, Mish).
 
     Args:
-        activation: a name accepted by :func:`helpers.models.make_activation`.
+        activation: a name accepted by :func:`helpers.activations.make_activation`.
 
     Example:
         >>> round(variance_preserving_gain("relu") ** 2, 6)

@@ -14,8 +14,8 @@ layer norm *after* the residual addition (``"post"``, Vaswani et al. 2017) or *b
 (``"pre"``, Xiong et al. 2020), with LayerNorm or RMSNorm, residual scaling (DeepNorm's
 :math:`\alpha`/:math:`\beta`, a constant such as :math:`1/\sqrt{2L}`, ReZero's learned gate) and
 optional QK-normalisation; :class:`TinyCausalLM` stacks them. :func:`attention_stats` reads the
-two health metrics of attention, the largest attention logit and the attention entropy, and
-:func:`block_grad_norms` sums :func:`helpers.diagnostics.layer_grad_norms` per block.
+two health metrics of attention, the largest attention logit and the attention entropy
+(:func:`helpers.diagnostics.block_grad_norms` sums the gradient norms per block).
 
 Every linear layer is an ``nn.Linear`` (the attention's input projection too, loaded from torch's
 ``in_proj_weight`` layout by a state-dict hook), so :class:`helpers.diagnostics.GradientMonitor`
@@ -34,6 +34,10 @@ from torch import nn
 from helpers import init as course_init
 from helpers._checks import check_bool, check_choice, check_int, check_real
 from helpers.normalization import LayerNorm, RMSNorm
+
+__all__ = ["NORM_POSITIONS", "NORMS", "RESIDUALS", "ACTIVATIONS", "causal_mask", "attention_logits",
+           "scaled_dot_product_attention", "MultiheadSelfAttention", "deepnorm_constants", "TransformerBlock",
+           "TinyCausalLM", "lm_loss", "ensemble_lm_loss", "attention_stats"]
 
 NORM_POSITIONS = ("post", "pre")
 NORMS = ("layer", "rms")
@@ -700,45 +704,6 @@ def attention_stats(model: nn.Module, tokens: torch.Tensor) -> dict[str, dict[st
             m.record_stats = False
         model.train(was_training)
     return {name: {k: float(v) for k, v in m.stats.items()} for name, m in layers.items()}
-
-
-def block_grad_norms(model: nn.Module) -> dict[str, float]:
-    r"""The gradient norm of each block's weight matrices together.
-
-    .. math:: \lVert \nabla_{\text{block}} L \rVert = \sqrt{\sum_{W \in \text{block}}\lVert\nabla_W L\rVert_F^2}
-
-    Call it after ``loss.backward()``. Reads :func:`helpers.diagnostics.layer_grad_norms`
-    and groups the layers named ``blocks.<i>.…``; other layers (the head) are left out.
-
-    Raises:
-        TypeError: ``model`` is not an ``nn.Module``.
-        ValueError: no weight of any block has a gradient yet (no backward pass since the model
-            was built or since ``zero_grad()``): reporting 0 would pretend the gradient vanished.
-
-    Returns:
-        dict {"blocks.0": norm, …}, from input to output.
-
-    Example:
-        >>> lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=2, max_len=4)
-        >>> lm(torch.zeros(2, 4, dtype=torch.long)).sum().backward()
-        >>> list(block_grad_norms(lm))
-        ['blocks.0', 'blocks.1']
-    """
-    from helpers.diagnostics import layer_grad_norms, watched_weights
-
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    in_blocks = [w for name, w in watched_weights(model).items() if name.split(".")[0] == "blocks"]
-    if in_blocks and all(w.grad is None for w in in_blocks):
-        raise ValueError("block_grad_norms needs gradients: no weight of model's blocks has a .grad yet "
-                         "(call loss.backward() first; zero_grad() sets them to None)")
-    squares: dict[str, float] = {}
-    for name, norm in layer_grad_norms(model).items():
-        parts = name.split(".")
-        if len(parts) >= 2 and parts[0] == "blocks":
-            key = f"blocks.{parts[1]}"
-            squares[key] = squares.get(key, 0.0) + norm ** 2
-    return {k: math.sqrt(v) for k, v in squares.items()}
 
 
 # ---------------------------------------------------------------------------- many models at once

@@ -134,6 +134,19 @@ def test_get_activation():
     assert set(act.ACTIVATION_NAMES) >= {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "swish", "mish"}
 
 
+@pytest.mark.parametrize("name", act.ACTIVATION_NAMES)
+def test_one_registry_names_both_modules(name):
+    """make_activation's fused module is the one PAIRS proves equal to the course's; name_of reads both back."""
+    ours, fused = act.make_activation(name, from_scratch=True), act.make_activation(name)
+    assert type(ours) is type(PAIRS[name][0]) and type(fused) is type(PAIRS[name][1])
+    assert act.name_of(ours) == act.name_of(fused) == ours.name == name
+
+
+def test_name_of_an_unknown_module_is_none():
+    assert act.name_of(nn.Softplus()) is None
+    assert act.name_of(type("MyReLU", (nn.ReLU,), {})()) is None   # exact types only
+
+
 @pytest.mark.parametrize("name, kwargs, error", [("softmax", {}, ValueError), (nn.ReLU, {}, TypeError),
                                                  ("relu", {"inplace": True}, TypeError),
                                                  ("leaky_relu", {"negative_slope": "0.1"}, TypeError),

@@ -99,6 +99,13 @@ CASES = {
     "get_activation: unknown name": (lambda w: activations.get_activation("relu6"), ValueError, "activation"),
     "get_activation: bad kwarg": (lambda w: activations.get_activation("leaky_relu", slope=0.1), TypeError,
                                   "slope"),
+    "make_activation: name an int": (lambda w: activations.make_activation(3), TypeError, "activation"),
+    "make_activation: unknown name": (lambda w: activations.make_activation("relu6"), ValueError, "activation"),
+    "make_activation: bad kwarg": (lambda w: activations.make_activation("leaky_relu", slope=0.1), TypeError,
+                                   "slope"),
+    "make_activation: bad kwarg, from scratch": (
+        lambda w: activations.make_activation("elu", from_scratch=True, beta=1.0), TypeError, "beta"),
+    "name_of: a str": (lambda w: activations.name_of("relu"), TypeError, "module"),
     "LeakyReLU: slope a str": (lambda w: activations.LeakyReLU("0.1"), TypeError, "negative_slope"),
     "LeakyReLU: slope inf": (lambda w: activations.LeakyReLU(INF), ValueError, "negative_slope"),
     "ELU: alpha NaN": (lambda w: activations.ELU(alpha=NAN), ValueError, "alpha"),

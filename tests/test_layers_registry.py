@@ -2,6 +2,7 @@
 norms without underflow, and the monitor on recurrent and conv-transpose models."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +18,10 @@ CONV_T = [nn.ConvTranspose1d(4, 6, 3), nn.ConvTranspose2d(4, 6, (3, 2), groups=2
 
 
 def test_one_registry_everywhere():
-    assert diagnostics.WEIGHTED_LAYERS is _layers.WEIGHTED_LAYERS is init.INITIALISED_LAYERS
+    assert diagnostics.WEIGHTED_LAYERS is init.WEIGHTED_LAYERS is models.WEIGHTED_LAYERS is _layers.WEIGHTED_LAYERS
+    for path in sorted(Path(_layers.__file__).parent.rglob("*.py")):   # no second copy of the tuple
+        if path.name != "_layers.py":
+            assert "nn.Linear, nn.Conv1d" not in path.read_text(encoding="utf-8"), path.name
     for kind in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
                  nn.ConvTranspose3d):
         assert kind in _layers.WEIGHTED_LAYERS

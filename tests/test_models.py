@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from helpers import activations
-from helpers.models import ACTIVATION_NAMES, MLP, make_activation, scale_init_
+from helpers.activations import ACTIVATION_NAMES, make_activation
+from helpers.models import MLP, scale_init_
 
 
 def test_mlp_layer_names_and_shapes():

@@ -11,7 +11,7 @@ from torch import nn
 
 from helpers.checkup import checkup, loss_spikes
 from helpers.data import copy_task
-from helpers.diagnostics import GradientMonitor
+from helpers.diagnostics import GradientMonitor, block_grad_norms
 from helpers.ensemble import Ensemble, fit_ensemble
 from helpers.training import History
 from helpers.transformer import (
@@ -19,7 +19,6 @@ from helpers.transformer import (
     TinyCausalLM,
     TransformerBlock,
     attention_stats,
-    block_grad_norms,
     causal_mask,
     deepnorm_constants,
     ensemble_lm_loss,
