@@ -23,6 +23,8 @@ from helpers.data import _batches, _check_data, _in_order, _is_xy
 from helpers.device import keep_freed_memory
 from helpers.progress import progress_enabled
 
+__all__ = ["History", "evaluate", "fit", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
 
 @dataclass
 class History:
