@@ -334,7 +334,8 @@ class _Run:
                         break
                     self._end_epoch(losses)
         except KeyboardInterrupt:
-            # the steps and epochs completed stay; a step or an epoch's end cut short undid itself
+            # a step or an epoch's end cut short has undone itself (_epoch, _end_epoch); every list,
+            # a resumed history's too, is cut to the completed steps and epochs
             history = self.history
             _truncate(history, history.steps, history.epochs)
             self.optimizer.zero_grad(set_to_none=True)
