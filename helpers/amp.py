@@ -26,6 +26,8 @@ import torch
 
 from helpers._checks import check_int, check_real
 
+__all__ = ["DynamicLossScaler", "overflow_fraction", "AccumulatedStep", "accumulation_step"]
+
 _READY, _UNSCALED, _STEPPED = "ready", "unscaled", "stepped"
 
 
@@ -362,6 +364,22 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     Source: PyTorch documentation, "CUDA Automatic Mixed Precision examples", sections
     "Gradient accumulation" and "Gradient clipping".
     """
+    _check_accumulation(model, optimizer, scaler, micro_batches, loss_fn, max_norm, dtype)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    scale = float(scaler.get_scale())
+    total = _accumulate(model, scaler, micro_batches, loss_fn, params, dtype)
+    scaler.unscale_(optimizer)
+    skipped = _step_skipped(scaler, optimizer, params)
+    grad_norm = math.nan
+    if max_norm is not None:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad()
+    return AccumulatedStep(loss=total, grad_norm=grad_norm, skipped=skipped, scale=scale)
+
+
+def _check_accumulation(model, optimizer, scaler, micro_batches, loss_fn, max_norm, dtype) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(optimizer, torch.optim.Optimizer):
@@ -370,12 +388,23 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
     if missing:
         raise TypeError(f"scaler must be a DynamicLossScaler or torch.amp.GradScaler, got "
                         f"{type(scaler).__name__} (lacks {missing})")
+    _check_micro_batches(micro_batches)
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    if max_norm is not None:
+        check_real("max_norm", max_norm, minimum=0.0, strict_minimum=True)
+    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
+
+
+def _check_micro_batches(micro_batches) -> None:
+    """Every micro-batch, before the first backward pass: an (x, y) pair of tensors holding as many examples."""
     if not isinstance(micro_batches, list | tuple):
         raise TypeError(f"micro_batches must be a list or tuple of (x, y) pairs (k is its length; pass "
                         f"list(...) for an iterator), got {type(micro_batches).__name__}")
     if not micro_batches:
         raise ValueError(f"micro_batches must be a non-empty list or tuple of (x, y) pairs, got {micro_batches!r}")
-    for j, pair in enumerate(micro_batches):  # all of them, before the first backward pass
+    for j, pair in enumerate(micro_batches):
         if not isinstance(pair, list | tuple):
             raise TypeError(f"micro_batches[{j}] must be an (x, y) pair of tensors, got {type(pair).__name__}")
         if len(pair) != 2:
@@ -388,20 +417,18 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
         if len(pair[0]) != len(pair[1]):
             raise ValueError(f"micro_batches[{j}] x and y must hold as many examples, got {len(pair[0])} "
                              f"and {len(pair[1])}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    if max_norm is not None:
-        check_real("max_norm", max_norm, minimum=0.0, strict_minimum=True)
-    if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
-        raise TypeError(f"dtype must be a floating torch.dtype or None, got {dtype!r}")
 
+
+def _accumulate(model, scaler, micro_batches, loss_fn, params: list[torch.Tensor], dtype) -> float:
+    """Backward of S·L_j/k for every micro-batch j of k, under autocast; return the mean loss.
+
+    A forward or backward pass that raises midway (a shape error, a loss_fn bug) would leave the
+    earlier micro-batches' scaled gradients in ``.grad``: the gradients and the model's buffers are
+    put back as they were, then the error is re-raised.
+    """
     k = len(micro_batches)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
     device_type = params[0].device.type if params else "cpu"
-    scale = float(scaler.get_scale())
     total = 0.0
-    # a forward or backward pass that raises midway (a shape error, a loss_fn bug) would leave the
-    # earlier micro-batches' scaled gradients in .grad: put back what was there, then re-raise
     saved_grads = [None if p.grad is None else p.grad.detach().clone() for p in params]
     saved_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     try:
@@ -418,15 +445,4 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
             for name, b in saved_buffers.items():
                 buffers[name].copy_(b)
         raise
-    scaler.unscale_(optimizer)
-    skipped = _step_skipped(scaler, optimizer, params)
-    grad_norm = math.nan
-    if max_norm is not None:
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    scaler.step(optimizer)
-    scaler.update()
-    optimizer.zero_grad()
-    return AccumulatedStep(loss=total, grad_norm=grad_norm, skipped=skipped, scale=scale)
-
-
-__all__ = ["DynamicLossScaler", "overflow_fraction", "accumulation_step", "AccumulatedStep"]
+    return total

@@ -19,6 +19,8 @@ from helpers._checks import check_int, check_real
 from helpers.diagnostics import GradientMonitor
 from helpers.training import History
 
+__all__ = ["checkup", "CheckupReport", "Finding", "loss_spikes", "CHECKS", "OPTIONAL_CHECKS", "REMEDIES"]
+
 CHECKS = ("non-finite", "vanishing", "exploding", "frozen layers", "large updates", "saturation", "dead units")
 # checks run only when asked for (their thresholds are given), reported after CHECKS
 OPTIONAL_CHECKS = ("loss spikes",)
@@ -219,6 +221,23 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
         >>> checkup(monitor).problems
         ['vanishing', 'frozen layers']
     """
+    _check_arguments(monitor, history, vanishing=vanishing, exploding=exploding, update_low=update_low,
+                     update_high=update_high, saturated=saturated, dead=dead, spike=spike, loss_spike=loss_spike,
+                     max_spikes=max_spikes)
+    grads = monitor.history("grad_norm")
+    ratio, ratio_text = _gradient_ratio(monitor, grads)
+    findings = [_non_finite(grads, history),
+                _vanishing(ratio, ratio_text, vanishing),
+                _exploding(ratio, ratio_text, history, exploding, spike),
+                *_updates(monitor, update_low, update_high),
+                *_unit_fractions(monitor, saturated, dead)]
+    if loss_spike is not None:
+        findings.append(_loss_spikes(history, loss_spike, max_spikes))
+    return CheckupReport(tuple(findings))
+
+
+def _check_arguments(monitor, history, *, vanishing, exploding, update_low, update_high, saturated, dead, spike,
+                     loss_spike, max_spikes) -> None:
     if not isinstance(monitor, GradientMonitor):
         raise TypeError(f"monitor must be a helpers.diagnostics.GradientMonitor, got {type(monitor).__name__}")
     if history is not None and not isinstance(history, History):
@@ -242,35 +261,41 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
         raise ValueError("monitor has no records: train with it attached and call monitor.step() "
                          "after each optimizer step first")
 
-    grads = monitor.history("grad_norm")
-    findings = []
 
-    def add(check: str, ok: bool, detail: str, value: float = math.nan) -> None:
-        findings.append(Finding(check, ok, detail, REMEDIES[check], float(value)))
+def _finding(check: str, ok: bool, detail: str, value: float = math.nan) -> Finding:
+    return Finding(check, ok, detail, REMEDIES[check], float(value))
 
+
+def _non_finite(grads: dict[str, list[float]], history: History | None) -> Finding:
     bad = [n for n, values in grads.items() if not all(math.isfinite(v) for v in values)]
     diverged = history is not None and history.diverged
     if bad or diverged:
         where = f"in {_names(bad)}" if bad else f"the loss at step {history.diverged_at}"
-        add("non-finite", False, f"NaN or inf {where}", len(bad))
-    else:
-        add("non-finite", True, "every recorded gradient is finite", 0)
+        return _finding("non-finite", False, f"NaN or inf {where}", len(bad))
+    return _finding("non-finite", True, "every recorded gradient is finite", 0)
 
+
+def _gradient_ratio(monitor: GradientMonitor, grads: dict[str, list[float]]) -> tuple[float, str]:
+    """:math:`r`, the first over the last layer's gradient norm (median over the steps; NaN when there is
+    nothing to compare), and the sentence that reports it."""
     layers = [n for n in monitor.layers if n in grads]
-    ratio = math.nan
-    if len(layers) >= 2:
-        # a step where both norms are exactly 0 (every unit dead) carries no gradient to compare:
-        # left out, not counted as an infinite ratio (the dead-units check reports it)
-        pairs = [(f, last) for f, last in zip(grads[layers[0]], grads[layers[-1]])
-                 if math.isfinite(f) and math.isfinite(last) and (f > 0 or last > 0)]
-        if pairs:
-            ratio = statistics.median(f / last if last > 0 else math.inf for f, last in pairs)
-    ratio_text = f"{layers[0]} gets {ratio:.1e} × the gradient of {layers[-1]}" if len(layers) >= 2 else ""
-    if math.isnan(ratio):
-        add("vanishing", True, "fewer than two layers with finite gradients: nothing to compare")
-    else:
-        add("vanishing", ratio >= vanishing, f"{ratio_text} (fails below {vanishing:.0e})", ratio)
+    if len(layers) < 2:
+        return math.nan, ""
+    # a step where both norms are exactly 0 (every unit dead) carries no gradient to compare:
+    # left out, not counted as an infinite ratio (the dead-units check reports it)
+    pairs = [(f, last) for f, last in zip(grads[layers[0]], grads[layers[-1]])
+             if math.isfinite(f) and math.isfinite(last) and (f > 0 or last > 0)]
+    ratio = statistics.median(f / last if last > 0 else math.inf for f, last in pairs) if pairs else math.nan
+    return ratio, f"{layers[0]} gets {ratio:.1e} × the gradient of {layers[-1]}"
 
+
+def _vanishing(ratio: float, ratio_text: str, vanishing: float) -> Finding:
+    if math.isnan(ratio):
+        return _finding("vanishing", True, "fewer than two layers with finite gradients: nothing to compare")
+    return _finding("vanishing", ratio >= vanishing, f"{ratio_text} (fails below {vanishing:.0e})", ratio)
+
+
+def _exploding(ratio: float, ratio_text: str, history: History | None, exploding: float, spike: float) -> Finding:
     spike_text = ""
     spiked = False
     if history is not None:
@@ -280,38 +305,49 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
             spiked = peak > spike
             spike_text = f"; largest global norm {peak:.1f} × the median (fails above {spike:g})"
     if math.isnan(ratio) and not spike_text:
-        add("exploding", True, "nothing to compare")
-    else:
-        grew = not math.isnan(ratio) and ratio > exploding
-        detail = (f"{ratio_text} (fails above {exploding:.0e})" if not math.isnan(ratio) else "") + spike_text
-        add("exploding", not (grew or spiked), detail.lstrip("; "), ratio)
+        return _finding("exploding", True, "nothing to compare")
+    grew = not math.isnan(ratio) and ratio > exploding
+    detail = (f"{ratio_text} (fails above {exploding:.0e})" if not math.isnan(ratio) else "") + spike_text
+    return _finding("exploding", not (grew or spiked), detail.lstrip("; "), ratio)
 
+
+def _updates(monitor: GradientMonitor, update_low: float, update_high: float) -> list[Finding]:
+    """The frozen-layers and large-updates findings, from each layer's median update ratio."""
     updates = _median_by_layer(monitor.history("update_ratio"))
     frozen = [n for n, u in updates.items() if u < update_low]
     large = [n for n, u in updates.items() if u > update_high]
     span = (f"median update ratios {min(updates.values()):.1e} to {max(updates.values()):.1e}"
             if updates else "no weighted layer")
-    add("frozen layers", not frozen,
-        f"{_names(frozen)} below {update_low:.0e}; {span}" if frozen else f"{span} (fail below {update_low:.0e})",
-        min(updates.values(), default=math.nan))
-    add("large updates", not large,
-        f"{_names(large)} above {update_high:.0e}; {span}" if large else f"{span} (fail above {update_high:.0e})",
-        max(updates.values(), default=math.nan))
+    return [
+        _finding("frozen layers", not frozen,
+                 f"{_names(frozen)} below {update_low:.0e}; {span}" if frozen
+                 else f"{span} (fail below {update_low:.0e})", min(updates.values(), default=math.nan)),
+        _finding("large updates", not large,
+                 f"{_names(large)} above {update_high:.0e}; {span}" if large
+                 else f"{span} (fail above {update_high:.0e})", max(updates.values(), default=math.nan)),
+    ]
 
+
+def _unit_fractions(monitor: GradientMonitor, saturated: float, dead: float) -> list[Finding]:
+    """The saturation and dead-units findings, from each layer's median fraction of such units."""
+    findings = []
     for check, quantity, limit, what in (("saturation", "saturation", saturated, "saturated (sigmoid/tanh)"),
                                          ("dead units", "dead", dead, "dead (ReLU)")):
         fractions = _median_by_layer(monitor.history(quantity))
         if not fractions:
-            add(check, True, f"no layer to measure {what} units in")
+            findings.append(_finding(check, True, f"no layer to measure {what} units in"))
             continue
         worst = max(fractions, key=fractions.get)
         over = [n for n, v in fractions.items() if v > limit]
-        add(check, not over, f"{fractions[worst]:.0%} {what} in {worst}"
-            + (f"; over {limit:.0%} in {_names(over)}" if over else f" (fails above {limit:.0%})"), fractions[worst])
-    if loss_spike is not None:
-        steps = loss_spikes(history.loss, factor=loss_spike)
-        shown = ", ".join(map(str, steps[:5])) + (" …" if len(steps) > 5 else "")
-        add("loss spikes", len(steps) <= max_spikes,
-            f"{len(steps)} steps with the loss above {loss_spike:g} × its recent median"
-            + (f" (at {shown})" if steps else "") + f"; fails above {max_spikes}", len(steps))
-    return CheckupReport(tuple(findings))
+        findings.append(_finding(check, not over, f"{fractions[worst]:.0%} {what} in {worst}"
+                                 + (f"; over {limit:.0%} in {_names(over)}" if over
+                                    else f" (fails above {limit:.0%})"), fractions[worst]))
+    return findings
+
+
+def _loss_spikes(history: History, loss_spike: float, max_spikes: int) -> Finding:
+    steps = loss_spikes(history.loss, factor=loss_spike)
+    shown = ", ".join(map(str, steps[:5])) + (" …" if len(steps) > 5 else "")
+    return _finding("loss spikes", len(steps) <= max_spikes,
+                    f"{len(steps)} steps with the loss above {loss_spike:g} × its recent median"
+                    + (f" (at {shown})" if steps else "") + f"; fails above {max_spikes}", len(steps))

@@ -23,6 +23,8 @@ from helpers.data import _batches, _check_data, _in_order, _is_xy
 from helpers.device import keep_freed_memory
 from helpers.progress import progress_enabled
 
+__all__ = ["History", "evaluate", "fit", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
+
 
 @dataclass
 class History:
@@ -196,6 +198,28 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
         >>> h.steps, h.epochs, h.diverged, h.interrupted
         (8, 2, False, False)
     """
+    checkpoint_path, resumed = _check_fit(model, train_data, val_data, epochs=epochs, optimizer=optimizer,
+                                          loss_fn=loss_fn, scheduler=scheduler, clip=clip, monitor=monitor,
+                                          batch_size=batch_size, seed=seed, checkpoint_path=checkpoint_path,
+                                          resume_from=resume_from)
+    if device is not None:
+        model.to(device)
+    history, start_epoch, generator = _resume(resumed, model, optimizer, scheduler, seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    keep_freed_memory()
+    if monitor is not None and hasattr(monitor, "attach"):
+        monitor.attach()
+    bar = _progress_bar(progress, train_data, batch_size, epochs - start_epoch)
+    run = _Run(model, optimizer, loss_fn, scheduler, clip, monitor, val_data, checkpoint_path, train_data,
+               batch_size, seed, generator, history, params, bar)
+    return run.train(range(start_epoch, epochs))
+
+
+# --------------------------------------------------------------------------- fit's stages
+
+def _check_fit(model, train_data, val_data, *, epochs, optimizer, loss_fn, scheduler, clip, monitor, batch_size,
+               seed, checkpoint_path, resume_from) -> tuple[Path | None, dict | None]:
+    """Check :func:`fit`'s arguments; return the checkpoint path and the checkpoint to resume from (or None)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     check_int("epochs", epochs, minimum=1)
@@ -218,126 +242,200 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     resumed = None
     if resume_from is not None:
         resumed = _read_checkpoint(_check_path("resume_from", resume_from, must_exist=True))
-
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no parameter that requires a gradient")
-    tensors = _is_xy(train_data)
+    if resumed is not None:
+        _check_resumable(resumed, _is_xy(train_data), epochs=epochs, seed=seed, batch_size=batch_size)
+    return checkpoint_path, resumed
+
+
+def _check_resumable(resumed: dict, tensors: bool, *, epochs: int, seed: int, batch_size: int) -> None:
+    """Raise if resuming from ``resumed`` with these arguments cannot continue its run."""
+    for name, value in (("seed", seed), ("batch_size", batch_size)):
+        if tensors and resumed[name] is not None and resumed[name] != value:
+            raise ValueError(f"resume_from was written by a run with {name}={resumed[name]}, "
+                             f"but fit got {name}={value}; the batches would differ")
+    if resumed["epoch"] > epochs:
+        raise ValueError(f"epochs must be >= the {resumed['epoch']} epochs already done in resume_from, "
+                         f"got {epochs}")
+
+
+def _resume(resumed: dict | None, model: nn.Module, optimizer, scheduler,
+            seed: int) -> tuple[History, int, torch.Generator]:
+    """The history, first epoch and shuffling generator to train with: new ones, or those of the checkpoint
+    ``resumed``, whose weights, optimizer and scheduler states and random state are loaded."""
     generator = torch.Generator().manual_seed(seed)
-    history, start_epoch = History(), 0
-    if resumed is not None:
-        for name, value in (("seed", seed), ("batch_size", batch_size)):
-            if tensors and resumed[name] is not None and resumed[name] != value:
-                raise ValueError(f"resume_from was written by a run with {name}={resumed[name]}, "
-                                 f"but fit got {name}={value}; the batches would differ")
-        if resumed["epoch"] > epochs:
-            raise ValueError(f"epochs must be >= the {resumed['epoch']} epochs already done in resume_from, "
-                             f"got {epochs}")
-    if device is not None:
-        model.to(device)
-    if resumed is not None:
-        _apply_checkpoint(resumed, model, optimizer, scheduler, "resume_from")
-        history = History.from_dict(resumed["history"]) if resumed["history"] is not None else History()
-        history.interrupted, history.interrupted_at = False, None
-        start_epoch = resumed["epoch"]
-        if resumed["generator"] is not None:
-            generator.set_state(resumed["generator"])
-    params = [p for p in model.parameters() if p.requires_grad]
-    device = params[0].device
-    keep_freed_memory()
-    if monitor is not None and hasattr(monitor, "attach"):
-        monitor.attach()
+    if resumed is None:
+        return History(), 0, generator
+    _apply_checkpoint(resumed, model, optimizer, scheduler, "resume_from")
+    history = History.from_dict(resumed["history"]) if resumed["history"] is not None else History()
+    history.interrupted, history.interrupted_at = False, None
+    if resumed["generator"] is not None:
+        generator.set_state(resumed["generator"])
+    return history, resumed["epoch"], generator
 
-    steps_per_epoch = math.ceil(len(train_data[0]) / batch_size) if tensors else _length(train_data)
-    total = steps_per_epoch * (epochs - start_epoch) if steps_per_epoch is not None else None
-    bar = None
-    if progress_enabled(progress):
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=total, desc="training", leave=False)
+def _progress_bar(progress: bool, train_data, batch_size: int, epochs: int):
+    """A bar over the steps of ``epochs`` epochs, or None when bars are off (:func:`progress_enabled`)."""
+    steps_per_epoch = math.ceil(len(train_data[0]) / batch_size) if _is_xy(train_data) else _length(train_data)
+    total = steps_per_epoch * epochs if steps_per_epoch is not None else None
+    if not progress_enabled(progress):
+        return None
+    from tqdm.auto import tqdm
 
-    # the divergence guard keeps a copy of the floating-point state: parameters and buffers
-    # such as running statistics (integer counters are not worth restoring)
-    state = [t for t in model.state_dict().values() if t.is_floating_point() or t.is_complex()]
-    kept = [t.detach().clone() for t in state]
-    model.train()
-    guard = _InterruptGuard()
-    done_steps, done_epochs, in_step = history.steps, history.epochs, False
-    try:
-        with guard:
-            for _epoch in range(start_epoch, epochs):
-                epoch_losses = []
-                batches = _batches(train_data, batch_size, generator) if tensors else train_data
-                for x, y in batches:
-                    x, y = x.to(device), y.to(device)
-                    optimizer.zero_grad(set_to_none=True)
-                    output = model(x)
-                    loss = loss_fn(output, y)
-                    loss.backward()
-                    grad_norm = _global_norm(params, device)
-                    hits = _correct(output.detach(), y)
-                    # one transfer to the host per step
-                    numbers = torch.stack([loss.detach().float(), grad_norm.float(),
-                                           hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
-                    loss_value, norm_value, hit_count = numbers
-                    if norm_value < TINY:  # float32 squares of tiny gradients underflow: again in float64
-                        norm_value = _exact_global_norm(params)
-                    del output, loss  # free the graph's buffers now, so the allocator reuses them
-                    if not math.isfinite(loss_value):      # these weights blew up: back to the kept ones
-                        with guard.critical():
-                            _restore(state, kept)
-                            _mark_diverged(history)
-                        return history
-                    if not math.isfinite(norm_value):      # finite loss, so these weights are the last good ones
-                        _mark_diverged(history)
-                        return history
-                    with torch.no_grad():
-                        torch._foreach_copy_(kept, state)
-                    lr = optimizer.param_groups[0]["lr"]
-                    clipped = None
-                    if clip is not None:
-                        clip(params)
-                        clipped = float(_global_norm(params, device))  # a second transfer, only when clipping
-                    with guard.critical():
-                        in_step = True
-                        optimizer.step()
-                        if scheduler is not None:
-                            scheduler.step()
-                        if monitor is not None:
-                            monitor.step()
-                        history.loss.append(loss_value)
-                        history.lr.append(float(lr))
-                        history.grad_norm.append(norm_value)
-                        if hits is not None:
-                            history.accuracy.append(hit_count / len(y))
-                        if clipped is not None:
-                            history.clipped.append(clipped < norm_value)
-                            history.clipped_grad_norm.append(clipped)
-                        epoch_losses.append(loss_value)
-                        done_steps, in_step = history.steps, False
-                    if bar is not None:
-                        bar.update(1)
-                with guard.critical():
-                    history.epoch_loss.append(sum(epoch_losses) / max(len(epoch_losses), 1))
-                    if val_data is not None:
-                        val_loss, val_acc = evaluate(model, val_data, loss_fn, device=device)
-                        history.val_loss.append(val_loss)
-                        history.val_accuracy.append(val_acc)
-                    if checkpoint_path is not None:
-                        save_checkpoint(checkpoint_path, model, optimizer, scheduler, history, epoch=history.epochs,
-                                        generator=generator if tensors else None, seed=seed, batch_size=batch_size)
-                    done_epochs = history.epochs
-                if bar is not None:
-                    bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3g}")
-    except KeyboardInterrupt:
-        if in_step:  # raised from inside the step itself, not by a signal: undo the part applied
-            _restore(state, kept)
-        _truncate(history, done_steps, done_epochs)
-        optimizer.zero_grad(set_to_none=True)
-        history.interrupted, history.interrupted_at = True, history.steps
-    finally:
-        if bar is not None:
-            bar.close()
-    return history
+    return tqdm(total=total, desc="training", leave=False)
+
+
+@dataclass(eq=False)
+class _Run:
+    """One call of :func:`fit`, in stages: :meth:`train` runs the epochs, :meth:`_epoch` their steps,
+    :meth:`_end_epoch` records each epoch; the two guards (divergence, interruption) wrap them."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable
+    scheduler: object
+    clip: Callable | None
+    monitor: object
+    val_data: object
+    checkpoint_path: Path | None
+    train_data: object            # (X, y) tensors, shuffled by ``generator``, or an iterable of batches
+    batch_size: int
+    seed: int
+    generator: torch.Generator
+    history: History
+    params: list[torch.Tensor]    # those that require a gradient
+    bar: object                   # a tqdm bar or None
+    device: torch.device = field(init=False)
+    tensors: bool = field(init=False)
+    state: list[torch.Tensor] = field(init=False)
+    kept: list[torch.Tensor] = field(init=False)
+    guard: _InterruptGuard = field(init=False)
+
+    def __post_init__(self):
+        self.device = self.params[0].device
+        self.tensors = _is_xy(self.train_data)
+        # the divergence guard keeps a copy of the floating-point state: parameters and buffers
+        # such as running statistics (integer counters are not worth restoring)
+        self.state = [t for t in self.model.state_dict().values() if t.is_floating_point() or t.is_complex()]
+        self.kept = [t.detach().clone() for t in self.state]
+        self.guard = _InterruptGuard()
+
+    def train(self, epochs: range) -> History:
+        """Train for ``epochs``; stop early when training diverges or a ``KeyboardInterrupt`` arrives."""
+        self.model.train()
+        try:
+            with self.guard:
+                for _epoch in epochs:
+                    batches = (_batches(self.train_data, self.batch_size, self.generator) if self.tensors
+                               else self.train_data)
+                    losses = self._epoch(batches)
+                    if losses is None:  # diverged
+                        break
+                    self._end_epoch(losses)
+        except KeyboardInterrupt:
+            # a step or an epoch's end cut short has undone itself (_epoch, _end_epoch); every list,
+            # a resumed history's too, is cut to the completed steps and epochs
+            history = self.history
+            _truncate(history, history.steps, history.epochs)
+            self.optimizer.zero_grad(set_to_none=True)
+            history.interrupted, history.interrupted_at = True, history.steps
+        finally:
+            if self.bar is not None:
+                self.bar.close()
+        return self.history
+
+    def _epoch(self, batches) -> list[float] | None:
+        """One step per batch; the steps' losses, or None when training diverged (the history says where)."""
+        # locals, not attributes, in the loop: this is the per-step path that benchmarks/overhead.py times
+        model, optimizer, loss_fn, clip = self.model, self.optimizer, self.loss_fn, self.clip
+        scheduler, monitor, history, guard, bar = self.scheduler, self.monitor, self.history, self.guard, self.bar
+        params, device, state, kept = self.params, self.device, self.state, self.kept
+        losses = []
+        for x, y in batches:
+            x, y = x.to(device), y.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            output = model(x)
+            loss = loss_fn(output, y)
+            loss.backward()
+            loss_value, norm_value, accuracy = _measure(loss, output, y, params, device)
+            del output, loss  # free the graph's buffers now, so the allocator reuses them
+            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+                self._diverged(math.isfinite(loss_value))
+                return None
+            with torch.no_grad():
+                torch._foreach_copy_(kept, state)  # the weights of a finite loss: the ones to go back to
+            lr = optimizer.param_groups[0]["lr"]
+            clipped = None
+            if clip is not None:
+                clip(params)
+                clipped = float(_global_norm(params, device))  # a second transfer, only when clipping
+            with guard.critical():
+                steps = history.steps
+                try:
+                    optimizer.step()
+                    if scheduler is not None:
+                        scheduler.step()
+                    if monitor is not None:
+                        monitor.step()
+                    history.loss.append(loss_value)
+                    history.lr.append(float(lr))
+                    history.grad_norm.append(norm_value)
+                    if accuracy is not None:
+                        history.accuracy.append(accuracy)
+                    if clipped is not None:
+                        history.clipped.append(clipped < norm_value)
+                        history.clipped_grad_norm.append(clipped)
+                    losses.append(loss_value)
+                except KeyboardInterrupt:  # raised inside the step itself, not by a signal: undo the part applied
+                    _restore(state, kept)
+                    _truncate(history, steps, history.epochs)
+                    raise
+            if bar is not None:
+                bar.update(1)
+        return losses
+
+    def _diverged(self, loss_finite: bool) -> None:
+        if loss_finite:  # only the gradient is not: these weights are the last good ones
+            _mark_diverged(self.history)
+            return
+        with self.guard.critical():  # these weights blew up: back to the kept ones
+            _restore(self.state, self.kept)
+            _mark_diverged(self.history)
+
+    def _end_epoch(self, losses: list[float]) -> None:
+        """Record the epoch's mean loss and validation, write the checkpoint: all of it or none."""
+        history = self.history
+        with self.guard.critical():
+            epochs = history.epochs
+            try:
+                history.epoch_loss.append(sum(losses) / max(len(losses), 1))
+                if self.val_data is not None:
+                    val_loss, val_acc = evaluate(self.model, self.val_data, self.loss_fn, device=self.device)
+                    history.val_loss.append(val_loss)
+                    history.val_accuracy.append(val_acc)
+                if self.checkpoint_path is not None:
+                    save_checkpoint(self.checkpoint_path, self.model, self.optimizer, self.scheduler, history,
+                                    epoch=history.epochs, generator=self.generator if self.tensors else None,
+                                    seed=self.seed, batch_size=self.batch_size)
+            except KeyboardInterrupt:  # raised inside, not by a signal: the epoch is not complete
+                _truncate(history, history.steps, epochs)
+                raise
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{history.epoch_loss[-1]:.3g}")
+
+
+def _measure(loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor],
+             device) -> tuple[float, float, float | None]:
+    """A step's loss, global gradient norm and accuracy (None unless classifying): one transfer to the host."""
+    grad_norm = _global_norm(params, device)
+    hits = _correct(output.detach(), y)
+    numbers = torch.stack([loss.detach().float(), grad_norm.float(),
+                           hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
+    loss_value, norm_value, hit_count = numbers
+    if norm_value < TINY:  # float32 squares of tiny gradients underflow: again in float64
+        norm_value = _exact_global_norm(params)
+    return loss_value, norm_value, (hit_count / len(y) if hits is not None else None)
 
 
 class _InterruptGuard:

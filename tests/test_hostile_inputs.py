@@ -1,4 +1,4 @@
-"""Every public function of helpers.init, activations, clipping, optim and schedulers, given
+"""Every public function of helpers.init, activations, clipping, optim, schedulers and lr_finder, given
 wrong types, shapes and values, raises TypeError/ValueError naming the argument, and
 modifies nothing: the tensors, parameters, gradients and optimizer it was given are
 compared before and after the failed call."""
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import activations, clipping, init, optim, schedulers
+from helpers import activations, clipping, init, lr_finder, optim, schedulers
 
 NAN, INF = float("nan"), float("inf")
 
@@ -209,23 +209,23 @@ CASES = {
     "cosine: t a str": (lambda w: schedulers.cosine("a", 10, 1.0), TypeError, "t"),
     "cosine: total 0": (lambda w: schedulers.cosine(1, 0, 1.0), ValueError, "total"),
     "cosine: eta_max NaN": (lambda w: schedulers.cosine(1, 10, NAN), ValueError, "eta_max"),
-    "suggest_lr: lengths differ": (lambda w: schedulers.suggest_lr([1e-3, 1e-2], [1.0]), ValueError, "lrs"),
-    "suggest_lr: skip_start negative": (lambda w: schedulers.suggest_lr([1e-3, 1e-2], [1.0, 0.5], skip_start=-1),
+    "suggest_lr: lengths differ": (lambda w: lr_finder.suggest_lr([1e-3, 1e-2], [1.0]), ValueError, "lrs"),
+    "suggest_lr: skip_start negative": (lambda w: lr_finder.suggest_lr([1e-3, 1e-2], [1.0, 0.5], skip_start=-1),
                                         ValueError, "skip_start"),
-    **{f"lr_finder: {arg} {value!r}": ((lambda a, v: lambda w: schedulers.lr_finder(
+    **{f"lr_finder: {arg} {value!r}": ((lambda a, v: lambda w: lr_finder.lr_finder(
         w.net, w.data, F.mse_loss, w.opt, **{"num_steps": 5, a: v}))(arg, value), error, arg)
        for arg, value, error in (("start_lr", 0.0, ValueError), ("end_lr", 1e-7, ValueError),
                                  ("num_steps", 1, ValueError), ("beta", 1.0, ValueError),
                                  ("diverge_factor", 1.0, ValueError), ("suggestion", "max", ValueError),
                                  ("batch_size", 0, ValueError), ("seed", -1, ValueError),
                                  ("skip_start", "5", TypeError))},
-    "lr_finder: model a str": (lambda w: schedulers.lr_finder("net", w.data, F.mse_loss, w.opt), TypeError, "model"),
-    "lr_finder: optimizer a str": (lambda w: schedulers.lr_finder(w.net, w.data, F.mse_loss, "sgd"), TypeError,
+    "lr_finder: model a str": (lambda w: lr_finder.lr_finder("net", w.data, F.mse_loss, w.opt), TypeError, "model"),
+    "lr_finder: optimizer a str": (lambda w: lr_finder.lr_finder(w.net, w.data, F.mse_loss, "sgd"), TypeError,
                                    "optimizer"),
-    "lr_finder: loss_fn a str": (lambda w: schedulers.lr_finder(w.net, w.data, "mse", w.opt), TypeError, "loss_fn"),
-    "lr_finder: train_data an int": (lambda w: schedulers.lr_finder(w.net, 42, F.mse_loss, w.opt), TypeError,
+    "lr_finder: loss_fn a str": (lambda w: lr_finder.lr_finder(w.net, w.data, "mse", w.opt), TypeError, "loss_fn"),
+    "lr_finder: train_data an int": (lambda w: lr_finder.lr_finder(w.net, 42, F.mse_loss, w.opt), TypeError,
                                      "train_data"),
-    "lr_finder: X and y of different lengths": (lambda w: schedulers.lr_finder(
+    "lr_finder: X and y of different lengths": (lambda w: lr_finder.lr_finder(
         w.net, (w.data[0], w.data[1][:5]), F.mse_loss, w.opt), ValueError, "train_data"),
 }
 
@@ -236,11 +236,11 @@ CASES.update({
     "Adam: lr a negative tensor": (lambda w: optim.Adam(w.params, lr=torch.tensor(-0.1)), ValueError, "lr must be >="),
     "RAdam: lr an integer tensor": (lambda w: optim.RAdam(w.params, lr=torch.tensor(1)), ValueError,
                                     "lr as a tensor .*torch.int64"),
-    "lr_finder: an all-frozen model": (lambda w: schedulers.lr_finder(
+    "lr_finder: an all-frozen model": (lambda w: lr_finder.lr_finder(
         _frozen(w.net), w.data, F.mse_loss, w.opt), ValueError, "no parameter that requires a gradient"),
-    "lr_finder: an empty generator": (lambda w: schedulers.lr_finder(w.net, (b for b in []), F.mse_loss, w.opt),
+    "lr_finder: an empty generator": (lambda w: lr_finder.lr_finder(w.net, (b for b in []), F.mse_loss, w.opt),
                                       ValueError, "train_data yielded no batch"),
-    "lr_finder: a list of neither tensors nor batches": (lambda w: schedulers.lr_finder(
+    "lr_finder: a list of neither tensors nor batches": (lambda w: lr_finder.lr_finder(
         w.net, [1, 2, 3], F.mse_loss, w.opt), TypeError, r"train_data .*list of \(x, y\) batches"),
 })
 
@@ -325,7 +325,7 @@ def test_the_table_covers_every_public_function():
     """A new public function must get hostile cases here too."""
     covered = {case.split(":")[0] for case in CASES}
     public = set()
-    for module in (init, activations, clipping, optim, schedulers):
+    for module in (init, activations, clipping, optim, schedulers, lr_finder):
         for name, obj in vars(module).items():
             if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
                 continue

@@ -184,6 +184,30 @@ def test_keyboard_interrupt_raised_by_the_optimizer_itself_undoes_the_half_step(
     assert _equal(_weights(net), before)
 
 
+def test_interrupt_while_an_epoch_ends_keeps_its_steps_but_not_the_epoch():
+    class InterruptValidation:
+        """Raises KeyboardInterrupt in the second validation pass (evaluate runs without autograd)."""
+
+        def __init__(self):
+            self.validations = 0
+
+        def __call__(self, output, target):
+            if not torch.is_grad_enabled():
+                self.validations += 1
+                if self.validations == 2:
+                    raise KeyboardInterrupt
+            return F.cross_entropy(output, target)
+
+    net, optimizer, scheduler = _setup()
+    reference = _fit(net, optimizer, scheduler, epochs=2)
+    net, optimizer, scheduler = _setup()
+    history = _fit(net, optimizer, scheduler, epochs=5, loss_fn=InterruptValidation())
+    assert history.interrupted and history.interrupted_at == 12 == history.steps  # epoch 2's steps stay
+    assert history.epochs == 1 and history.epoch_loss == reference.epoch_loss[:1]  # its end does not
+    _consistent(history)
+    assert history.loss == reference.loss and history.val_loss == reference.val_loss[:1]
+
+
 # ---------------------------------------------------------------------------------- divergence
 
 def test_divergence_guard_restores_the_last_finite_weights():
