@@ -128,8 +128,6 @@ CASES = {
 }
 
 
-
-
 def test_a_solution_must_be_a_function():
     with pytest.raises(TypeError, match="must be a function"):
         ex.check_exploding_exponent(10)
@@ -357,8 +355,6 @@ CASES_11_12 = {
 }
 
 
-
-
 # ----------------------------------------------------------------- notebooks 07, 09, 10
 
 
@@ -416,8 +412,6 @@ CASES_5 = {
 }
 
 
-
-
 # --- notebooks 05, 06, 08 -------------------------------------------------------------------
 
 CASES_05_08 = {
@@ -465,8 +459,6 @@ CASES_05_08 = {
 }
 
 
-
-
 # --------------------------------------------------------------------------- notebook 13
 def _verdict_swapped(norms):
     values = list(norms.values())
@@ -508,8 +500,6 @@ CASES_13 = {
 }
 
 
-
-
 # --- notebook 14 ------------------------------------------------------------------------------
 
 CASES_14 = {
@@ -542,8 +532,6 @@ CASES_14 = {
         lambda c_in, c_out, k: "conv",
     ]),
 }
-
-
 
 
 CASES_15 = {

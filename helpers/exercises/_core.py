@@ -5,11 +5,12 @@ A checker is written once, as the body of its exercise, and registered with
 
     @exercise("2.3", "how fast the input gradient explodes")
     def check_exploding_exponent(fn):
-        value = one_number(attempt(fn, 3))        # NotImplementedError: "not attempted yet"
-        if value != 4:
-            raise NotYet("Count the weight matrices between x and the loss.")
+        for depth in (3, 7, 12):
+            value = one_number(attempt(fn, depth))    # "Return one number." unless float() takes it
+            if value != depth + 1:
+                raise NotYet("Count the weight matrices between x and the loss.")
 
-The decorator adds what all 39 checkers have in common: the learner's answer must be a
+The decorator adds what every checker has in common: the learner's answer must be a
 function; the body runs inside :func:`torch.random.fork_rng`, so no checker moves the
 learner's global random state; and one line is printed from what the body did:
 
@@ -95,7 +96,13 @@ def seeded(seed: int) -> Iterator[None]:
 def exercise(number: str, title: str) -> Callable[[Callable], Callable[[Callable], None]]:
     """Register the decorated body as the checker of exercise ``number`` (see the module docstring).
 
-    The checker takes the learner's function, prints one line and returns nothing.
+    The returned checker takes the learner's function, runs the body on it inside
+    ``torch.random.fork_rng(devices=[])``, prints one line and returns nothing.
+
+    Args:
+        number: the exercise's id, "<notebook>.<k>" ("3.1" is the first exercise of notebook 03);
+            the key of :data:`EXERCISES` and of :data:`helpers.solutions.SOLUTIONS`.
+        title: a few words, printed in every line: "Exercise 3.1 (<title>): correct."
 
     Raises:
         TypeError: (from the checker) when the learner's answer is not callable.
