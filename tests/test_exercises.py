@@ -1,17 +1,25 @@
 """Each checker accepts its reference solution and rejects plausible wrong ones.
 
 The reference solutions live in helpers.solutions (one copy: what `show_solution` prints is what
-is checked here); the wrong ones live here.
+is checked here); the wrong ones live here. No test here may move the global random state: the
+fixture below checks it around every test, so every checker is checked with every answer.
 """
 
+import json
 import math
+import pathlib
+import random
+import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from helpers import exercises as ex
 from helpers.solutions import SOLUTIONS
+
+ROOT = pathlib.Path(__file__).parents[1]
 
 quadratic_gradient = SOLUTIONS["1.1"].function
 largest_stable_lr = SOLUTIONS["1.2"].function
@@ -49,6 +57,34 @@ _loss_spikes = SOLUTIONS["15.2"].function
 
 def not_attempted(*args):
     raise NotImplementedError
+
+
+def _global_random_states():
+    numpy_state = np.random.get_state(legacy=False)  # noqa: NPY002 (numpy's global generator is the point)
+    states = [torch.get_rng_state(), torch.initial_seed(), random.getstate(), numpy_state]
+    if torch.cuda.is_available():
+        states.append(torch.cuda.get_rng_state_all())
+    return states
+
+
+def _equal(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b))
+    if isinstance(a, np.ndarray):
+        return np.array_equal(a, b)
+    return a == b
+
+
+@pytest.fixture(autouse=True)
+def global_random_state_untouched():
+    """Checkers run in the learner's session: none may reseed or draw from the global generators."""
+    before = _global_random_states()
+    yield
+    assert _equal(_global_random_states(), before), "a checker moved the learner's global random state"
 
 
 CASES = {
@@ -90,8 +126,6 @@ CASES = {
         lambda d: d - 1,
     ]),
 }
-
-
 
 
 def test_a_solution_must_be_a_function():
@@ -155,9 +189,7 @@ def test_exploding_exponent_hint_names_the_weight_gradients(capsys):
     assert "not yet" in out and "weight gradients" in out
 
 
-# -- notebook 03 ------------------------------------------------------------------------
-
-# -- notebook 04 ------------------------------------------------------------------------
+# -- notebooks 03 and 04 -----------------------------------------------------------------
 
 @pytest.mark.parametrize("checker, solution", [
     (ex.check_xavier_std, xavier_std),
@@ -281,13 +313,17 @@ def test_growth_bound_hint_names_the_tanh_bound(capsys):
     assert "tanh RNN's bound" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("checker, solution", [(ex.check_gru_step, gru_step), (ex.check_bptt, bptt),
-                                               (ex.check_growth_bound, SOLUTIONS["11.3"].function)],
-                         ids=lambda v: getattr(v, "__name__", ""))
-def test_checkers_11_leave_the_global_random_state_alone(checker, solution, capsys):
-    before = torch.get_rng_state()
-    checker(solution)
-    assert torch.equal(torch.get_rng_state(), before)
+def test_a_learner_drawing_from_the_global_generator_does_not_move_it(capsys):
+    """The learner's own draws inside a checked function are undone too (the checker runs in fork_rng)."""
+    ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
+    assert "not yet" in capsys.readouterr().out
+
+
+def test_no_checker_seeds_a_global_generator():
+    """Module inits that need a seed use exercises._core.seeded (fork_rng and the CPU generator only)."""
+    for path in sorted((ROOT / "helpers" / "exercises").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(torch\.manual_seed|np\.random\.seed|random\.seed|torch\.seed)\(", text), path.name
 
 
 CASES_11_12 = {
@@ -317,8 +353,6 @@ CASES_11_12 = {
     ]),
     ex.check_amp_step: (amp_step, [amp_step_clip_scaled, amp_step_no_update, amp_step_no_clip]),
 }
-
-
 
 
 # ----------------------------------------------------------------- notebooks 07, 09, 10
@@ -378,8 +412,6 @@ CASES_5 = {
 }
 
 
-
-
 # --- notebooks 05, 06, 08 -------------------------------------------------------------------
 
 CASES_05_08 = {
@@ -427,8 +459,6 @@ CASES_05_08 = {
 }
 
 
-
-
 # --------------------------------------------------------------------------- notebook 13
 def _verdict_swapped(norms):
     values = list(norms.values())
@@ -470,8 +500,6 @@ CASES_13 = {
 }
 
 
-
-
 # --- notebook 14 ------------------------------------------------------------------------------
 
 CASES_14 = {
@@ -504,8 +532,6 @@ CASES_14 = {
         lambda c_in, c_out, k: "conv",
     ]),
 }
-
-
 
 
 CASES_15 = {
@@ -541,11 +567,7 @@ def test_split_once_hint_names_the_seed_001_mistake(capsys):
 # --------------------------------------------------------------------------- coverage
 def test_every_checker_has_a_reference_solution_and_wrong_ones_here():
     """A new checker must come with its accept and reject cases in this file."""
-    import inspect
-    import re
-
-    checkers = {name for name, fn in inspect.getmembers(ex, inspect.isfunction)
-                if name.startswith("check_") and fn.__module__ == ex.__name__}
+    checkers = {e.checker.__name__ for e in ex.EXERCISES.values()}
     tested = {fn.__name__ for fn, (_, wrongs) in ALL_CASES.items() if wrongs}
     text = open(__file__, encoding="utf-8").read()
     start = text.index("def test_checkers_03_04_reject_plausible_mistakes")
@@ -554,11 +576,7 @@ def test_every_checker_has_a_reference_solution_and_wrong_ones_here():
 
 
 def test_every_notebook_after_the_welcome_has_two_checked_exercises():
-    import json
-    import pathlib
-    import re
-
-    for path in sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb")):
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         if path.name.startswith("00"):
             continue
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
@@ -566,6 +584,30 @@ def test_every_notebook_after_the_welcome_has_two_checked_exercises():
                    for name in re.findall(r"^(check_\w+)\(", "".join(cell["source"]), flags=re.M)}
         assert len(checked) >= 2, f"{path.name}: {sorted(checked)}"
         assert all(hasattr(ex, name) for name in checked), path.name
+
+
+def test_each_exercise_lives_in_the_module_named_for_its_notebook():
+    notebooks = {path.stem[:2]: path.stem for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    for number, exercise in ex.EXERCISES.items():
+        assert exercise.number == number and exercise.title
+        notebook = notebooks[f"{int(number.split('.')[0]):02d}"]
+        assert exercise.checker.__module__ == f"helpers.exercises.nb{notebook}", (number, exercise.checker)
+    assert list(ex.EXERCISES) == sorted(ex.EXERCISES, key=lambda n: tuple(map(int, n.split("."))))
+
+
+def test_the_package_exports_every_checker():
+    checkers = [e.checker.__name__ for e in ex.EXERCISES.values()]
+    assert [name for name in ex.__all__ if name.startswith("check_")] == checkers
+    assert all(getattr(ex, name) is e.checker for name, e in zip(checkers, ex.EXERCISES.values()))
+
+
+def test_every_name_a_notebook_imports_from_helpers_exercises_resolves():
+    imported = set()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+            for names in re.findall(r"from helpers\.exercises import ([\w, ]+)", "".join(cell["source"])):
+                imported |= {name.strip() for name in names.split(",")}
+    assert len(imported) > 30 and {name for name in imported if not hasattr(ex, name)} == set()
 
 
 # --------------------------------------------------------------------------- every table
