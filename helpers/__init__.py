@@ -10,7 +10,7 @@ L0 foundation
     :mod:`helpers._fused`         torch's private multi-tensor functions, wrapped with a public fallback
     :mod:`helpers.progress`       progress bars that stay out of regression-tested outputs
     :mod:`helpers.claims`         a notebook's measured claims, asserted with a tolerance or over seeds
-    :mod:`helpers.errata`         the seeds' mistakes and FAQ questions, as data
+    :mod:`helpers.errata`         the source articles' mistakes and FAQ questions, as data
     :mod:`helpers.device`         choose CPU/GPU (``COURSE_DEVICE``), seed every generator, keep freed memory
     :mod:`helpers.data`           the bundled 8x8 digits, two spirals, the adding and copy tasks; batches
 L1 layers and models

@@ -497,6 +497,9 @@ _REGISTRY: dict[str, tuple[type[Activation], type[nn.Module]]] = {
 assert all(ours.name == name for name, (ours, _) in _REGISTRY.items())
 ACTIVATION_NAMES = tuple(_REGISTRY)
 _NAME_OF_TYPE = {kind: name for name, kinds in _REGISTRY.items() for kind in kinds}
+# PyTorch's modules for the registry's nonlinearities (nn.Identity is left out: models also use it
+# as a no-op placeholder, e.g. a transformer block without a norm)
+FUSED_ACTIVATIONS = tuple(fused for name, (_, fused) in _REGISTRY.items() if name != "identity")
 
 
 def get_activation(name: str, **kwargs) -> Activation:

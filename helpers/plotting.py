@@ -185,7 +185,7 @@ def plot_lr_schedules(schedules: Mapping[str, Sequence[float]], ax=None, title: 
 
 
 def plot_lr_finder(result, ax=None, title: str = "LR range test", show_raw: bool = True):
-    """Loss against learning rate (log x axis) from :func:`helpers.schedulers.lr_finder`.
+    """Loss against learning rate (log x axis) from :func:`helpers.lr_finder.lr_finder`.
 
     Draws the smoothed loss (and the raw losses, faintly), a dotted line where the smoothed
     loss is lowest, and markers at the two suggestions: a tenth of that rate, and the

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from helpers import _fused
 from helpers._checks import check_int
 from helpers._fused import TINY
 from helpers._fused import norms as _norms
@@ -364,7 +365,7 @@ class _Run:
                 self._diverged(math.isfinite(loss_value))
                 return None
             with torch.no_grad():
-                torch._foreach_copy_(kept, state)  # the weights of a finite loss: the ones to go back to
+                _fused.copy_(kept, state)  # the weights of a finite loss: the ones to go back to
             lr = optimizer.param_groups[0]["lr"]
             clipped = None
             if clip is not None:
@@ -697,7 +698,7 @@ def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros((), device=device)
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    return torch.linalg.vector_norm(_fused.fast_norms(grads))
 
 
 def _length(data) -> int | None:
@@ -709,7 +710,7 @@ def _length(data) -> int | None:
 
 @torch.no_grad()
 def _restore(state: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
-    torch._foreach_copy_(state, kept)
+    _fused.copy_(state, kept)
 
 
 def _mark_diverged(history: History) -> None:

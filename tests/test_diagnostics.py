@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from helpers.activations import ACTIVATION_NAMES
 from helpers.diagnostics import (
     GradientMonitor,
     activation_grad_norms,
@@ -160,6 +161,22 @@ def test_monitor_saturation_and_dead_fractions_match_their_definitions():
                 expected = (out.max(dim=0).values <= 0).float().mean().item()
                 assert record.dead[name] == pytest.approx(expected)
         assert (record.saturation if activation != "relu" else record.dead)["act1"] > 0
+
+
+@pytest.mark.parametrize("activation", [n for n in ACTIVATION_NAMES if n != "identity"])
+def test_monitor_watches_every_registry_activation_fused_or_from_scratch(activation):
+    # SELU's fused nn.SELU was once missing from the watched kinds: its nets had no activation statistics
+    x, y = _batch()
+    records = []
+    for from_scratch in (False, True):
+        torch.manual_seed(0)
+        net = MLP(6, 3, width=16, depth=2, activation=activation, from_scratch=from_scratch)
+        with GradientMonitor(net) as monitor:
+            records.append(_one_step(net, monitor, x, y, lr=0.0)[0])
+        assert set(capture_activations(net, x)) == {"act1", "act2"}
+    fused, scratch = records
+    assert set(fused.act_mean) == set(scratch.act_mean) == {"act1", "act2"}
+    assert fused.act_mean == pytest.approx(scratch.act_mean, rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu"])

@@ -5,6 +5,7 @@ equals benchmarks/RESULTS.md."""
 import re
 from pathlib import Path
 
+import check_machine
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,10 +80,6 @@ def test_workshop_timings_table_is_results_md():
 
 
 def test_check_machine_sample_matches_results_and_the_lock():
-    import sys
-    sys.path.insert(0, str(ROOT / "tools"))
-    import check_machine
-
     text = _text(ROOT / "docs" / "workshop.md")
     count, seconds = results_course()
     assert f"the {count} notebooks run in about" in text

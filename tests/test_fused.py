@@ -105,13 +105,9 @@ def test_the_monitor_and_clipping_record_the_same_numbers_without_the_private_fu
     assert _monitored_run() == expected
 
 
-# training.py is refactored on another issue-19 branch, which is to call the wrappers too
-PENDING = {"training.py"}
-
-
 def test_only_fused_calls_torch_private_functions():
     package = Path(_fused.__file__).parent
     callers = sorted(p.name for p in package.rglob("*.py")
-                     if p.name not in {"_fused.py", *PENDING}
+                     if p.name != "_fused.py"
                      and re.search(r"torch\._foreach_|_foreach_utils", p.read_text("utf-8")))
     assert not callers, f"call helpers._fused's wrappers instead of torch's private functions in {callers}"

@@ -38,9 +38,6 @@ LAYERS = {
 FUNCTION_LEVEL_ALLOWED = {
     "helpers.solutions": "a solution's source is printed for the learner and must run as printed",
 }
-# Files allowed a function-level import until another issue-19 branch lands: exercises.py as one
-# file imports helpers.amp inside a checker; the helpers/exercises/ package that replaces it may not.
-PENDING = {"exercises.py": {"helpers.amp"}}
 
 
 def module_name(path: Path) -> str:
@@ -123,10 +120,9 @@ def test_no_import_goes_up_a_layer():
 def test_no_helpers_import_inside_a_function():
     hidden = []
     for m, imports in IMPORTS.items():
-        pending = PENDING.get(MODULES[m].relative_to(PACKAGE).as_posix(), set())
         hidden += [f"{MODULES[m].relative_to(PACKAGE.parent)}:{line} imports {t} inside a function"
                    for t, line, nested in imports
-                   if nested and layer_of(m) is not None and m not in FUNCTION_LEVEL_ALLOWED and t not in pending]
+                   if nested and layer_of(m) is not None and m not in FUNCTION_LEVEL_ALLOWED]
     assert not hidden, "move these imports to the top of the module:\n" + "\n".join(hidden)
 
 

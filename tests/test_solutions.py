@@ -1,35 +1,30 @@
 """helpers.solutions: a worked solution for every exercise, each one passing its checker."""
 
-import inspect
-import re
-
 import pytest
 
 from helpers import exercises as ex
 from helpers import solutions
-from helpers.exercises import show_solution
+from helpers.exercises import _core, show_solution
 from helpers.solutions import SOLUTIONS
 
-CHECKER_IDS = {name: re.search(r'_report\("([\d.]+)"', inspect.getsource(fn))[1]
-               for name, fn in inspect.getmembers(ex, inspect.isfunction)
-               if name.startswith("check_") and fn.__module__ == ex.__name__}
+CHECKER_IDS = {exercise.checker.__name__: number for number, exercise in ex.EXERCISES.items()}
 
 
 @pytest.fixture(autouse=True)
 def fresh_session(monkeypatch):
-    monkeypatch.setattr(ex, "_ATTEMPTED", set())
+    monkeypatch.setattr(_core, "_ATTEMPTED", set())
 
 
 def test_every_exercise_has_exactly_one_solution_keyed_by_its_checkers_id():
     assert {s.checker: key for key, s in SOLUTIONS.items()} == {name: key for name, key in CHECKER_IDS.items()}
-    assert sorted(SOLUTIONS) == sorted(ex._TITLES)
+    assert sorted(SOLUTIONS) == sorted(ex.EXERCISES)
 
 
 @pytest.mark.parametrize("key", list(SOLUTIONS))
 def test_every_solution_passes_its_checker(key, capsys):
     solution = SOLUTIONS[key]
     getattr(ex, solution.checker)(solution.function)
-    assert capsys.readouterr().out.strip() == f"Exercise {key} ({ex._TITLES[key]}): correct."
+    assert capsys.readouterr().out.strip() == f"Exercise {key} ({ex.EXERCISES[key].title}): correct."
     assert solution.explanation and solution.code.startswith("def ")
 
 
