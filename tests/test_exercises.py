@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from helpers import exercises as ex
+from helpers.exercises import _core
 from helpers.solutions import SOLUTIONS
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -131,6 +132,26 @@ CASES = {
 def test_a_solution_must_be_a_function():
     with pytest.raises(TypeError, match="must be a function"):
         ex.check_exploding_exponent(10)
+
+
+def test_expect_close_accepts_a_close_tensor_and_raises_the_hint_otherwise():
+    """The shared check of a tensor answer: close passes; a far, reshaped or non-tensor answer gets the hint."""
+    x = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    _core.expect_close(lambda t: t * (1 + 1e-7), (x,), x, hint="h")
+    _core.expect_close(lambda t: t * (1 + 1e-7), (x,), x, hint="h", tol=1e-6)
+    for wrong in (lambda t: t * (1 + 1e-4), lambda t: t[None], lambda t: t.tolist()):
+        with pytest.raises(_core.NotYet, match="^h$"):
+            _core.expect_close(wrong, (x,), x, hint="h")
+    with pytest.raises(_core.NotYet):
+        _core.expect_close(lambda t: t * (1 + 1e-7), (x,), x, hint="h", tol=1e-9)
+
+
+def test_expect_close_reports_an_unattempted_answer_as_not_attempted():
+    def unattempted(t):
+        raise NotImplementedError
+
+    with pytest.raises(_core._NotAttempted):
+        _core.expect_close(unattempted, (torch.zeros(2),), torch.zeros(2), hint="h")
 
 
 # -- notebook 01 ------------------------------------------------------------------------

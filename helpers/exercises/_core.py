@@ -17,6 +17,11 @@ learner's global random state; and one line is printed from what the body did:
 * it called :func:`attempt` on a function that raised ``NotImplementedError`` -- "not attempted yet";
 * it raised :class:`NotYet` -- "not yet." and the hint;
 * it returned -- "correct.".
+
+Most bodies compare a tensor answer with a reference; :func:`expect_close` is that check::
+
+    expect_close(fn, (x.clone(), v), x.clamp(-v, v), tol=1e-12,
+                 hint="Entries inside [−v, v] stay as they are.")
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ import torch
 
 from helpers.solutions import SOLUTIONS, exercise_id
 
-__all__ = ["EXERCISES", "Exercise", "NotYet", "attempt", "attempted", "close", "exercise", "one_number",
-           "seeded", "show_solution"]
+__all__ = ["EXERCISES", "Exercise", "NotYet", "attempt", "attempted", "close", "exercise", "expect_close",
+           "one_number", "seeded", "show_solution"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,17 @@ def close(a, b, tol: float = 1e-5) -> bool:
     """Whether ``a`` is a tensor of ``b``'s shape equal to it within ``tol`` (relative and absolute), in float64."""
     return isinstance(a, torch.Tensor) and a.shape == b.shape and torch.allclose(
         a.double(), b.double(), rtol=tol, atol=tol)
+
+
+def expect_close(fn: Callable, args: tuple, expected: torch.Tensor, *, hint: str, tol: float = 1e-5) -> None:
+    """Raise :class:`NotYet` with ``hint`` unless ``fn(*args)`` is :func:`close` to ``expected`` within ``tol``.
+
+    The answer comes from :func:`attempt`, so a ``NotImplementedError`` still means "not attempted
+    yet". ``expected`` is computed by the caller before ``fn`` runs; pass ``fn`` copies of the inputs
+    it is computed from (``x.clone()``), so that an answer that writes into them changes nothing.
+    """
+    if not close(attempt(fn, *args), expected, tol):
+        raise NotYet(hint)
 
 
 @contextlib.contextmanager

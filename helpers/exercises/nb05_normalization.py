@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from helpers.exercises._core import NotYet, attempt, close, exercise
+from helpers.exercises._core import exercise, expect_close
 
 __all__ = ["check_batch_norm_forward", "check_running_variance", "check_weight_norm"]
 
@@ -28,10 +28,9 @@ def check_batch_norm_forward(fn: Callable) -> None:
         beta = torch.randn(c, generator=g, dtype=torch.float64)
         eps = 0.1
         expected = nn.functional.batch_norm(x, None, None, gamma, beta, training=True, eps=eps)
-        answer = attempt(fn, x.clone(), gamma.clone(), beta.clone(), eps)
-        if not close(answer, expected, 1e-8):
-            raise NotYet("Average over the batch (dim 0), one mean and one biased variance "
-                         "per column, and divide by √(σ² + ε), not σ + ε.")
+        expect_close(fn, (x.clone(), gamma.clone(), beta.clone(), eps), expected, tol=1e-8,
+                     hint="Average over the batch (dim 0), one mean and one biased variance "
+                          "per column, and divide by √(σ² + ε), not σ + ε.")
 
 
 @exercise("5.2", "running variance")
@@ -47,10 +46,9 @@ def check_running_variance(fn: Callable) -> None:
         layer = nn.BatchNorm1d(3, momentum=momentum).double()
         layer.running_var.copy_(running)
         layer(batch)
-        answer = attempt(fn, running.clone(), batch.clone(), momentum)
-        if not close(answer, layer.running_var, 1e-10):
-            raise NotYet("momentum is the weight of the *new* batch, and the running "
-                         "estimate uses the unbiased variance of the batch (divide by m − 1).")
+        expect_close(fn, (running.clone(), batch.clone(), momentum), layer.running_var, tol=1e-10,
+                     hint="momentum is the weight of the *new* batch, and the running "
+                          "estimate uses the unbiased variance of the batch (divide by m − 1).")
 
 
 @exercise("5.3", "weight normalization")
@@ -60,7 +58,6 @@ def check_weight_norm(fn: Callable) -> None:
     g = torch.rand(4, 1, generator=gen, dtype=torch.float64) * 3 + 0.5
     v = torch.randn(4, 6, generator=gen, dtype=torch.float64)
     expected = g * v / v.norm(dim=1, keepdim=True)
-    answer = attempt(fn, g.clone(), v.clone())
-    if not close(answer, expected, 1e-10):
-        raise NotYet("Normalise each row of v (one output unit each) to length 1, then "
-                     "multiply by its learned gain g: without g every row would have length 1.")
+    expect_close(fn, (g.clone(), v.clone()), expected, tol=1e-10,
+                 hint="Normalise each row of v (one output unit each) to length 1, then "
+                      "multiply by its learned gain g: without g every row would have length 1.")

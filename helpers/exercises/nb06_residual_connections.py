@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from helpers.exercises._core import NotYet, attempt, close, exercise, seeded
+from helpers.exercises._core import exercise, expect_close, seeded
 
 __all__ = ["check_residual_block", "check_residual_jacobian"]
 
@@ -28,10 +28,9 @@ def check_residual_block(fn: Callable) -> None:
             projection.double()
         with torch.no_grad():
             expected = (x if projection is None else projection(x)) + branch(x)
-            answer = attempt(fn, x.clone(), branch, projection)
-        if not close(answer, expected, 1e-10):
-            raise NotYet("Apply F once, to x, and add the skip: x itself, or projection(x) "
-                         "when the branch changes the width.")
+            expect_close(fn, (x.clone(), branch, projection), expected, tol=1e-10,
+                         hint="Apply F once, to x, and add the skip: x itself, or projection(x) "
+                              "when the branch changes the width.")
 
 
 def _linear_residual_stack(matrices, h):
@@ -50,7 +49,6 @@ def check_residual_jacobian(fn: Callable) -> None:
     matrices = [0.3 * torch.randn(4, 4, generator=g, dtype=torch.float64) for _ in range(3)]
     expected = torch.autograd.functional.jacobian(
         lambda h: _linear_residual_stack(matrices, h), torch.randn(4, dtype=torch.float64))
-    answer = attempt(fn, [m.clone() for m in matrices])
-    if not close(answer, expected, 1e-10):
-        raise NotYet("Each block contributes I + J (the skip gives I), and the chain rule "
-                     "puts the last block on the left: (I + J_3)(I + J_2)(I + J_1).")
+    expect_close(fn, ([m.clone() for m in matrices],), expected, tol=1e-10,
+                 hint="Each block contributes I + J (the skip gives I), and the chain rule "
+                      "puts the last block on the left: (I + J_3)(I + J_2)(I + J_1).")

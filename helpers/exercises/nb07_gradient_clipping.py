@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import torch
 
-from helpers.exercises._core import NotYet, attempt, close, exercise, one_number
+from helpers.exercises._core import NotYet, attempt, close, exercise, expect_close, one_number
 
 __all__ = ["check_clip_by_value", "check_clip_by_global_norm", "check_threshold_from_norms"]
 
@@ -18,10 +18,9 @@ def check_clip_by_value(fn: Callable) -> None:
     g = torch.Generator().manual_seed(71)
     for v in (0.5, 2.0):
         grad = 3 * torch.randn(50, generator=g, dtype=torch.float64)
-        answer = attempt(fn, grad.clone(), v)
-        if not close(answer, grad.clamp(-v, v), tol=1e-12):
-            raise NotYet("Entries inside [−v, v] must stay as they are; those below −v "
-                         "become −v and those above v become v. Check the lower bound of your max().")
+        expect_close(fn, (grad.clone(), v), grad.clamp(-v, v), tol=1e-12,
+                     hint="Entries inside [−v, v] must stay as they are; those below −v "
+                          "become −v and those above v become v. Check the lower bound of your max().")
 
 
 @exercise("7.2", "clip by global norm")

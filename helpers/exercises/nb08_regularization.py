@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from helpers.exercises._core import NotYet, attempt, close, exercise
+from helpers.exercises._core import exercise, expect_close
 
 __all__ = ["check_l1_gradient", "check_inverted_dropout", "check_weight_decay_step"]
 
@@ -18,10 +18,9 @@ def check_l1_gradient(fn: Callable) -> None:
     g = torch.Generator().manual_seed(81)
     w = torch.randn(5, 3, generator=g, dtype=torch.float64)
     w[0, 0] = 0.0
-    answer = attempt(fn, w.clone(), 0.3)
-    if not close(answer, 0.3 * torch.sign(w), 1e-12):
-        raise NotYet("|w| has slope +1 for w > 0 and −1 for w < 0, whatever the size of w "
-                     "(λ·w would be the gradient of the L2 penalty).")
+    expect_close(fn, (w.clone(), 0.3), 0.3 * torch.sign(w), tol=1e-12,
+                 hint="|w| has slope +1 for w > 0 and −1 for w < 0, whatever the size of w "
+                      "(λ·w would be the gradient of the L2 penalty).")
 
 
 @exercise("8.2", "inverted dropout")
@@ -31,10 +30,9 @@ def check_inverted_dropout(fn: Callable) -> None:
     x = torch.randn(6, 4, generator=g, dtype=torch.float64)
     for p in (0.25, 0.6):
         mask = (torch.rand(6, 4, generator=g, dtype=torch.float64) >= p).double()
-        answer = attempt(fn, x.clone(), mask.clone(), p)
-        if not close(answer, x * mask / (1 - p), 1e-12):
-            raise NotYet("Keep the masked units and divide them by the keep probability "
-                         "1 − p, so the expected value of every unit stays x.")
+        expect_close(fn, (x.clone(), mask.clone(), p), x * mask / (1 - p), tol=1e-12,
+                     hint="Keep the masked units and divide them by the keep probability "
+                          "1 − p, so the expected value of every unit stays x.")
 
 
 @exercise("8.3", "an SGD step with weight decay")
@@ -46,7 +44,6 @@ def check_weight_decay_step(fn: Callable) -> None:
     param = nn.Parameter(w.clone())
     param.grad = grad.clone()
     torch.optim.SGD([param], lr=0.1, weight_decay=0.01).step()
-    answer = attempt(fn, w.clone(), grad.clone(), 0.1, 0.01)
-    if not close(answer, param.detach(), 1e-12):
-        raise NotYet("Weight decay adds weight_decay · w to the gradient before the step: "
-                     "w − lr · (grad + weight_decay · w).")
+    expect_close(fn, (w.clone(), grad.clone(), 0.1, 0.01), param.detach(), tol=1e-12,
+                 hint="Weight decay adds weight_decay · w to the gradient before the step: "
+                      "w − lr · (grad + weight_decay · w).")

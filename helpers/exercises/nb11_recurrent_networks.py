@@ -8,7 +8,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from helpers.exercises._core import NotYet, attempt, close, exercise, one_number
+from helpers.exercises._core import NotYet, attempt, close, exercise, expect_close, one_number
 
 __all__ = ["check_gru_step", "check_bptt", "check_growth_bound"]
 
@@ -32,11 +32,10 @@ def check_gru_step(fn: Callable) -> None:
             expected = reference(x, h)
         weights = [p.detach().clone() for p in (reference.weight_ih, reference.weight_hh,
                                                  reference.bias_ih, reference.bias_hh)]
-        answer = attempt(fn, x, h, *weights)
-        if not close(answer, expected, 1e-8):
-            raise NotYet("Split x W_ihᵀ + b_ih and h W_hhᵀ + b_hh into r, z, n blocks with "
-                         ".chunk(3, dim=1) (order r, z, n); r multiplies the whole recurrent part of n, bias "
-                         "b_hn included; z weights the OLD state: h' = (1 − z)·n + z·h.")
+        expect_close(fn, (x, h, *weights), expected, tol=1e-8,
+                     hint="Split x W_ihᵀ + b_ih and h W_hhᵀ + b_hh into r, z, n blocks with "
+                          ".chunk(3, dim=1) (order r, z, n); r multiplies the whole recurrent part of n, bias "
+                          "b_hn included; z weights the OLD state: h' = (1 − z)·n + z·h.")
 
 
 def _tanh_rnn_weight_grad(weight_ih, weight_hh, bias, xs, losses):
