@@ -10,7 +10,10 @@ import math
 from collections.abc import Iterable
 from numbers import Integral, Real
 
-__all__ = ["check_int", "check_bool", "check_real", "check_choice", "check_lr", "check_int_sequence"]
+import torch
+
+__all__ = ["check_int", "check_bool", "check_real", "check_choice", "check_lr", "check_int_sequence",
+           "check_module", "check_optimizer", "check_callable", "check_trainable"]
 
 
 def check_int(name: str, value, *, minimum: int | None = None) -> int:
@@ -69,8 +72,6 @@ def check_lr(name: str, value):
     A tensor is returned unchanged, so that it can be updated in place (as schedulers do)
     and enters the arithmetic as a tensor, exactly as in ``torch.optim``.
     """
-    import torch
-
     if isinstance(value, torch.Tensor):
         if value.numel() != 1 or value.is_complex() or not value.is_floating_point():
             raise ValueError(f"{name} as a tensor must have one real floating-point element, got a tensor of "
@@ -89,3 +90,39 @@ def check_int_sequence(name: str, values, *, minimum: int, what: str) -> tuple[i
     if not values:
         raise ValueError(f"{name} must name at least one {what}, got ()")
     return tuple(check_int(f"{name} entries", v, minimum=minimum) for v in values)
+
+
+def check_module(name: str, value) -> torch.nn.Module:
+    """Return ``value`` if it is a ``torch.nn.Module``."""
+    if not isinstance(value, torch.nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
+    return value
+
+
+def check_optimizer(name: str, value, *, optional: bool = False) -> torch.optim.Optimizer | None:
+    """Return ``value`` if it is a ``torch.optim.Optimizer`` (or ``None``, when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, torch.optim.Optimizer):
+        accepted = "a torch.optim.Optimizer or None" if optional else "a torch.optim.Optimizer"
+        raise TypeError(f"{name} must be {accepted}, got {type(value).__name__}")
+    return value
+
+
+def check_callable(name: str, value, *, optional: bool = False):
+    """Return ``value`` if it is callable (or ``None``, when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not callable(value):
+        raise TypeError(f"{name} must be callable{' or None' if optional else ''}, got {type(value).__name__}")
+    return value
+
+
+def check_trainable(name: str, model: torch.nn.Module, *, why: str = "") -> torch.nn.Module:
+    """Return ``model`` if at least one of its parameters requires a gradient.
+
+    ``why``, when given, is appended to the message (what the caller needs the parameter for).
+    """
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{name} has no parameter that requires a gradient{why}")
+    return model

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from helpers._checks import check_int, check_real
+from helpers._checks import check_callable, check_int, check_module, check_optimizer, check_real
 
 __all__ = ["DynamicLossScaler", "overflow_fraction", "AccumulatedStep", "accumulation_step"]
 
@@ -230,8 +230,7 @@ class DynamicLossScaler:
     # -- internals --------------------------------------------------------------------------
 
     def _state(self, optimizer) -> dict:
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+        check_optimizer("optimizer", optimizer)
         return self._per_optimizer.setdefault(id(optimizer), {"stage": _READY, "found_inf": None})
 
     def _require_scale(self) -> torch.Tensor:
@@ -380,17 +379,14 @@ def accumulation_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, 
 
 
 def _check_accumulation(model, optimizer, scaler, micro_batches, loss_fn, max_norm, dtype) -> None:
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    check_module("model", model)
+    check_optimizer("optimizer", optimizer)
     missing = [m for m in ("scale", "unscale_", "step", "update", "get_scale") if not hasattr(scaler, m)]
     if missing:
         raise TypeError(f"scaler must be a DynamicLossScaler or torch.amp.GradScaler, got "
                         f"{type(scaler).__name__} (lacks {missing})")
     _check_micro_batches(micro_batches)
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    check_callable("loss_fn", loss_fn)
     if max_norm is not None:
         check_real("max_norm", max_norm, minimum=0.0, strict_minimum=True)
     if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):

@@ -11,7 +11,8 @@ import torch
 
 from helpers._checks import check_int, check_real
 
-__all__ = ["Split", "digits", "two_spirals", "adding_problem", "copy_task"]
+__all__ = ["Split", "digits", "two_spirals", "adding_problem", "copy_task", "is_xy", "shuffled_batches",
+           "ordered_batches", "check_data"]
 
 
 @dataclass(frozen=True)
@@ -231,16 +232,38 @@ def copy_task(n: int, length: int = 6, vocab: int = 10, seed: int = 0, device=No
     return X, y
 
 
-# -- batching shared by training and the LR finder (low layer: no import upward) --
+# -- batching shared by training, the LR finder and ensembles (layer 0: no import upward) --
 
 
-def _is_xy(data) -> bool:
-    """Whether ``data`` is an ``(X, y)`` pair of tensors (else an iterable of batches)."""
+def is_xy(data) -> bool:
+    """Whether ``data`` is an ``(X, y)`` pair of tensors (else it is taken for an iterable of batches).
+
+    Args:
+        data: anything :func:`helpers.training.fit` accepts as ``train_data``.
+
+    Example:
+        >>> is_xy((torch.zeros(4, 2), torch.zeros(4))), is_xy([(torch.zeros(4, 2), torch.zeros(4))])
+        (True, False)
+    """
     return isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
 
 
-def _batches(data, batch_size: int, generator: torch.Generator) -> Iterable:
-    """Shuffled mini-batches of an ``(X, y)`` pair (a new order from ``generator`` each call)."""
+def shuffled_batches(data, batch_size: int, generator: torch.Generator) -> Iterable:
+    """Shuffled mini-batches of an ``(X, y)`` pair: a new order from ``generator`` each call.
+
+    The order is one ``torch.randperm(len(X), generator=generator)``; the last batch
+    holds the remainder (it is not dropped).
+
+    Args:
+        data: an ``(X, y)`` pair of tensors with ``len(X) == len(y)``.
+        batch_size: examples per batch (>= 1).
+        generator: the ``torch.Generator`` that draws the order.
+
+    Example:
+        >>> X, y = torch.arange(5.0), torch.arange(5)
+        >>> [len(xb) for xb, yb in shuffled_batches((X, y), 2, torch.Generator().manual_seed(0))]
+        [2, 2, 1]
+    """
     X, y = data
     order = torch.randperm(len(X), generator=generator)
     for start in range(0, len(X), batch_size):
@@ -248,25 +271,50 @@ def _batches(data, batch_size: int, generator: torch.Generator) -> Iterable:
         yield X[index], y[index]
 
 
-def _in_order(data, batch_size: int) -> Iterable:
-    """Mini-batches of an ``(X, y)`` pair in their stored order (for evaluation)."""
+def ordered_batches(data, batch_size: int) -> Iterable:
+    """Mini-batches of an ``(X, y)`` pair in their stored order (for evaluation).
+
+    Args:
+        data: an ``(X, y)`` pair of tensors with ``len(X) == len(y)``.
+        batch_size: examples per batch (>= 1); the last batch holds the remainder.
+
+    Example:
+        >>> [yb.tolist() for xb, yb in ordered_batches((torch.zeros(3, 1), torch.arange(3)), 2)]
+        [[0, 1], [2]]
+    """
     X, y = data
     for start in range(0, len(X), batch_size):
         yield X[start:start + batch_size], y[start:start + batch_size]
 
 
-def _check_data(name: str, data, required: bool) -> None:
-    """``data`` is an ``(X, y)`` pair of tensors of equal, non-zero length, or an iterable of ``(x, y)`` batches."""
+def check_data(name: str, data, required: bool) -> None:
+    """Raise unless ``data`` is an ``(X, y)`` pair of tensors of equal, non-zero length, or an iterable of batches.
+
+    Args:
+        name: the argument's name, used in the message (``"train_data"``).
+        data: the value to check.
+        required: whether ``None`` is refused (else ``None`` passes).
+
+    Raises:
+        TypeError: ``data`` is neither form (or is ``None`` while ``required``).
+        ValueError: ``X`` and ``y`` differ in length, or are empty.
+
+    Example:
+        >>> check_data("train_data", (torch.zeros(3, 2), torch.zeros(2)), required=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: train_data: X and y must have the same length, got 3 and 2
+    """
     if data is None:
         if required:
             raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of (x, y) batches, got None")
         return
-    if isinstance(data, tuple | list) and not _is_xy(data):
+    if isinstance(data, tuple | list) and not is_xy(data):
         if data and all(isinstance(b, tuple | list) and len(b) == 2 for b in data):
             return  # a list of (x, y) batches
         raise TypeError(f"{name} as a tuple must be (X, y), two tensors, or a list of (x, y) batches; got "
                         f"{len(data)} items of types {[type(t).__name__ for t in data]}")
-    if _is_xy(data):
+    if is_xy(data):
         if len(data[0]) != len(data[1]):
             raise ValueError(f"{name}: X and y must have the same length, got {len(data[0])} and {len(data[1])}")
         if len(data[0]) == 0:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from helpers import _fused, activations
-from helpers._checks import check_choice, check_int, check_real
+from helpers._checks import check_callable, check_choice, check_int, check_module, check_real
 from helpers._layers import WEIGHTED_LAYERS, describe_kinds, recurrent_weights
 from helpers.normalization import WeightNormLinear
 
@@ -31,12 +31,6 @@ def _kind(module: nn.Module) -> str | type:
     return name if name in _MEASURED else type(module)
 
 
-def _check_module(name: str, value) -> nn.Module:
-    if not isinstance(value, nn.Module):
-        raise TypeError(f"{name} must be a torch.nn.Module, got {type(value).__name__}")
-    return value
-
-
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every Linear/Conv/ConvTranspose layer of ``model`` by qualified name, from input to output.
 
@@ -44,7 +38,7 @@ def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
     the order of the forward pass for the sequential models of the course.
     :class:`helpers.normalization.WeightNormLinear` layers count too (see :func:`trained_weight`).
     """
-    _check_module("model", model)
+    check_module("model", model)
     return {name: m for name, m in model.named_modules() if isinstance(m, _REPORTED_LAYERS)}
 
 
@@ -76,7 +70,7 @@ def watched_weights(model: nn.Module) -> dict[str, torch.Tensor]:
         >>> list(watched_weights(torch.nn.ModuleDict({"rnn": torch.nn.GRU(3, 4), "head": torch.nn.Linear(4, 1)})))
         ['rnn.weight_ih_l0', 'rnn.weight_hh_l0', 'head']
     """
-    _check_module("model", model)
+    check_module("model", model)
     watched: dict[str, torch.Tensor] = {}
     for name, module in model.named_modules():
         if isinstance(module, _REPORTED_LAYERS):
@@ -139,8 +133,7 @@ def block_grad_norms(model: nn.Module) -> dict[str, float]:
         >>> list(block_grad_norms(lm))
         ['blocks.0', 'blocks.1']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     in_blocks = [w for name, w in watched_weights(model).items() if name.split(".")[0] == "blocks"]
     if in_blocks and all(w.grad is None for w in in_blocks):
         raise ValueError("block_grad_norms needs gradients: no weight of model's blocks has a .grad yet "
@@ -157,7 +150,7 @@ def block_grad_norms(model: nn.Module) -> dict[str, float]:
 def grad_norms_for_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                          loss_fn: Callable = nn.functional.cross_entropy) -> dict[str, float]:
     """Zero the gradients, back-propagate ``loss_fn(model(x), y)`` once, return :func:`layer_grad_norms`."""
-    _check_module("model", model)
+    check_module("model", model)
     model.zero_grad(set_to_none=True)
     loss_fn(model(x), y).backward()
     return layer_grad_norms(model)
@@ -180,7 +173,7 @@ def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     Returns:
         dict {activation name: norm}, ordered from input to output.
     """
-    _check_module("model", model)
+    check_module("model", model)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in model.named_modules():
@@ -211,7 +204,7 @@ def capture_activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Te
         >>> {name: tuple(a.shape) for name, a in acts.items()}
         {'act1': (16, 8), 'act2': (16, 8)}
     """
-    _check_module("model", model)
+    check_module("model", model)
     captured: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in model.named_modules():
@@ -246,8 +239,7 @@ def jacobian_singular_values(fn: Callable[[torch.Tensor], torch.Tensor],
         >>> jacobian_singular_values(lambda v: 3 * v, torch.ones(4))
         tensor([3., 3., 3., 3.])
     """
-    if not callable(fn):
-        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    check_callable("fn", fn)
     if not isinstance(x, torch.Tensor) or x.dim() != 1:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a 1-D tensor (one input), got {shape}")
@@ -316,7 +308,7 @@ class GradientMonitor:
     """
 
     def __init__(self, model: nn.Module, every: int = 1, saturation_level: float = 0.1):
-        _check_module("model", model)
+        check_module("model", model)
         check_int("every", every, minimum=1)
         check_real("saturation_level", saturation_level, minimum=0.0, maximum=1.0,
                    strict_minimum=True, strict_maximum=True)

@@ -44,8 +44,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import _fused, activations
-from helpers._checks import check_choice, check_int, check_int_sequence, check_real
-from helpers.data import _check_data, _is_xy
+from helpers._checks import (
+    check_callable,
+    check_choice,
+    check_int,
+    check_int_sequence,
+    check_module,
+    check_real,
+    check_trainable,
+)
+from helpers.data import check_data, is_xy
 from helpers.device import keep_freed_memory
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
@@ -76,8 +84,7 @@ def from_seeds(build: Callable[[], nn.Module], seeds: Sequence[int]) -> Ensemble
         >>> ens.n, ens.backend
         (5, 'stacked')
     """
-    if not callable(build):
-        raise TypeError(f"build must be callable, got {type(build).__name__}")
+    check_callable("build", build)
     seeds = check_int_sequence("seeds", seeds, minimum=0, what="seed")
     with torch.random.fork_rng(devices=[]):
         models = []
@@ -223,13 +230,11 @@ def _check_models(models) -> list[nn.Module]:
     if not models:
         raise ValueError("models must hold at least one model, got an empty sequence")
     for i, m in enumerate(models):
-        if not isinstance(m, nn.Module):
-            raise TypeError(f"models[{i}] must be a torch.nn.Module, got {type(m).__name__}")
+        check_module(f"models[{i}]", m)
     first = models[0]
     shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in first.state_dict().items()}
     layout = repr(first) if len(models) > 1 else ""     # once: a deep model's repr is not free
-    if not any(p.requires_grad for p in first.parameters()):
-        raise ValueError("models[0] has no parameter that requires a gradient")
+    check_trainable("models[0]", first)
     for i, m in enumerate(models[1:], start=1):
         if type(m) is not type(first):
             raise ValueError(f"models[{i}] is a {type(m).__name__}, models[0] a {type(first).__name__}; "
@@ -248,9 +253,9 @@ def _check_models(models) -> list[nn.Module]:
 
 def _check_xy(name: str, data):
     """An ``(X, y)`` pair of tensors (an ensemble batches the tensors itself: no DataLoader)."""
-    if not _is_xy(data):
+    if not is_xy(data):
         raise TypeError(f"{name} must be a (X, y) tuple of two tensors, got {type(data).__name__}")
-    _check_data(name, data, required=True)
+    check_data(name, data, required=True)
     return data[0], data[1]
 
 
@@ -721,7 +726,7 @@ def _apply_clip_rules(run, grads, norms, norm) -> torch.Tensor:
     return fired.cpu()
 
 
-def _batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
+def _index_batches(n_items: int, batch_size: int, generators: list[torch.Generator]):
     """Index batches: (B,) shared by all members, or (N, B) with one shuffle per member."""
     orders = [torch.randperm(n_items, generator=g) for g in generators]
     order = orders[0] if len(orders) == 1 else torch.stack(orders)
@@ -866,7 +871,7 @@ def _check_targets(ens: Ensemble, X, y, loss_fn) -> None:
 def _train(run, ensemble, X, y, epochs, batch_size, generators, ticks) -> None:
     ensemble.train()
     for _ in range(epochs):
-        for index in _batches(len(X), batch_size, generators):
+        for index in _index_batches(len(X), batch_size, generators):
             xb, yb = X[index], y[index]
             run.step(xb, yb)
             next(ticks, None)

@@ -36,7 +36,7 @@ from numbers import Real
 import torch
 from torch import nn
 
-from helpers._checks import check_choice, check_real
+from helpers._checks import check_choice, check_module, check_real
 from helpers._layers import WEIGHTED_LAYERS, describe_kinds
 
 __all__ = ["NONLINEARITIES", "FAN_MODES", "calculate_gain", "fans", "xavier_uniform_", "xavier_normal_",
@@ -363,8 +363,7 @@ def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
         >>> net[0].bias.detach().abs().sum().item()
         0.0
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     check_choice("scheme", scheme, SCHEMES)
     layers = [m for m in model.modules() if isinstance(m, WEIGHTED_LAYERS)]
     if not layers:
@@ -422,8 +421,7 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
         >>> round(net[:3](x).std().item(), 1)   # the second Linear layer's output on the batch
         1.0
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     if not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[0] < 2:
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
         raise ValueError(f"x must be a batch of at least 2 inputs (a tensor of shape (batch, ...)), got {shape}")

@@ -17,8 +17,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from helpers._checks import check_choice, check_int, check_real
-from helpers.data import _batches, _check_data, _is_xy
+from helpers._checks import (
+    check_callable,
+    check_choice,
+    check_int,
+    check_module,
+    check_optimizer,
+    check_real,
+    check_trainable,
+)
+from helpers.data import check_data, is_xy, shuffled_batches
 
 __all__ = ["LRFinderResult", "lr_finder", "suggest_lr"]
 
@@ -83,7 +91,7 @@ def _batch_stream(data, batch_size: int, seed: int):
     yielded = False
     while True:
         empty = True
-        batches = _batches(data, batch_size, generator) if _is_xy(data) else data
+        batches = shuffled_batches(data, batch_size, generator) if is_xy(data) else data
         for batch in batches:
             empty, yielded = False, True
             yield batch
@@ -172,12 +180,9 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
 def _check_arguments(model, train_data, loss_fn, optimizer, *, start_lr, end_lr, num_steps, beta, diverge_factor,
                      suggestion, batch_size, seed, skip_start) -> tuple[float, float, int, float, float]:
     """Check :func:`lr_finder`'s arguments; return the range, the step count and the two factors as numbers."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+    check_module("model", model)
+    check_optimizer("optimizer", optimizer)
+    check_callable("loss_fn", loss_fn)
     start_lr = check_real("start_lr", start_lr, minimum=0.0, strict_minimum=True)
     end_lr = check_real("end_lr", end_lr, minimum=start_lr, strict_minimum=True)
     num_steps = check_int("num_steps", num_steps, minimum=2)
@@ -187,10 +192,8 @@ def _check_arguments(model, train_data, loss_fn, optimizer, *, start_lr, end_lr,
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
     check_int("skip_start", skip_start, minimum=0)
-    _check_data("train_data", train_data, required=True)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError("model has no parameter that requires a gradient (all frozen); the LR range test "
-                         "needs at least one trainable parameter")
+    check_data("train_data", train_data, required=True)
+    check_trainable("model", model, why=" (all frozen); the LR range test needs at least one trainable parameter")
     return start_lr, end_lr, num_steps, beta, diverge_factor
 
 

@@ -7,7 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from helpers._checks import check_bool, check_choice, check_int, check_int_sequence, check_real
+from helpers._checks import check_bool, check_choice, check_int, check_int_sequence, check_module, check_real
 from helpers._layers import WEIGHTED_LAYERS
 from helpers.activations import ACTIVATION_NAMES, make_activation
 from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
@@ -384,8 +384,7 @@ def with_torch_layers(model: nn.Module) -> nn.Module:
         >>> type(net.norm1), type(net.drop1)
         (<class 'torch.nn.modules.batchnorm.BatchNorm1d'>, <class 'torch.nn.modules.dropout.Dropout'>)
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
 
     def counterpart(m: nn.Module) -> nn.Module | None:
         if isinstance(m, BatchNorm1d | BatchNorm2d):

@@ -21,15 +21,10 @@ import math
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from helpers._checks import check_choice, check_int, check_real
+from helpers._checks import check_choice, check_int, check_optimizer, check_real
 
 __all__ = ["StepDecay", "ExponentialDecay", "LinearDecay", "cosine", "CosineAnnealing", "WarmupCosine", "OneCycle",
            "WarmupStableDecay"]
-
-
-def _check_optimizer(optimizer) -> None:
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
 
 
 def _copy(lr):
@@ -87,7 +82,7 @@ class StepDecay(_Chainable):
     """
 
     def __init__(self, optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.step_size = check_int("step_size", step_size, minimum=1)
         self.gamma = check_real("gamma", gamma, minimum=0.0, strict_minimum=True)
         super().__init__(optimizer, last_epoch)
@@ -119,7 +114,7 @@ class ExponentialDecay(_Chainable):
     """
 
     def __init__(self, optimizer, gamma: float, last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.gamma = check_real("gamma", gamma, minimum=0.0, strict_minimum=True)
         super().__init__(optimizer, last_epoch)
 
@@ -152,7 +147,7 @@ class LinearDecay(_Chainable):
     """
 
     def __init__(self, optimizer, total_steps: int, end_factor: float = 0.0, last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.total_steps = check_int("total_steps", total_steps, minimum=1)
         self.end_factor = check_real("end_factor", end_factor, minimum=0.0, maximum=1.0)
         super().__init__(optimizer, last_epoch)
@@ -229,7 +224,7 @@ class CosineAnnealing(_Chainable):
     """
 
     def __init__(self, optimizer, total_steps: int, eta_min: float = 0.0, last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.total_steps = check_int("total_steps", total_steps, minimum=1)
         self.eta_min = check_real("eta_min", eta_min, minimum=0.0)
         super().__init__(optimizer, last_epoch)
@@ -274,7 +269,7 @@ class WarmupCosine(_Chainable):
 
     def __init__(self, optimizer, warmup_steps: int, total_steps: int, eta_min: float = 0.0,
                  start_factor: float = 0.1, last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         self.total_steps = check_int("total_steps", total_steps, minimum=1)
         if self.total_steps <= self.warmup_steps:
@@ -365,7 +360,7 @@ class OneCycle(_Chainable):
     def __init__(self, optimizer, total_steps: int, pct_start: float = 0.3, anneal_strategy: str = "cos",
                  cycle_momentum: bool = True, base_momentum: float = 0.85, max_momentum: float = 0.95,
                  div_factor: float = 25.0, final_div_factor: float = 1e4, last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.total_steps = check_int("total_steps", total_steps, minimum=2)
         self.pct_start = check_real("pct_start", pct_start, minimum=0.0, maximum=1.0,
                                     strict_minimum=True, strict_maximum=True)
@@ -502,7 +497,7 @@ class WarmupStableDecay(_Chainable):
 
     def __init__(self, optimizer, warmup_steps: int, decay_steps: int, total_steps: int,
                  start_factor: float = 0.1, end_factor: float = 0.0, decay: str = "linear", last_epoch: int = -1):
-        _check_optimizer(optimizer)
+        check_optimizer("optimizer", optimizer)
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0)
         self.decay_steps = check_int("decay_steps", decay_steps, minimum=1)
         self.total_steps = check_int("total_steps", total_steps, minimum=1)

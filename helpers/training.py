@@ -17,10 +17,8 @@ import torch
 from torch import nn
 
 from helpers import _fused
-from helpers._checks import check_int
-from helpers._fused import TINY
-from helpers._fused import norms as _norms
-from helpers.data import _batches, _check_data, _in_order, _is_xy
+from helpers._checks import check_callable, check_int, check_module, check_optimizer, check_trainable
+from helpers.data import check_data, is_xy, ordered_batches, shuffled_batches
 from helpers.device import keep_freed_memory
 from helpers.progress import progress_enabled
 
@@ -112,13 +110,13 @@ def _correct(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
 def evaluate(model: nn.Module, data, loss_fn: Callable, batch_size: int = 512,
              device=None) -> tuple[float, float]:
     """Mean loss and accuracy (NaN when not a classification) of ``model`` on ``data``, in eval mode."""
-    _check_data("data", data, required=True)
+    check_data("data", data, required=True)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     total_loss, correct, count, classification = 0.0, 0, 0, True
     try:
-        batches = _in_order(data, batch_size) if _is_xy(data) else data  # in order: nothing to shuffle
+        batches = ordered_batches(data, batch_size) if is_xy(data) else data  # in order: nothing to shuffle
         for x, y in batches:
             x, y = x.to(device), y.to(device)
             out = model(x)
@@ -221,32 +219,27 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
 def _check_fit(model, train_data, val_data, *, epochs, optimizer, loss_fn, scheduler, clip, monitor, batch_size,
                seed, checkpoint_path, resume_from) -> tuple[Path | None, dict | None]:
     """Check :func:`fit`'s arguments; return the checkpoint path and the checkpoint to resume from (or None)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     check_int("epochs", epochs, minimum=1)
     check_int("batch_size", batch_size, minimum=1)
     check_int("seed", seed, minimum=0)
-    if not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-    if clip is not None and not callable(clip):
-        raise TypeError(f"clip must be callable or None, got {type(clip).__name__}")
+    check_optimizer("optimizer", optimizer)
+    check_callable("loss_fn", loss_fn)
+    check_callable("clip", clip, optional=True)
     if scheduler is not None and not hasattr(scheduler, "step"):
         raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
     if monitor is not None and not hasattr(monitor, "step"):
         raise TypeError(f"monitor must have a step() method, got {type(monitor).__name__}")
-    _check_data("train_data", train_data, required=True)
-    _check_data("val_data", val_data, required=False)
+    check_data("train_data", train_data, required=True)
+    check_data("val_data", val_data, required=False)
     if checkpoint_path is not None:
         checkpoint_path = _check_path("checkpoint_path", checkpoint_path)
     resumed = None
     if resume_from is not None:
         resumed = _read_checkpoint(_check_path("resume_from", resume_from, must_exist=True))
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError("model has no parameter that requires a gradient")
+    check_trainable("model", model)
     if resumed is not None:
-        _check_resumable(resumed, _is_xy(train_data), epochs=epochs, seed=seed, batch_size=batch_size)
+        _check_resumable(resumed, is_xy(train_data), epochs=epochs, seed=seed, batch_size=batch_size)
     return checkpoint_path, resumed
 
 
@@ -278,7 +271,7 @@ def _resume(resumed: dict | None, model: nn.Module, optimizer, scheduler,
 
 def _progress_bar(progress: bool, train_data, batch_size: int, epochs: int):
     """A bar over the steps of ``epochs`` epochs, or None when bars are off (:func:`progress_enabled`)."""
-    steps_per_epoch = math.ceil(len(train_data[0]) / batch_size) if _is_xy(train_data) else _length(train_data)
+    steps_per_epoch = math.ceil(len(train_data[0]) / batch_size) if is_xy(train_data) else _length(train_data)
     total = steps_per_epoch * epochs if steps_per_epoch is not None else None
     if not progress_enabled(progress):
         return None
@@ -315,7 +308,7 @@ class _Run:
 
     def __post_init__(self):
         self.device = self.params[0].device
-        self.tensors = _is_xy(self.train_data)
+        self.tensors = is_xy(self.train_data)
         # the divergence guard keeps a copy of the floating-point state: parameters and buffers
         # such as running statistics (integer counters are not worth restoring)
         self.state = [t for t in self.model.state_dict().values() if t.is_floating_point() or t.is_complex()]
@@ -328,7 +321,7 @@ class _Run:
         try:
             with self.guard:
                 for _epoch in epochs:
-                    batches = (_batches(self.train_data, self.batch_size, self.generator) if self.tensors
+                    batches = (shuffled_batches(self.train_data, self.batch_size, self.generator) if self.tensors
                                else self.train_data)
                     losses = self._epoch(batches)
                     if losses is None:  # diverged
@@ -434,7 +427,7 @@ def _measure(loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor, params: 
     numbers = torch.stack([loss.detach().float(), grad_norm.float(),
                            hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
     loss_value, norm_value, hit_count = numbers
-    if norm_value < TINY:  # float32 squares of tiny gradients underflow: again in float64
+    if norm_value < _fused.TINY:  # float32 squares of tiny gradients underflow: again in float64
         norm_value = _exact_global_norm(params)
     return loss_value, norm_value, (hit_count / len(y) if hits is not None else None)
 
@@ -519,10 +512,8 @@ def _check_path(name: str, path, must_exist: bool = False) -> Path:
 
 
 def _check_checkpoint_objects(model, optimizer, scheduler, scheduler_method: str) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
-        raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got {type(optimizer).__name__}")
+    check_module("model", model)
+    check_optimizer("optimizer", optimizer, optional=True)
     if scheduler is not None and not hasattr(scheduler, scheduler_method):
         raise TypeError(f"scheduler must have a {scheduler_method}() method or be None, "
                         f"got {type(scheduler).__name__}")
@@ -691,7 +682,7 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
 
 def _exact_global_norm(params: list[torch.Tensor]) -> float:
     grads = [p.grad for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(_norms(grads))) if grads else 0.0
+    return float(torch.linalg.vector_norm(_fused.norms(grads))) if grads else 0.0
 
 
 def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:
