@@ -339,7 +339,9 @@ _SCHEME_FUNCTIONS = {
 
 
 def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
-    """Initialise every Linear/Conv/ConvTranspose weight of ``model`` with one scheme; set biases to 0.
+    """Initialise every weighted layer of ``model`` with one scheme; set their biases to 0.
+
+    The weighted layers are the modules that are instances of :data:`helpers._layers.WEIGHTED_LAYERS`.
 
     The fans of a transposed convolution's weight ``(in, out/groups, *kernel)`` are read
     from the tensor as ``torch.nn.init`` does (dim 1 is fan_in), so a seeded draw equals torch's.
@@ -392,7 +394,7 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
           generator: torch.Generator | None = None) -> dict[str, int]:
     r"""Layer-sequential unit-variance initialisation (Mishkin & Matas 2016).
 
-    Start from orthogonal weights, then for each Linear/Conv/ConvTranspose layer from input to output
+    Start from orthogonal weights, then for each layer of :data:`helpers._layers.WEIGHTED_LAYERS`, from input to output,
     run the batch ``x`` through the net and rescale the layer's weight until the
     standard deviation of its output is ``target_std``:
 
