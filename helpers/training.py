@@ -355,7 +355,7 @@ class _Run:
             loss_value, norm_value, accuracy = _measure(loss, output, y, params, device)
             del output, loss  # free the graph's buffers now, so the allocator reuses them
             if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
-                self._diverged(math.isfinite(loss_value))
+                self._stop_diverged(loss_finite=math.isfinite(loss_value))
                 return None
             with torch.no_grad():
                 _fused.copy_(kept, state)  # the weights of a finite loss: the ones to go back to
@@ -389,13 +389,14 @@ class _Run:
                 bar.update(1)
         return losses
 
-    def _diverged(self, loss_finite: bool) -> None:
+    def _stop_diverged(self, loss_finite: bool) -> None:
+        """Put back the kept weights if the loss itself is not finite, and record the divergence."""
         if loss_finite:  # only the gradient is not: these weights are the last good ones
-            _mark_diverged(self.history)
+            _record_divergence(self.history)
             return
         with self.guard.critical():  # these weights blew up: back to the kept ones
             _restore(self.state, self.kept)
-            _mark_diverged(self.history)
+            _record_divergence(self.history)
 
     def _end_epoch(self, losses: list[float]) -> None:
         """Record the epoch's mean loss and validation, write the checkpoint: all of it or none."""
@@ -704,6 +705,6 @@ def _restore(state: list[torch.Tensor], kept: list[torch.Tensor]) -> None:
     _fused.copy_(state, kept)
 
 
-def _mark_diverged(history: History) -> None:
+def _record_divergence(history: History) -> None:
     history.diverged = True
     history.diverged_at = history.steps

@@ -109,6 +109,23 @@ def test_divergence_guard_on_a_net_made_to_explode():
     assert all(torch.equal(p, k) for p, k in zip(net.parameters(), finite[-1]))
 
 
+def test_divergence_guard_puts_back_the_weights_of_the_last_finite_loss():
+    torch.manual_seed(0)
+    net = MLP(5, 3, width=16, depth=2)
+    at_call = []  # the weights each loss was computed with
+
+    def loss_infinite_at_the_third_call(out, target):
+        at_call.append([p.detach().clone() for p in net.parameters()])
+        loss = F.cross_entropy(out, target)
+        return loss * math.inf if len(at_call) == 3 else loss
+
+    history = _fit(net, loss_fn=loss_infinite_at_the_third_call)
+    assert history.diverged and history.diverged_at == 2 == history.steps and len(history.loss) == 2
+    # the diverging step's weights (after step 1) are undone: back to those of the last finite loss
+    assert not all(torch.equal(a, b) for a, b in zip(at_call[2], at_call[1]))
+    assert all(torch.equal(p, k) for p, k in zip(net.parameters(), at_call[1]))
+
+
 def test_divergence_guard_on_a_non_finite_gradient():
     net = MLP(2, 2, width=4, depth=1)
     X, y = torch.ones(4, 2), torch.zeros(4, dtype=torch.long)
