@@ -35,7 +35,7 @@ import copy
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from numbers import Integral
 
 import numpy as np
@@ -521,7 +521,12 @@ class EnsembleHistory:
         return out
 
     def member(self, i: int):
-        """Member ``i``'s record as a :class:`helpers.training.History`, as ``fit`` would return it."""
+        """Member ``i``'s record as a :class:`helpers.training.History`, as ``fit`` would return it.
+
+        Every field of ``History`` is set here; the lists ``clipped`` and ``clipped_grad_norm`` stay empty
+        (``clipped`` is in this history per member, but ``fit``'s list exists only when it was
+        given a ``clip``, which this record does not say).
+        """
         check_int("i", i, minimum=0)
         if i >= self.n:
             raise ValueError(f"i must be < n = {self.n}, got {i}")
@@ -532,11 +537,21 @@ class EnsembleHistory:
         def col(a, k=stop):
             return [float(v) for v in a[:k, i]] if a.size else []
 
-        return History(loss=col(self.loss), accuracy=col(self.accuracy) if np.isfinite(self.accuracy).any() else [],
-                       lr=col(self.lr), grad_norm=col(self.grad_norm), epoch_loss=col(self.epoch_loss, epochs),
-                       val_loss=col(self.val_loss, evaluations), val_accuracy=col(self.val_accuracy, evaluations),
-                       diverged=bool(self.diverged[i]),
-                       diverged_at=self.diverged_at[i] if self.diverged[i] else None)
+        values = dict(loss=col(self.loss), accuracy=col(self.accuracy) if np.isfinite(self.accuracy).any() else [],
+                      lr=col(self.lr), grad_norm=col(self.grad_norm), epoch_loss=col(self.epoch_loss, epochs),
+                      val_loss=col(self.val_loss, evaluations), val_accuracy=col(self.val_accuracy, evaluations),
+                      diverged=bool(self.diverged[i]),
+                      diverged_at=self.diverged_at[i] if self.diverged[i] else None,
+                      interrupted=False, interrupted_at=None,  # fit_ensemble is not interruptible
+                      **{name: [] for name in _NOT_RECORDED})
+        missing = {f.name for f in fields(History)} - set(values)
+        if missing:  # a field added to History must be filled here, not left at its default
+            raise NotImplementedError(f"EnsembleHistory.member does not fill History's {sorted(missing)}")
+        return History(**values)
+
+
+_NOT_RECORDED = ("clipped", "clipped_grad_norm")
+"""The :class:`~helpers.training.History` lists that :meth:`EnsembleHistory.member` leaves empty."""
 
 
 def _per_member(name: str, value, n: int, *, minimum: float, strict: bool = False,

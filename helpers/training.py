@@ -25,6 +25,16 @@ from helpers.progress import progress_enabled
 __all__ = ["History", "evaluate", "fit", "save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
 
+def _per_step():
+    """A :class:`History` list with one entry per completed optimisation step."""
+    return field(default_factory=list, metadata={"per": "step"})
+
+
+def _per_epoch():
+    """A :class:`History` list with one entry per completed epoch."""
+    return field(default_factory=list, metadata={"per": "epoch"})
+
+
 @dataclass
 class History:
     """What :func:`fit` recorded.
@@ -45,17 +55,21 @@ class History:
     ``interrupted_at`` is then the number of completed steps. Every per-step list then has
     exactly that many entries and the model holds the weights after the last of them; the
     epoch in progress has no entry in the per-epoch lists.
+
+    To add a recorded list, declare it with ``_per_step()`` or ``_per_epoch()`` (an interrupted
+    run cuts each list to the completed steps or epochs by that declaration) and fill it in
+    :meth:`helpers.ensemble.EnsembleHistory.member` too.
     """
 
-    loss: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    grad_norm: list[float] = field(default_factory=list)
-    epoch_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-    clipped: list[bool] = field(default_factory=list)
-    clipped_grad_norm: list[float] = field(default_factory=list)
+    loss: list[float] = _per_step()
+    accuracy: list[float] = _per_step()
+    lr: list[float] = _per_step()
+    grad_norm: list[float] = _per_step()
+    epoch_loss: list[float] = _per_epoch()
+    val_loss: list[float] = _per_epoch()
+    val_accuracy: list[float] = _per_epoch()
+    clipped: list[bool] = _per_step()
+    clipped_grad_norm: list[float] = _per_step()
     diverged: bool = False
     diverged_at: int | None = None
     interrupted: bool = False
@@ -484,13 +498,21 @@ class _InterruptGuard:
 
 
 def _truncate(history: History, steps: int, epochs: int) -> None:
-    for f in dataclasses.fields(history):
-        values = getattr(history, f.name)
-        if isinstance(values, list):
-            del values[epochs if f.name in _PER_EPOCH else steps:]
+    """Cut every per-step list to ``steps`` entries and every per-epoch list to ``epochs``."""
+    for name in _PER_STEP:
+        del getattr(history, name)[steps:]
+    for name in _PER_EPOCH:
+        del getattr(history, name)[epochs:]
 
 
-_PER_EPOCH = ("epoch_loss", "val_loss", "val_accuracy")
+def _lists(per: str) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(History) if f.metadata.get("per") == per)
+
+
+_PER_STEP, _PER_EPOCH = _lists("step"), _lists("epoch")
+_undeclared = [f.name for f in dataclasses.fields(History) if "list" in str(f.type) and "per" not in f.metadata]
+if _undeclared:  # at import: a list nobody cuts would make an interrupted run's history inconsistent
+    raise TypeError(f"History lists {_undeclared} must be declared with _per_step() or _per_epoch()")
 
 
 # --------------------------------------------------------------------------- checkpoints

@@ -1,6 +1,7 @@
 """helpers.ensemble: every member equals the same model trained alone by fit."""
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -9,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.ensemble import Ensemble, fit_ensemble, from_seeds
+from helpers.ensemble import _NOT_RECORDED, Ensemble, fit_ensemble, from_seeds
 from helpers.models import MLP, ConvNet, scale_init_
-from helpers.training import fit
+from helpers.training import History, fit
 
 torch.set_num_threads(1)
 
@@ -21,6 +22,25 @@ def _data(n=150, features=12, classes=4, seed=0):
     X = torch.randn(n, features, generator=g)
     y = (X[:, :classes].argmax(dim=1) + (torch.rand(n, generator=g) < 0.1).long()) % classes
     return X, y
+
+
+_TOLERANCE = {"grad_norm": dict(rtol=1e-3, atol=1e-6), "lr": dict(rtol=1e-12, atol=0.0),
+              "accuracy": dict(rtol=1e-7, atol=1e-9), "val_accuracy": dict(rtol=1e-7, atol=1e-9)}
+
+
+def _assert_same_history(mine: History, alone: History, note: str = "") -> None:
+    """Every field of member(i)'s History equals fit's (a History field added later included)."""
+    for f in dataclasses.fields(History):
+        a, b = getattr(mine, f.name), getattr(alone, f.name)
+        if f.name in _NOT_RECORDED:
+            assert a == [], f"{note} member(i).{f.name} is documented as empty"
+        elif isinstance(b, list):
+            assert len(a) == len(b), f"{note} {f.name}: {len(a)} entries in member(i), {len(b)} in fit's History"
+            if b:
+                np.testing.assert_allclose(a, b, **_TOLERANCE.get(f.name, dict(rtol=1e-4, atol=1e-5)),
+                                           err_msg=f"{note} {f.name}")
+        else:
+            assert a == b, f"{note} {f.name}: {a!r} in member(i), {b!r} in fit's History"
 
 
 def _torch_optimizer(kind, params, lr, **kw):
@@ -77,12 +97,7 @@ def test_each_member_equals_fit(case, clip):
                 return torch.nn.utils.clip_grad_norm_(p, m)
         alone = fit(model, (X, y), epochs=3, optimizer=opt, loss_fn=F.cross_entropy, clip=c,
                     val_data=(Xv, yv), progress=False, batch_size=32, seed=7)
-        mine = h.member(i)
-        np.testing.assert_allclose(mine.loss, alone.loss, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(mine.grad_norm, alone.grad_norm, rtol=1e-3, atol=1e-6)
-        np.testing.assert_allclose(mine.accuracy, alone.accuracy, atol=1e-9)
-        np.testing.assert_allclose(mine.lr, alone.lr, rtol=1e-12)
-        np.testing.assert_allclose(mine.val_loss, alone.val_loss, rtol=1e-4)
+        _assert_same_history(h.member(i), alone, f"member {i}:")
         member = ens.member(i)
         for (name, a), b in zip(member.state_dict().items(), model.state_dict().values()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
@@ -201,9 +216,7 @@ def test_a_diverging_member_is_frozen_like_fit_and_the_others_go_on():
     for i, model in enumerate(models):
         alone = fit(model, (X, y), epochs=4, optimizer=torch.optim.SGD(model.parameters(), lr=lrs[i], momentum=0.9),
                     loss_fn=F.cross_entropy, progress=False, batch_size=32)
-        mine = h.member(i)
-        assert mine.diverged == alone.diverged and mine.diverged_at == alone.diverged_at
-        np.testing.assert_allclose(mine.loss, alone.loss, rtol=1e-4, atol=1e-5)
+        _assert_same_history(h.member(i), alone, f"member {i}:")
         for a, b in zip(ens.member(i).state_dict().values(), model.state_dict().values()):
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
     assert np.isnan(h.loss[h.diverged_at[1]:, 1]).all()

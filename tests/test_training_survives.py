@@ -1,6 +1,7 @@
 """fit() survives: interruption, divergence, checkpoints and resuming, determinism."""
 
 import copy
+import dataclasses
 import math
 import signal
 
@@ -55,10 +56,14 @@ def _equal(a, b):
 
 
 def _consistent(history):
-    steps = history.steps
-    assert len(history.lr) == len(history.grad_norm) == steps
-    assert len(history.accuracy) in (0, steps) and len(history.clipped) in (0, steps)
-    assert len(history.val_loss) in (0, history.epochs)
+    """Every list of History, the ones added later too, has one entry per step or per epoch (or none)."""
+    assert len(history.lr) == len(history.grad_norm) == history.steps
+    for f in dataclasses.fields(History):
+        values = getattr(history, f.name)
+        if isinstance(values, list):
+            per = f.metadata.get("per")
+            assert per in ("step", "epoch"), f"History.{f.name} declares no per step / per epoch"
+            assert len(values) in (0, history.steps if per == "step" else history.epochs), f.name
 
 
 # ---------------------------------------------------------------------------------- determinism
