@@ -38,7 +38,7 @@ def _check_module(name: str, value) -> nn.Module:
 
 
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Linear/Conv/ConvTranspose layer of ``model`` by qualified name, from input to output.
+    """Every layer of ``model`` of a kind in :data:`helpers._layers.WEIGHTED_LAYERS`, by name, input to output.
 
     "From input to output" is the order in which the layers were registered, which is
     the order of the forward pass for the sequential models of the course.
@@ -96,8 +96,8 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     underflow to a norm of 0.
 
     Args:
-        model: a module containing Linear/Conv/ConvTranspose or recurrent layers
-            (see :func:`watched_weights`).
+        model: a module containing layers of :data:`helpers._layers.WEIGHTED_LAYERS` or recurrent
+            layers (see :func:`watched_weights`).
 
     Returns:
         dict {layer name: norm}, ordered from input to output.
@@ -273,7 +273,7 @@ class MonitorRecord:
 class GradientMonitor:
     r"""Hooks that record a network's health at every training step.
 
-    Per weight matrix :math:`\ell` (of each Linear/Conv/ConvTranspose layer, and the
+    Per weight matrix :math:`\ell` (of each layer of :data:`helpers._layers.WEIGHTED_LAYERS`, and the
     ``weight_ih``/``weight_hh`` matrices of recurrent layers: :func:`watched_weights`):
 
     * gradient norm :math:`\lVert \partial L/\partial W_\ell \rVert_F`, read as soon as the
