@@ -38,7 +38,7 @@ def _check_module(name: str, value) -> nn.Module:
 
 
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every layer of ``model`` of a kind in :data:`helpers._layers.WEIGHTED_LAYERS`, by name, input to output.
+    """Every layer of ``model`` of a kind in :data:`helpers._layers.WEIGHTED_LAYERS`, by name, from input to output.
 
     "From input to output" is the order in which the layers were registered, which is
     the order of the forward pass for the sequential models of the course.
