@@ -20,7 +20,7 @@ __all__ = ["ACTIVATION_LAYERS", "GradientMonitor", "MonitorRecord", "activation_
 
 # the layers whose weight the diagnostics report: the registry's, and weight-normed ones (their direction v)
 _REPORTED_LAYERS = (*WEIGHTED_LAYERS, WeightNormLinear)
-ACTIVATION_LAYERS = (activations.Activation, *activations.FUSED_ACTIVATIONS, nn.Softplus, nn.Hardtanh, nn.PReLU)
+ACTIVATION_LAYERS = (activations.Activation, *activations.TORCH_ACTIVATIONS, nn.Softplus, nn.Hardtanh, nn.PReLU)
 # the activations with a saturation (sigmoid, tanh) or dead-unit (relu) measure
 _MEASURED = ("sigmoid", "tanh", "relu")
 
