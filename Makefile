@@ -22,7 +22,7 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-# Unit tests carry markers (registered in pyproject.toml): browser, slow, distributed, gpu. MARKS selects
+# Unit tests carry markers (registered in pyproject.toml): browser, slow, distributed, device. MARKS selects
 # among them in `make test`, `make unit` and `make test-gpu`, e.g. make unit MARKS="not browser and not slow";
 # empty (the default) runs every test.
 MARKS ?=
@@ -148,7 +148,7 @@ determinism: install
 	rm -rf $$dir
 
 # On a machine with an NVIDIA GPU (and a CUDA build of torch): the unit tests with
-# COURSE_DEVICE=cuda (the tests marked `gpu`, tests/test_on_device.py, then run on the GPU; MARKS=gpu runs
+# COURSE_DEVICE=cuda (the tests marked `device`, tests/test_on_device.py, then run on the GPU; MARKS=device runs
 # only those, MARKS="not browser" all but the browser test), and every notebook on the
 # GPU compared loosely (--nbval-lax: only cells marked NBVAL_CHECK_OUTPUT are compared, since
 # GPU kernels round differently). Not part of `make test`; nothing requires a GPU.
