@@ -22,7 +22,7 @@ THREADS ?= 2
 NB_ENV := COURSE_PROGRESS=0 PYTHONHASHSEED=0
 NBVAL  := -p no:cacheprovider --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg
 
-# Unit tests carry markers (registered in pyproject.toml): browser, slow, distributed, gpu. MARKS selects
+# Unit tests carry markers (registered in pyproject.toml): browser, slow, distributed, device. MARKS selects
 # among them in `make test`, `make unit` and `make test-gpu`, e.g. make unit MARKS="not browser and not slow";
 # empty (the default) runs every test.
 MARKS ?=
@@ -39,7 +39,7 @@ help:
 	@echo "make notebooks  re-execute every notebook in order (maintainers)"
 	@echo "make lock       re-resolve requirements.in into the lock, requirements.txt (maintainers; network)"
 	@echo "make check-wheels  check that every locked package has wheels for Python 3.11-3.14 on Linux, macOS, Windows (network)"
-	@echo "make benchmarks measure every budget of DESIGN.md into benchmarks/RESULTS.md (quiet machine)"
+	@echo "make benchmarks measure every budget (docs/maintainers.md, Measured) into benchmarks/RESULTS.md (quiet machine)"
 	@echo "make determinism execute every notebook twice in a scratch copy; fail on any byte of difference"
 	@echo "make test-gpu   unit tests and notebooks (nbval-lax) with COURSE_DEVICE=cuda; skipped without CUDA"
 
@@ -125,7 +125,7 @@ check-machine: install
 notebooks: install
 	env $(NB_ENV) OMP_NUM_THREADS=$(THREADS) MKL_NUM_THREADS=$(THREADS) $(BIN)/python tools/run_notebooks.py notebooks/*.ipynb
 
-# Writes benchmarks/RESULTS.md: every budget of DESIGN.md with its measured figure (about
+# Writes benchmarks/RESULTS.md: every budget of docs/maintainers.md's "Measured" table with its measured figure (about
 # 3 x the course + one fresh-clone `make test`; run it on a quiet machine).
 # BENCH_ARGS="--skip-fresh-clone" or "--repeat 5" to change it; "--quick" is a smoke test that writes nothing.
 BENCH_ARGS ?=
@@ -148,7 +148,7 @@ determinism: install
 	rm -rf $$dir
 
 # On a machine with an NVIDIA GPU (and a CUDA build of torch): the unit tests with
-# COURSE_DEVICE=cuda (the tests marked `gpu`, tests/test_on_device.py, then run on the GPU; MARKS=gpu runs
+# COURSE_DEVICE=cuda (the tests marked `device`, tests/test_on_device.py, then run on the GPU; MARKS=device runs
 # only those, MARKS="not browser" all but the browser test), and every notebook on the
 # GPU compared loosely (--nbval-lax: only cells marked NBVAL_CHECK_OUTPUT are compared, since
 # GPU kernels round differently). Not part of `make test`; nothing requires a GPU.

@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/ensemble.py [--repeat N] [--update]
 
-Workload (DESIGN.md's budget): 32 MLPs of depth 20 and width 64 on the digits, mini-batches
+Workload (its budget in docs/maintainers.md, Measured): 32 MLPs of depth 20 and width 64 on the digits, mini-batches
 of 64, SGD with momentum, 2 torch threads. One round trains the 32 models once with a loop
 of ``fit`` calls and once as one ``fit_ensemble`` call, ``EPOCHS`` epochs each, interleaved;
 the ratio of the medians over ``--repeat`` rounds is the speed-up in throughput (model-steps per

@@ -4,7 +4,7 @@ Usage: python benchmarks/notebooks.py [--repeat N] [NOTEBOOK ...]
 
 Each run executes the notebook in memory (the committed file is not touched) in a child
 process; its peak memory is the kernel's maximum resident set size. Prints the median
-wall time of N runs against the budgets of DESIGN.md (60 s a notebook, 6 min in all).
+wall time of N runs against the budgets in docs/maintainers.md, Measured (60 s a notebook, 6 min in all).
 Run it the way `make benchmarks` does: thread counts pinned, progress bars off.
 """
 

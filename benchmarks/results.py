@@ -1,4 +1,4 @@
-"""One command for every budget of DESIGN.md: writes benchmarks/RESULTS.md.
+"""One command for every budget of the course (docs/maintainers.md, "Measured"): writes benchmarks/RESULTS.md.
 
 Usage: python benchmarks/results.py [--repeat N] [--output PATH] [--skip-fresh-clone] [--quick]
                                     [--only notebooks|fresh-clone|overhead|ensemble]
@@ -14,8 +14,8 @@ Measures, on this machine:
 * ``helpers.ensemble``: 32 models trained at once against a loop of ``fit`` over the same 32
   (:mod:`benchmarks.ensemble`); budget >= 8x, with the GFLOP/s reached against torch.bmm's;
 * each from-scratch component against its torch counterpart: clipping, optimizers, and
-  normalization layers and recurrent cells when those modules exist (DESIGN.md sets no
-  budget for these: the ratios are reported for information);
+  normalization layers and recurrent cells when those modules exist (no budget is set for
+  these: the ratios are reported for information);
 * on a machine with CUDA, the components again on the GPU.
 
 Numbers are medians of repeated runs; each ratio is measured within one run, its two
@@ -52,7 +52,7 @@ import notebooks as notebook_bench  # benchmarks/notebooks.py; ruff sorts it as 
 ROOT = Path(__file__).resolve().parents[1]
 
 MAKE_TEST_BUDGET_S = 12 * 60
-FIT_BUDGET, MONITOR_BUDGET = 0.05, 0.10  # DESIGN.md: fit <= 5 %, GradientMonitor <= 10 %
+FIT_BUDGET, MONITOR_BUDGET = 0.05, 0.10  # docs/maintainers.md, Measured: fit <= 5 %, GradientMonitor <= 10 %
 
 
 def verdict(value: float, budget: float) -> str:
@@ -226,8 +226,8 @@ def section_components(device, repeat: int, quick: bool) -> list[str]:
     pairs = component_pairs(device, quick)
     number = 1 if quick else 20
     lines = [f"## From-scratch components vs torch ({device.type})", "",
-             f"Median time per call over {repeat} interleaved round(s) of {number} call(s). DESIGN.md sets no "
-             "budget for these; the ratio says what learning from readable code costs.", "",
+             f"Median time per call over {repeat} interleaved round(s) of {number} call(s). No budget is set "
+             "for these; the ratio says what learning from readable code costs.", "",
              "| component | ours µs | torch µs | ours / torch |", "|---|---:|---:|---:|"]
     for name, (ours, theirs) in pairs.items():
         times = interleaved({"ours": ours, "torch": theirs}, repeat, number)

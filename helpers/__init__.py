@@ -6,7 +6,7 @@ a lower one, at the top of the module, and no two import each other
 
 L0 foundation
     :mod:`helpers._checks`        argument checks whose messages name the argument, the value and what is accepted
-    :mod:`helpers._layers`        the one registry of weighted layer kinds (Linear, Conv, ConvTranspose)
+    :mod:`helpers._layers`        the one registry of weighted layer kinds, :data:`~helpers._layers.WEIGHTED_LAYERS`
     :mod:`helpers._fused`         torch's private multi-tensor functions, wrapped with a public fallback
     :mod:`helpers.progress`       progress bars that stay out of regression-tested outputs
     :mod:`helpers.claims`         a notebook's measured claims, asserted with a tolerance or over seeds

@@ -7,7 +7,12 @@ imports upward.
 * :data:`WEIGHTED_LAYERS`: a weight matrix (or filter bank) ``weight`` and an optional
   ``bias``. A transposed convolution stores its weight as ``(in, out/groups, *kernel)``;
   like ``torch.nn.init`` the helpers read fans from the tensor's own dimensions (dim 1
-  is fan_in), so their numbers equal torch's for every kind here.
+  is fan_in), so their numbers equal torch's for every kind here. A new kind also needs an
+  entry in ``EXAMPLES`` of ``tests/test_layers.py`` (which then checks it against torch, in
+  ``scale_init_``, ``lsuv_`` and the monitor). A kind whose trained weight is not its
+  ``.weight`` parameter (like :class:`helpers.normalization.WeightNormLinear`, whose weight
+  ``g * v / ||v||`` is computed) does not belong here: add it to :mod:`helpers.diagnostics`'
+  ``_REPORTED_LAYERS`` and teach :func:`helpers.diagnostics.trained_weight` which parameter to report.
 * recurrent layers (``nn.RNN``/``LSTM``/``GRU`` and cells, and any module with
   ``weight_ih*``/``weight_hh*`` parameters, e.g. :mod:`helpers.recurrent`'s cells): their
   input-to-hidden and hidden-to-hidden matrices, watched by the diagnostics.

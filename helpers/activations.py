@@ -31,7 +31,7 @@ from torch import nn
 from helpers._checks import check_choice, check_real
 
 __all__ = ["ACTIVATION_NAMES", "Activation", "ELU", "GELU", "Identity", "LeakyReLU", "Mish", "ReLU", "SELU",
-           "Sigmoid", "Swish", "Tanh", "get_activation", "make_activation", "name_of"]
+           "Sigmoid", "Swish", "TORCH_ACTIVATIONS", "Tanh", "get_activation", "make_activation", "name_of"]
 
 _SQRT_2 = math.sqrt(2.0)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -499,7 +499,7 @@ ACTIVATION_NAMES = tuple(_REGISTRY)
 _NAME_OF_TYPE = {kind: name for name, kinds in _REGISTRY.items() for kind in kinds}
 # PyTorch's modules for the registry's nonlinearities (nn.Identity is left out: models also use it
 # as a no-op placeholder, e.g. a transformer block without a norm)
-FUSED_ACTIVATIONS = tuple(fused for name, (_, fused) in _REGISTRY.items() if name != "identity")
+TORCH_ACTIVATIONS = tuple(fused for name, (_, fused) in _REGISTRY.items() if name != "identity")
 
 
 def get_activation(name: str, **kwargs) -> Activation:
@@ -520,8 +520,7 @@ def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Mo
     """Return a new activation module by name: PyTorch's fused one, or the course's own.
 
     Args:
-        name: one of :data:`ACTIVATION_NAMES`: ``"identity"``, ``"sigmoid"``, ``"tanh"``,
-            ``"relu"``, ``"leaky_relu"``, ``"elu"``, ``"selu"``, ``"gelu"``, ``"swish"`` or ``"mish"``.
+        name: one of :data:`ACTIVATION_NAMES` (the example below lists them).
         from_scratch: ``True`` for the course's own module (:func:`get_activation`);
             ``False`` (default) for PyTorch's fused one, which computes the same numbers faster.
         **kwargs: passed to the module, e.g. ``negative_slope=0.2`` for leaky ReLU.
@@ -531,6 +530,8 @@ def make_activation(name: str, *, from_scratch: bool = False, **kwargs) -> nn.Mo
         TypeError: ``kwargs`` are not the module's arguments.
 
     Example:
+        >>> ACTIVATION_NAMES
+        ('identity', 'sigmoid', 'tanh', 'relu', 'leaky_relu', 'elu', 'selu', 'gelu', 'swish', 'mish')
         >>> make_activation("leaky_relu", negative_slope=0.2)
         LeakyReLU(negative_slope=0.2)
         >>> type(make_activation("mish", from_scratch=True))

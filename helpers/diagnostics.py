@@ -20,7 +20,7 @@ __all__ = ["ACTIVATION_LAYERS", "GradientMonitor", "MonitorRecord", "activation_
 
 # the layers whose weight the diagnostics report: the registry's, and weight-normed ones (their direction v)
 _REPORTED_LAYERS = (*WEIGHTED_LAYERS, WeightNormLinear)
-ACTIVATION_LAYERS = (activations.Activation, *activations.FUSED_ACTIVATIONS, nn.Softplus, nn.Hardtanh, nn.PReLU)
+ACTIVATION_LAYERS = (activations.Activation, *activations.TORCH_ACTIVATIONS, nn.Softplus, nn.Hardtanh, nn.PReLU)
 # the activations with a saturation (sigmoid, tanh) or dead-unit (relu) measure
 _MEASURED = ("sigmoid", "tanh", "relu")
 
@@ -32,7 +32,7 @@ def _kind(module: nn.Module) -> str | type:
 
 
 def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Linear/Conv/ConvTranspose layer of ``model`` by qualified name, from input to output.
+    """Every layer of ``model`` of a kind in :data:`helpers._layers.WEIGHTED_LAYERS`, by name, from input to output.
 
     "From input to output" is the order in which the layers were registered, which is
     the order of the forward pass for the sequential models of the course.
@@ -90,8 +90,8 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     underflow to a norm of 0.
 
     Args:
-        model: a module containing Linear/Conv/ConvTranspose or recurrent layers
-            (see :func:`watched_weights`).
+        model: a module containing layers of :data:`helpers._layers.WEIGHTED_LAYERS` or recurrent
+            layers (see :func:`watched_weights`).
 
     Returns:
         dict {layer name: norm}, ordered from input to output.
@@ -265,7 +265,7 @@ class MonitorRecord:
 class GradientMonitor:
     r"""Hooks that record a network's health at every training step.
 
-    Per weight matrix :math:`\ell` (of each Linear/Conv/ConvTranspose layer, and the
+    Per weight matrix :math:`\ell` (of each layer of :data:`helpers._layers.WEIGHTED_LAYERS`, and the
     ``weight_ih``/``weight_hh`` matrices of recurrent layers: :func:`watched_weights`):
 
     * gradient norm :math:`\lVert \partial L/\partial W_\ell \rVert_F`, read as soon as the

@@ -336,7 +336,7 @@ class DenseBlock(nn.Module):
 
 @torch.no_grad()
 def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Module:
-    r"""Re-initialise every Linear/Conv weight as :math:`\mathcal N(0, \text{gain}^2/\text{fan\_in})`.
+    r"""Re-initialise every weighted layer as :math:`\mathcal N(0, \text{gain}^2/\text{fan\_in})`.
 
     The one-parameter family the course uses to move a net between vanishing
     (small ``gain``) and exploding (large ``gain``) gradients: the variance of each
@@ -344,8 +344,8 @@ def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Mo
     Biases are set to the constant ``bias``.
 
     Args:
-        model: any module; its Linear, Conv and ConvTranspose 1d/2d/3d layers are re-initialised in place
-            (fan_in read from the weight's dim 1 and kernel, as torch.nn.init).
+        model: any module; its layers of :data:`helpers._layers.WEIGHTED_LAYERS` are re-initialised
+            in place (fan_in read from the weight's dim 1 and kernel, as torch.nn.init).
         gain: :math:`\sigma_w`, a real number > 0.
         bias: constant for every bias.
 

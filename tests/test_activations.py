@@ -134,9 +134,19 @@ def test_get_activation():
     assert set(act.ACTIVATION_NAMES) >= {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "gelu", "swish", "mish"}
 
 
+def _add_a_pair(names):
+    return (f"add {sorted(names)} to PAIRS in tests/test_activations.py as name: (the course's module, "
+            "torch's module), so the tests prove the two equal")
+
+
+def test_every_registered_activation_has_a_pair():
+    assert set(act.ACTIVATION_NAMES) <= set(PAIRS), _add_a_pair(set(act.ACTIVATION_NAMES) - set(PAIRS))
+
+
 @pytest.mark.parametrize("name", act.ACTIVATION_NAMES)
 def test_one_registry_names_both_modules(name):
     """make_activation's fused module is the one PAIRS proves equal to the course's; name_of reads both back."""
+    assert name in PAIRS, _add_a_pair({name})
     ours, fused = act.make_activation(name, from_scratch=True), act.make_activation(name)
     assert type(ours) is type(PAIRS[name][0]) and type(fused) is type(PAIRS[name][1])
     assert act.name_of(ours) == act.name_of(fused) == ours.name == name

@@ -99,6 +99,18 @@ def test_maintainers_measured_table_is_results_md():
     times = results_notebooks()
     fastest, slowest = min(times, key=lambda k: float(times[k][0])), max(times, key=lambda k: float(times[k][0]))
     assert f"{times[fastest][0]} s ({fastest}) … {times[slowest][0]} s ({slowest})" in text
+    speedup = re.search(r"^\| helpers\.ensemble: .*\| ([\d.]+x) \| >= 8x \|", RESULTS, re.M)[1]
+    assert f"| {speedup.replace('x', '×')} | ≥ 8×" in text
+
+
+def test_maintainers_how_to_names_files_that_exist():
+    text = _text(ROOT / "docs" / "maintainers.md")
+    section = text.split("\n## How to…\n", 1)[1]
+    paths = set(re.findall(r"`((?:helpers|tests|docs|tools|benchmarks)/[\w/.]+\.(?:py|md))`", section))
+    paths |= {"pyproject.toml", "Makefile"} & set(re.findall(r"`([\w.]+)`", section))
+    assert len(paths) >= 8
+    missing = sorted(p for p in paths if not (ROOT / p).exists())
+    assert not missing, f"docs/maintainers.md's How to… names files that do not exist: {missing}"
 
 
 def test_how_we_know_states_the_evidence_standard():

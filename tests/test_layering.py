@@ -3,7 +3,7 @@
 A module may import from its own layer or a lower one, never from a higher one; imports within
 a layer form no cycle; and every import of a helpers module stands at the top of its module,
 where a reader sees the dependency graph, not inside a function. Every module must have a place
-in :data:`LAYERS`: a new module fails this test until it is placed.
+in the map of helpers/__init__.py's docstring: a new module fails this test until it is placed.
 """
 
 import ast
@@ -14,25 +14,26 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "helpers"
 
-# Lowest first (the lead's table, issue 19); the package docstring draws the same map.
-# A name covers its submodules (helpers.exercises.* are L5).
-LAYERS = {
-    "helpers": 0,   # the package root: a docstring and __version__, it imports nothing
-    # L0 foundation
-    "helpers._checks": 0, "helpers._layers": 0, "helpers._fused": 0, "helpers.progress": 0,
-    "helpers.claims": 0, "helpers.errata": 0, "helpers.device": 0, "helpers.data": 0,
-    # L1 layers and models
-    "helpers.activations": 1, "helpers.init": 1, "helpers.normalization": 1, "helpers.regularization": 1,
-    "helpers.recurrent": 1, "helpers.models": 1, "helpers.transformer": 1, "helpers.theory": 1,
-    # L2 optimisation
-    "helpers.optim": 2, "helpers.clipping": 2, "helpers.schedulers": 2, "helpers.amp": 2, "helpers.sharding": 2,
-    # L3 diagnostics
-    "helpers.diagnostics": 3,
-    # L4 training
-    "helpers.training": 4, "helpers.lr_finder": 4, "helpers.ensemble": 4, "helpers.checkup": 4,
-    # L5 top
-    "helpers.plotting": 5, "helpers.solutions": 5, "helpers.exercises": 5,
-}
+# The one map of the layers is helpers/__init__.py's docstring: a line ``L<n> …`` opens each
+# layer, then one line per module starting with :mod:`helpers.x`. It is parsed below, so a new
+# module is placed by adding its line there. A name covers its submodules (helpers.exercises.*).
+PACKAGE_DOC = ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8")))
+
+
+def parse_layer_map(doc: str) -> dict[str, int]:
+    """``{module: layer}`` from the package docstring's map; the root ``helpers`` (it imports nothing) is L0."""
+    layers, layer = {"helpers": 0}, None
+    for line in doc.splitlines():
+        if heading := re.match(r"L(\d) ", line):
+            layer = int(heading[1])
+        elif entry := re.match(r"\s+:mod:`(helpers[\w.]*)`", line):
+            assert layer is not None, f"{entry[1]} is mapped before any 'L<n> ...' heading"
+            assert entry[1] not in layers, f"{entry[1]} is mapped twice in helpers/__init__.py"
+            layers[entry[1]] = layer
+    return layers
+
+
+LAYERS = parse_layer_map(PACKAGE_DOC)
 # Function-level imports allowed, and why. A solution's source is what show_solution prints:
 # it carries its own imports so that a learner can run it as printed.
 FUNCTION_LEVEL_ALLOWED = {
@@ -81,6 +82,18 @@ def _targets(node: ast.Import | ast.ImportFrom, importer: str) -> list[str]:
     return submodules + ([base] if names_from_base else [])
 
 
+def _dynamic_target(call: ast.Call) -> str | None:
+    """The helpers module named by ``importlib.import_module("helpers.x")`` or ``__import__("helpers.x")``."""
+    func = call.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+    if name not in ("import_module", "__import__") or not call.args:
+        return None
+    arg = call.args[0]
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str) and arg.value.split(".")[0] == "helpers":
+        return arg.value
+    return None
+
+
 def _imports(module: str) -> list[tuple[str, int, bool]]:
     """(imported helpers module, line, whether the import sits inside a function or class)."""
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
@@ -90,6 +103,8 @@ def _imports(module: str) -> list[tuple[str, int, bool]]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.Import | ast.ImportFrom):
                 found.extend((target, child.lineno, nested) for target in _targets(child, module))
+            elif isinstance(child, ast.Call) and (target := _dynamic_target(child)):
+                found.append((target, child.lineno, nested))
             inner = nested or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda)
             visit(child, inner)
 
@@ -102,7 +117,7 @@ IMPORTS = {module: _imports(module) for module in MODULES}
 
 def test_every_module_has_a_layer():
     unplaced = sorted(m for m in MODULES if layer_of(m) is None)
-    assert not unplaced, f"place these modules in LAYERS (and in helpers/__init__.py's map): {unplaced}"
+    assert not unplaced, f"place these modules in helpers/__init__.py's map of layers: {unplaced}"
 
 
 def test_the_table_names_only_helpers_modules():
@@ -148,17 +163,16 @@ def test_no_import_cycle():
             visit(m)
 
 
-def test_the_package_root_imports_nothing_and_maps_every_module_in_its_layer():
-    """helpers/__init__.py's docstring: a line ``L<n> …`` opens each layer, then its modules as :mod:`…`."""
+def test_the_package_root_imports_nothing_and_maps_only_existing_modules():
     assert IMPORTS["helpers"] == []
-    doc = ast.get_docstring(ast.parse(MODULES["helpers"].read_text(encoding="utf-8")))
-    mapped, layer = {}, None
-    for line in doc.splitlines():
-        if re.match(r"L\d ", line):
-            layer = int(line[1])
-        for name in re.findall(r":mod:`(helpers[\w.]*)`", line):
-            mapped.setdefault(name, layer)
-    assert mapped == {name: n for name, n in LAYERS.items() if name != "helpers"}
+    missing = sorted(name for name in LAYERS if name not in MODULES)
+    assert not missing, f"helpers/__init__.py maps modules that do not exist: {missing}"
+
+
+def test_parse_layer_map():
+    doc = "Intro naming :mod:`helpers.nowhere`.\n\nL0 base\n    :mod:`helpers.a`   see :mod:`helpers.b`\n" \
+          "L2 top\n    :mod:`helpers.b`   b\n"
+    assert parse_layer_map(doc) == {"helpers": 0, "helpers.a": 0, "helpers.b": 2}
 
 
 # -- the reader itself, on small made-up modules ------------------------------------------------
@@ -172,6 +186,25 @@ def test_the_package_root_imports_nothing_and_maps_every_module_in_its_layer():
 ])
 def test_targets(source, expected):
     assert _targets(ast.parse(source).body[0], "helpers.theory") == expected
+
+
+@pytest.mark.parametrize("source, expected", [
+    ('importlib.import_module("helpers.plotting")', "helpers.plotting"),
+    ('import_module("helpers.training")', "helpers.training"),
+    ('__import__("helpers.diagnostics")', "helpers.diagnostics"),
+    ('importlib.import_module("numpy")', None),
+    ('importlib.import_module(name)', None),
+    ('print("helpers.plotting")', None),
+])
+def test_dynamic_target(source, expected):
+    assert _dynamic_target(ast.parse(source).body[0].value) == expected
+
+
+def test_an_import_module_call_inside_a_function_is_seen(tmp_path, monkeypatch):
+    path = tmp_path / "fake.py"
+    path.write_text("import importlib\n\ndef f():\n    return importlib.import_module('helpers.plotting')\n")
+    monkeypatch.setitem(MODULES, "helpers.fake", path)
+    assert _imports("helpers.fake") == [("helpers.plotting", 4, True)]
 
 
 def test_layer_of_reads_package_prefixes():

@@ -1,7 +1,7 @@
 """The from-scratch components on the course's device (helpers.device.get_device(): the CPU in
 `make test`, the GPU in `make test-gpu`, which sets COURSE_DEVICE=cuda): same results as
 torch's own on that device, nothing silently moved to another device, checkpoints that
-move between devices. Marked `gpu`: `pytest -m gpu` runs only these."""
+move between devices. Marked `device`: `pytest -m device` runs only these, `-m "not device"` all but these."""
 
 import functools
 import math
@@ -15,7 +15,7 @@ from helpers import clipping, init, optim
 from helpers.device import get_device
 from helpers.training import fit, load_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.gpu
+pytestmark = pytest.mark.device
 
 DEVICE = get_device()
 RTOL = 1e-6 if DEVICE.type == "cpu" else 1e-5

@@ -1,6 +1,8 @@
-"""Issue 16, kinds 6, 7 and 11: one registry of weighted layers (ConvTranspose included),
-norms without underflow, and the monitor on recurrent and conv-transpose models."""
+"""helpers._layers: the one registry of weighted layers, checked on every kind it holds
+(init equals torch, fans, scale_init_, lsuv_, the monitor), norms without underflow, and the
+monitor on recurrent models (issue 16, kinds 6, 7 and 11)."""
 
+import copy
 import math
 from pathlib import Path
 
@@ -13,8 +15,30 @@ from helpers.checkup import checkup
 from helpers.diagnostics import GradientMonitor, layer_grad_norms, watched_weights
 from helpers.training import fit
 
-CONV_T = [nn.ConvTranspose1d(4, 6, 3), nn.ConvTranspose2d(4, 6, (3, 2), groups=2),
-          nn.ConvTranspose3d(2, 3, 2, bias=False)]
+# One example per kind of the registry, ``{kind: factory}``; a factory returns ``(layer, batch)``,
+# a layer with a bias where the kind allows one plus an input batch it accepts. Adding a kind to
+# ``_layers.WEIGHTED_LAYERS`` fails ``test_every_kind_has_an_example`` until it has a line here,
+# and then every test below runs on it.
+EXAMPLES = {
+    nn.Linear: lambda: (nn.Linear(5, 7), torch.randn(64, 5)),
+    nn.Conv1d: lambda: (nn.Conv1d(4, 6, 3), torch.randn(64, 4, 7)),
+    nn.Conv2d: lambda: (nn.Conv2d(4, 6, (3, 2), groups=2), torch.randn(64, 4, 6, 5)),
+    nn.Conv3d: lambda: (nn.Conv3d(2, 3, 2), torch.randn(64, 2, 4, 4, 4)),
+    nn.ConvTranspose1d: lambda: (nn.ConvTranspose1d(4, 6, 3), torch.randn(64, 4, 5)),
+    nn.ConvTranspose2d: lambda: (nn.ConvTranspose2d(4, 6, (3, 2), groups=2), torch.randn(64, 4, 5, 5)),
+    nn.ConvTranspose3d: lambda: (nn.ConvTranspose3d(2, 3, 2), torch.randn(64, 2, 3, 3, 3)),
+}
+KINDS = pytest.mark.parametrize("kind", list(EXAMPLES), ids=lambda k: k.__name__)
+
+
+def _example(kind, seed=0):
+    torch.manual_seed(seed)
+    return EXAMPLES[kind]()
+
+
+def test_every_kind_has_an_example():
+    assert set(EXAMPLES) == set(_layers.WEIGHTED_LAYERS), (
+        "tests/test_layers.py EXAMPLES must hold one factory per kind of helpers._layers.WEIGHTED_LAYERS")
 
 
 def test_one_registry_everywhere():
@@ -22,20 +46,18 @@ def test_one_registry_everywhere():
     for path in sorted(Path(_layers.__file__).parent.rglob("*.py")):   # no second copy of the tuple
         if path.name != "_layers.py":
             assert "nn.Linear, nn.Conv1d" not in path.read_text(encoding="utf-8"), path.name
-    for kind in (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                 nn.ConvTranspose3d):
-        assert kind in _layers.WEIGHTED_LAYERS
 
 
-@pytest.mark.parametrize("layer", CONV_T, ids=lambda m: type(m).__name__)
+@KINDS
 @pytest.mark.parametrize("scheme, ours, theirs", [
     ("xavier_uniform", {}, nn.init.xavier_uniform_), ("xavier_normal", {}, nn.init.xavier_normal_),
     ("kaiming_uniform", {"nonlinearity": "relu"}, lambda w, **k: nn.init.kaiming_uniform_(w, nonlinearity="relu", **k)),
     ("kaiming_normal", {"mode": "fan_out"}, lambda w, **k: nn.init.kaiming_normal_(w, mode="fan_out", **k)),
     ("orthogonal", {}, nn.init.orthogonal_),
 ])
-def test_init_weights_conv_transpose_equals_torch(layer, scheme, ours, theirs):
-    a, b = _copy(layer), _copy(layer)
+def test_init_weights_equals_torch(kind, scheme, ours, theirs):
+    layer, _ = _example(kind)
+    a, b = copy.deepcopy(layer), copy.deepcopy(layer)
     if a.bias is not None:
         nn.init.constant_(a.bias, 3.0)
     init.init_weights_(a, scheme, generator=torch.Generator().manual_seed(0), **ours)
@@ -44,41 +66,39 @@ def test_init_weights_conv_transpose_equals_torch(layer, scheme, ours, theirs):
     assert a.bias is None or torch.equal(a.bias, torch.zeros_like(a.bias))
 
 
-def _copy(m):
-    import copy
-
-    return copy.deepcopy(m)
-
-
-def test_conv_transpose_fans_follow_torch():
-    for layer in CONV_T:
-        assert init.fans(layer.weight) == nn.init._calculate_fan_in_and_fan_out(layer.weight)
+@KINDS
+def test_fans_follow_torch(kind):
+    layer, _ = _example(kind)
+    assert init.fans(layer.weight) == nn.init._calculate_fan_in_and_fan_out(layer.weight)
 
 
-def test_scale_init_and_lsuv_reach_conv_transpose():
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.ConvTranspose2d(3, 8, 3), nn.Tanh(), nn.ConvTranspose2d(8, 4, 3))
+@KINDS
+def test_scale_init_and_lsuv_reach_every_kind(kind):
+    layer, x = _example(kind)
+    net = nn.Sequential(layer, nn.Tanh())
     before = [p.detach().clone() for p in net.parameters()]
     models.scale_init_(net, gain=1.0, bias=0.5)
     assert all(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
-    assert torch.equal(net[0].bias, torch.full((8,), 0.5))
-    steps = init.lsuv_(net, torch.randn(64, 3, 5, 5))
-    assert list(steps) == ["0", "2"]
-    assert net[:3](torch.randn(64, 3, 5, 5)).std().item() == pytest.approx(1.0, abs=0.1)
+    assert torch.equal(layer.bias, torch.full_like(layer.bias, 0.5))
+    steps = init.lsuv_(net, x)
+    assert list(steps) == ["0"]
+    assert layer(x).std().item() == pytest.approx(1.0, abs=0.1)
 
 
-def test_layer_grad_norms_and_monitor_see_conv_transpose():
-    net = nn.Sequential(nn.ConvTranspose1d(2, 3, 3), nn.ReLU(), nn.ConvTranspose1d(3, 1, 2))
+@KINDS
+def test_layer_grad_norms_and_monitor_see_every_kind(kind):
+    layer, x = _example(kind)
+    net = nn.Sequential(layer, nn.ReLU())
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     with GradientMonitor(net) as monitor:
-        net(torch.randn(4, 2, 5)).square().mean().backward()
+        net(x).square().mean().backward()
         norms = layer_grad_norms(net)
         opt.step()
         record = monitor.step()
-    assert list(norms) == ["0", "2"] and all(v > 0 for v in norms.values())
-    assert list(record.grad_norm) == ["0", "2"] and list(record.update_ratio) == ["0", "2"]
-    for name, value in norms.items():
-        assert record.grad_norm[name] == pytest.approx(value, rel=1e-6)
+    assert list(norms) == ["0"] and norms["0"] > 0
+    assert list(record.grad_norm) == ["0"] and list(record.update_ratio) == ["0"]
+    assert record.grad_norm["0"] == pytest.approx(norms["0"], rel=1e-6)
+    assert list(record.act_mean) == ["1"]
 
 
 @pytest.mark.parametrize("scale", [1e-43, 1e-40, 1e-30, 1e-24, 1e-20, 1.0, 1e18])
