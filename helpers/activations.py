@@ -28,7 +28,7 @@ import math
 import torch
 from torch import nn
 
-from helpers._checks import check_choice, check_real
+from helpers._checks import check_choice, check_module, check_real
 
 __all__ = ["ACTIVATION_NAMES", "Activation", "ELU", "GELU", "Identity", "LeakyReLU", "Mish", "ReLU", "SELU",
            "Sigmoid", "Swish", "TORCH_ACTIVATIONS", "Tanh", "get_activation", "make_activation", "name_of"]
@@ -555,6 +555,5 @@ def name_of(module: nn.Module) -> str | None:
         >>> name_of(torch.nn.SiLU()), name_of(Swish()), name_of(torch.nn.Linear(1, 1))
         ('swish', 'swish', None)
     """
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+    check_module("module", module)
     return _NAME_OF_TYPE.get(type(module))

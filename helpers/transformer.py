@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import init as course_init
-from helpers._checks import check_bool, check_choice, check_int, check_real
+from helpers._checks import check_bool, check_choice, check_int, check_module, check_real
 from helpers.normalization import LayerNorm, RMSNorm
 
 __all__ = ["NORM_POSITIONS", "NORMS", "RESIDUALS", "ACTIVATIONS", "causal_mask", "attention_logits",
@@ -688,8 +688,7 @@ def attention_stats(model: nn.Module, tokens: torch.Tensor) -> dict[str, dict[st
         >>> sorted(attention_stats(lm, torch.zeros(2, 4, dtype=torch.long))["blocks.0.attn"])
         ['entropy', 'max_logit']
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_module("model", model)
     layers = {name: m for name, m in model.named_modules() if isinstance(m, MultiheadSelfAttention)}
     if not layers:
         raise ValueError(f"model has no MultiheadSelfAttention layer, got {type(model).__name__}")
