@@ -134,6 +134,32 @@ def test_a_solution_must_be_a_function():
         ex.check_exploding_exponent(10)
 
 
+def test_a_duplicate_exercise_id_is_refused_and_the_registry_kept(monkeypatch):
+    monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
+    taken = _core.EXERCISES["7.3"]
+    with pytest.raises(ValueError, match=r"exercise 7\.3 is already registered, by "
+                                         r"helpers\.exercises\.nb07_gradient_clipping\.check_threshold_from_norms"):
+        _core.exercise("7.3", "a second 7.3")(lambda fn: None)
+    assert _core.EXERCISES["7.3"] is taken
+
+
+@pytest.mark.parametrize("bad", ["7", "7.", "07.4", "7.0", "0.1", "7.4.1", " 7.4", "7,4", "Exercise 7.4", 7.4, None])
+def test_a_malformed_exercise_id_is_refused(bad, monkeypatch):
+    monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
+    with pytest.raises(ValueError, match="an exercise id is '<notebook>.<k>'"):
+        _core.exercise(bad, "title")(lambda fn: None)
+    assert _core.EXERCISES == ex.EXERCISES
+
+
+def test_a_new_id_is_registered_in_order(monkeypatch, capsys):
+    monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
+    monkeypatch.setattr(_core, "_ATTEMPTED", set())
+    checker = _core.exercise("7.4", "a new one")(lambda fn: None)
+    assert list(_core.EXERCISES)[-1] == "7.4" and _core.EXERCISES["7.4"].checker is checker
+    checker(lambda: None)
+    assert capsys.readouterr().out == "Exercise 7.4 (a new one): correct.\n"
+
+
 def test_expect_close_accepts_a_close_tensor_and_raises_the_hint_otherwise():
     """The shared check of a tensor answer: close passes; a far, reshaped or non-tensor answer gets the hint."""
     x = torch.tensor([1.0, -2.0], dtype=torch.float64)
