@@ -14,7 +14,8 @@ No checker moves the learner's global random state (each runs inside
 in the notebooks: ``show_solution("3.1")`` prints one after its checker has checked an
 attempt of yours (or at once with ``force=True``).
 
-Notebook → module (exercise ``N.k`` is the k-th exercise of notebook ``N``; ``EXERCISES`` lists them all):
+Notebook → module (exercise ``N.k`` is the k-th exercise of notebook ``N``; :data:`EXERCISES`
+lists them all, in order):
 
 ====================================  ==============================================
 notebook                              module (``helpers.exercises.…``)
@@ -48,12 +49,13 @@ How to add an exercise, say 7.4 (four places; the tests name any you miss):
    ``check_<name>`` decorated with ``@exercise("7.4", "<title>")``, appended to that
    module's ``__all__`` and written after 7.3 (the registry keeps notebook order; a
    duplicate or malformed id raises ``ValueError`` at import);
-2. its worked solution, a function ``<name>`` and a row ``("7.4", <name>, "<why>")`` in
-   :mod:`helpers.solutions`;
+2. its worked solution in :mod:`helpers.solutions`: a function ``<name>`` (the checker's
+   name without ``check_``) and a row ``("7.4", <name>, "<why>")`` after 7.3's in its table;
 3. the notebook cell that asks for ``<name>`` (raising ``NotImplementedError``) and calls
    ``check_<name>(<name>)``;
-4. its test case in ``tests/test_exercises.py``: in notebook 07's table, the reference
-   solution and the plausible wrong answers the checker must reject.
+4. its test case in ``tests/test_exercises.py``: an entry in notebook 07's table,
+   ``CASES_07``, with the reference solution and the plausible wrong answers the checker
+   must reject.
 """
 
 from helpers.exercises import (
