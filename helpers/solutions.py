@@ -27,10 +27,13 @@ __all__ = ["Solution", "SOLUTIONS", "exercise_id"]
 
 @dataclass(frozen=True)
 class Solution:
-    """A worked solution: the function that passes ``checker`` and what to take from it."""
+    """A worked solution: the function that passes its exercise's checker, and what to take from it.
+
+    The checker is ``helpers.exercises.EXERCISES[exercise].checker`` (named ``check_`` + the
+    function's name): the registry knows it, so it is not written here again.
+    """
 
     exercise: str
-    checker: str
     function: Callable
     explanation: str
 
@@ -296,102 +299,102 @@ def loss_spikes(losses, factor, window):
 
 
 _TABLE = [
-    ("1.1", "check_quadratic_gradient", quadratic_gradient,
+    ("1.1", quadratic_gradient,
      "½θᵀAθ = ½Σᵢⱼ θᵢAᵢⱼθⱼ; θₖ appears as a row index (giving ½(Aθ)ₖ) and as a column index (giving "
      "½(Aᵀθ)ₖ), so ∇(½θᵀAθ) = ½(A + Aᵀ)θ, which is Aθ only for a symmetric A. ∇(bᵀθ) = b; the result has "
      "theta's shape."),
-    ("1.2", "check_largest_stable_lr", largest_stable_lr,
+    ("1.2", largest_stable_lr,
      "Heavy ball: e_{t+1} = (1 + β − ηλ) e_t − β e_{t−1} along an eigenvector, i.e. (e_{t+1}, e_t) = "
      "M (e_t, e_{t−1}) with M = [[1 + β − ηλ, −β], [1, 0]]. Its eigenvalues solve z² − (1 + β − ηλ) z + β = 0; "
      "their product is β < 1, so as η grows they leave the unit circle through z = −1, where "
      "1 + (1 + β − ηλ) + β = 0, i.e. ηλ = 2(1 + β). For every λ: η < 2(1 + β)/λ_max — momentum 0.9 allows "
      "rates 1.9 times larger than plain gradient descent (β = 0 gives back 2/λ_max)."),
-    ("1.3", "check_linear_backward", linear_backward,
+    ("1.3", linear_backward,
      "For y = xWᵀ + b each gradient is a product with grad_out whose shapes must match the input: "
      "grad_x like x, grad_W like W, grad_b like b (summed over the batch)."),
-    ("2.1", "check_critical_sigma_w", critical_sigma_w,
+    ("2.1", critical_sigma_w,
      "χ = σ_w²·E[φ′(z)²] with z ~ N(0, q*), and q* itself grows with σ_w (and σ_b). The slope bound alone "
      "(σ′ ≤ ¼, tanh′ ≤ 1) gives σ_w = 4 or 1 only if every pre-activation sat at 0; in fact they spread out "
      "and the mean squared slope falls, so the critical σ_w is larger: measure χ and bisect."),
-    ("2.2", "check_layer_gradient_norms", layer_gradient_norms,
+    ("2.2", layer_gradient_norms,
      "model.modules() visits the layers from input to output; take each Linear layer's weight gradient "
      "(not the biases) and its norm as a Python float."),
-    ("2.3", "check_exploding_exponent", exploding_exponent,
+    ("2.3", exploding_exponent,
      "∂L/∂x = W₁ᵀD₁W₂ᵀD₂ ⋯ W_{L+1}ᵀ ∂L/∂s: all L + 1 weight matrices appear, each scaled by k, and the "
      "D's (ReLU slopes, 0 or 1) do not change when every pre-activation is multiplied by k > 0. With a "
      "saturated softmax ∂L/∂s no longer depends on k, so the input gradient grows like k^(L+1), one power "
      "more than the weight gradients (k^L: ∂L/∂W_ℓ misses W_ℓ itself)."),
-    ("3.1", "check_xavier_std", xavier_std,
+    ("3.1", xavier_std,
      "Glorot & Bengio average the forward and backward conditions, Var(W) = 2/(fan_in + fan_out). For a "
      "convolution every output sums over in_channels × kh × kw inputs, so both fans include the receptive "
      "field, as torch.nn.init computes them; the standard deviation is the square root."),
-    ("3.2", "check_he_uniform_bound", he_uniform_bound,
+    ("3.2", he_uniform_bound,
      "A leaky ReLU with slope a keeps (1 + a²)/2 of the mean square of a symmetric input, so the "
      "variance that keeps the signal is 2/((1 + a²)·fan_in); U(−b, b) has variance b²/3, so "
      "b = √(6/((1 + a²)·fan_in)). fan_out plays no part (mode 'fan_in'); a = 0 gives ReLU's √(6/fan_in)."),
-    ("3.3", "check_orthogonal_matrix", orthogonal_matrix,
+    ("3.3", orthogonal_matrix,
      "QR of a Gaussian matrix gives an orthogonal Q; multiplying its columns by the signs of R's diagonal "
      "makes it uniformly distributed (as torch.nn.init.orthogonal_ does). Transpose for wide shapes."),
-    ("4.1", "check_leaky_relu", leaky_relu,
+    ("4.1", leaky_relu,
      "torch.where picks x for positive inputs and a·x for the rest: two branches, not a·x everywhere."),
-    ("4.2", "check_sigmoid_derivative", sigmoid_derivative,
+    ("4.2", sigmoid_derivative,
      "σ′(x) = σ(x)(1 − σ(x)): computed from σ, it stays finite for large |x| where exp(−x)/(1 + exp(−x))² "
      "gives inf/inf."),
-    ("4.3", "check_dead_fraction", dead_fraction,
+    ("4.3", dead_fraction,
      "A unit (a column) is dead when it outputs 0 for every example (every row): .all(dim=0), then the "
      "mean over units."),
-    ("5.1", "check_batch_norm_forward", batch_norm_forward,
+    ("5.1", batch_norm_forward,
      "Normalise each feature over the batch (dim=0) with the biased variance and √(σ² + ε), then scale "
      "and shift."),
-    ("5.2", "check_running_variance", running_variance,
+    ("5.2", running_variance,
      "An exponential moving average with weight `momentum` on the new batch; the running estimate uses "
      "the unbiased variance, as PyTorch does."),
-    ("5.3", "check_weight_norm", weight_norm,
+    ("5.3", weight_norm,
      "Each row of v is divided by its own norm and multiplied by its gain g: the length and the direction "
      "of every output unit's weights are learned separately."),
-    ("6.1", "check_residual_block", residual_block,
+    ("6.1", residual_block,
      "The skip carries x unchanged (or projected where the shapes differ) and the branch adds to it: "
      "F is applied once."),
-    ("6.2", "check_residual_jacobian", residual_jacobian,
+    ("6.2", residual_jacobian,
      "Each block's Jacobian is I + J_i; the stack's is their product with the first block rightmost."),
-    ("7.1", "check_clip_by_value", clip_by_value,
+    ("7.1", clip_by_value,
      "min(max(g, −v), v) clamps each entry to [−v, v] (torch.clamp does the same); min(max(g, v), v) "
      "would always return v."),
-    ("7.2", "check_clip_by_global_norm", clip_by_global_norm,
+    ("7.2", clip_by_global_norm,
      "One norm over all tensors together; scale every tensor by the same factor, and only when the norm "
      "exceeds max_norm, so the direction is kept."),
-    ("7.3", "check_threshold_from_norms", threshold_from_norms,
+    ("7.3", threshold_from_norms,
      "To clip a fraction f of the steps, set the threshold at the (1 − f) quantile of the observed norms."),
-    ("8.1", "check_l1_gradient", l1_gradient,
+    ("8.1", l1_gradient,
      "d|w|/dw = sign(w) (0 at 0, as torch.sign gives), times the coefficient."),
-    ("8.2", "check_inverted_dropout", inverted_dropout,
+    ("8.2", inverted_dropout,
      "Keep the units of the mask and divide by the keep probability 1 − p, so the expected activation is "
      "unchanged and nothing needs rescaling at test time."),
-    ("8.3", "check_weight_decay_step", weight_decay_step,
+    ("8.3", weight_decay_step,
      "Weight decay adds λw to the gradient before the step; for plain SGD that equals an L2 penalty ½λ‖w‖²."),
-    ("9.1", "check_momentum_step", momentum_step,
+    ("9.1", momentum_step,
      "PyTorch's convention: buf = μ·buf + g; the step is buf, or g + μ·buf with Nesterov."),
-    ("9.2", "check_adam_step", adam_step,
+    ("9.2", adam_step,
      "Moving averages of g and g², divided by (1 − βᵗ) to undo their start at zero, and ε added outside "
      "the square root."),
-    ("10.1", "check_cosine_lr", cosine_lr,
+    ("10.1", cosine_lr,
      "η_t = η_min + ½(η_max − η_min)(1 + cos(πt/T)): the ½ makes it start at η_max and end at η_min."),
-    ("10.2", "check_half_life_gamma", half_life_gamma,
+    ("10.2", half_life_gamma,
      "After k steps the rate is γᵏ times the start; γᵏ = ½ gives γ = 0.5^(1/k)."),
-    ("11.1", "check_gru_step", gru_step,
+    ("11.1", gru_step,
      "PyTorch's gate order is r, z, n; the reset gate multiplies the whole hidden term W_hn·h + b_hn, and "
      "the new state is (1 − z)·n + z·h."),
-    ("11.2", "check_bptt", bptt,
+    ("11.2", bptt,
      "The gradient reaching h_t is its own loss's plus what comes back from step t+1: δ_t = g_t + (δ_{t+1} ⊙ "
      "(1 − h_{t+1}²)) W_hh; W_hh is used at every step, so its gradient sums each step's (δ_t ⊙ (1 − h_t²))ᵀ h_{t−1}, "
      "with h_0 = 0."),
-    ("11.3", "check_growth_bound", growth_bound,
+    ("11.3", growth_bound,
      "‖diag(h(1 − h)) W_hh‖₂ ≤ ¼ σ_max(W_hh): the sigmoid's slope is at most ¼ (at pre-activation 0) and "
      "σ_max is the largest singular value (not the spectral radius, which can be far smaller for a non-normal "
      "matrix). For [[2, 8], [0, 2]] at h = ½ the bound 8.5/4 ≈ 2.1 is met at k = 1 only: ‖(W/4)ᵏ‖₂ = 2.1, 2.0, "
      "1.5, 1.0, 0.6, … → 0 (about 0.04 at k = 10), because over many steps the spectral radius 2/4 = ½ wins: "
      "a non-normal matrix gives transient growth, not explosion."),
-    ("12.1", "check_float_spacing", float_spacing,
+    ("12.1", float_spacing,
      "A normal number is 1.b₁…bₘ · 2^E with E = ⌊log₂ w⌋, and the next one up differs by one unit in the "
      "last mantissa bit, 2^(E − m): the gap doubles at every power of two (ε = 2^(−m) is the gap at 1). "
      "Subnormals keep the smallest exponent E_min = 2 − 2^(e−1), so below the smallest normal number the gap "
@@ -399,32 +402,32 @@ _TABLE = [
      "= 1, so + 0.3 (under half of it) rounds away and the weight stays 2000; at 1000 the gap is 0.5 and it "
      "becomes 1000.5. Small updates to large weights vanish, which is why mixed precision keeps float32 master "
      "weights."),
-    ("12.2", "check_scale_update", scale_update,
+    ("12.2", scale_update,
      "On inf/NaN back off and reset the counter; after growth_interval clean steps in a row grow and reset; "
      "otherwise count."),
-    ("12.3", "check_amp_step", amp_step,
+    ("12.3", amp_step,
      "scale → backward → unscale_ → clip → step → update: clipping must see the true gradients, and "
      "update() adjusts the scale for the next step."),
-    ("13.1", "check_update_ratios", update_ratios,
+    ("13.1", update_ratios,
      "‖W′ − W‖/‖W‖ per tensor, with the norm of the weights before the step in the denominator."),
-    ("13.2", "check_gradient_verdict", gradient_verdict,
+    ("13.2", gradient_verdict,
      "Compare the first layer's gradient norm with the last one's (the dict is ordered input to output); "
      "any non-finite norm means exploding."),
-    ("14.1", "check_split_once", split_once,
+    ("14.1", split_once,
      "One permutation from a seeded generator, cut once: the same split every epoch and every run."),
-    ("14.2", "check_separable_conv", separable_conv,
+    ("14.2", separable_conv,
      "A depthwise convolution (groups = c_in, one filter per channel) followed by a 1×1 pointwise one "
      "that mixes the channels; no bias, no activation in between."),
-    ("15.1", "check_causal_attention", causal_attention,
+    ("15.1", causal_attention,
      "Logits q·kᵀ/√d, -inf above the diagonal (a later key) so that softmax gives it weight 0, softmax over "
      "the keys, then the weighted sum of the values."),
-    ("15.2", "check_loss_spikes", loss_spikes,
+    ("15.2", loss_spikes,
      "Compare each step with the median of the steps before it: the median ignores earlier spikes, and "
      "leaving step t out of its own window lets a spike stand out."),
 ]
 
-SOLUTIONS: dict[str, Solution] = {exercise: Solution(exercise, checker, function, explanation)
-                                  for exercise, checker, function, explanation in _TABLE}
+SOLUTIONS: dict[str, Solution] = {exercise: Solution(exercise, function, explanation)
+                                  for exercise, function, explanation in _TABLE}
 
 
 def exercise_id(exercise) -> str:

@@ -1,8 +1,11 @@
 """Each checker accepts its reference solution and rejects plausible wrong ones.
 
 The reference solutions live in helpers.solutions (one copy: what `show_solution` prints is what
-is checked here); the wrong ones live here. No test here may move the global random state: the
-fixture below checks it around every test, so every checker is checked with every answer.
+is checked here); the wrong ones live here, in one table per notebook (``CASES_01`` …
+``CASES_15``, in notebook order, each with the tests of that notebook's checkers after it): checker
+→ (reference, [wrong answers]). A wrong answer wrapped in :func:`hinted` must also get the hint
+named. No test here may move the global random state: the fixture below checks it around every
+test, so every checker is checked with every answer.
 """
 
 import json
@@ -21,39 +24,6 @@ from helpers.exercises import _core
 from helpers.solutions import SOLUTIONS
 
 ROOT = pathlib.Path(__file__).parents[1]
-
-quadratic_gradient = SOLUTIONS["1.1"].function
-largest_stable_lr = SOLUTIONS["1.2"].function
-linear_backward = SOLUTIONS["1.3"].function
-critical_sigma_w = SOLUTIONS["2.1"].function
-layer_gradient_norms = SOLUTIONS["2.2"].function
-exploding_exponent = SOLUTIONS["2.3"].function
-xavier_std = SOLUTIONS["3.1"].function
-he_uniform_bound = SOLUTIONS["3.2"].function
-orthogonal_matrix = SOLUTIONS["3.3"].function
-leaky_relu = SOLUTIONS["4.1"].function
-sigmoid_derivative = SOLUTIONS["4.2"].function
-dead_fraction = SOLUTIONS["4.3"].function
-gru_step = SOLUTIONS["11.1"].function
-bptt = SOLUTIONS["11.2"].function
-float_spacing = SOLUTIONS["12.1"].function
-scale_update = SOLUTIONS["12.2"].function
-amp_step = SOLUTIONS["12.3"].function
-clip_by_value = SOLUTIONS["7.1"].function
-clip_by_global_norm = SOLUTIONS["7.2"].function
-threshold_from_norms = SOLUTIONS["7.3"].function
-momentum_step = SOLUTIONS["9.1"].function
-adam_step = SOLUTIONS["9.2"].function
-cosine_lr = SOLUTIONS["10.1"].function
-half_life_gamma = SOLUTIONS["10.2"].function
-_bn_reference = SOLUTIONS["5.1"].function
-_stack_reference = SOLUTIONS["6.2"].function
-_update_ratios = SOLUTIONS["13.1"].function
-_verdict = SOLUTIONS["13.2"].function
-_split_once = SOLUTIONS["14.1"].function
-_separable_conv = SOLUTIONS["14.2"].function
-_causal_attention = SOLUTIONS["15.1"].function
-_loss_spikes = SOLUTIONS["15.2"].function
 
 
 def not_attempted(*args):
@@ -88,50 +58,43 @@ def global_random_state_untouched():
     assert _equal(_global_random_states(), before), "a checker moved the learner's global random state"
 
 
-CASES = {
-    ex.check_quadratic_gradient: (quadratic_gradient, [
-        lambda A, b, t: A @ t + b,
-        lambda A, b, t: A @ t - b,             # the symmetric case only
-        lambda A, b, t: A.T @ t - b,
-        lambda A, b, t: 0.5 * A @ t - b,
-        lambda A, b, t: (A @ t - b).tolist(),
-    ]),
-    ex.check_largest_stable_lr: (largest_stable_lr, [
-        lambda A, beta: 2 / torch.linalg.eigvalsh(A).max(),                      # plain GD's limit (section 1)
-        lambda A, beta: 2 * (1 - beta) / torch.linalg.eigvalsh(A).max(),
-        lambda A, beta: 2 / ((1 - beta) * torch.linalg.eigvalsh(A).max()),       # the "effective rate" η/(1 − β)
-        lambda A, beta: 2 * (1 + beta) / torch.linalg.eigvalsh(A).min(),
-        lambda A, beta: "fast",
-    ]),
-    ex.check_linear_backward: (linear_backward, [
-        lambda x, W, b, g: (g @ W, x.T @ g, g.sum(0)),
-        lambda x, W, b, g: (g @ W, g.T @ x, g.mean(0)),
-        lambda x, W, b, g: (g @ W.T if g.shape[1] == W.shape[1] else g @ W, g.T @ x, g[0]),
-        lambda x, W, b, g: g @ W,
-    ]),
-    ex.check_critical_sigma_w: (critical_sigma_w, [
-        lambda a, b: {"sigmoid": 4.0, "tanh": 1.0}[a],     # the slope bound, as if every z were 0
-        lambda a, b: math.sqrt(2),
-        lambda a, b: 2.0,
-        lambda a, b: {"sigmoid": 10.4, "tanh": 1.0}[a],    # right for sigmoid only
-    ]),
-    ex.check_layer_gradient_norms: (layer_gradient_norms, [
-        lambda m: layer_gradient_norms(m)[::-1],
-        lambda m: [v**2 for v in layer_gradient_norms(m)],
-        lambda m: [p.grad.norm().item() for p in m.parameters()],
-        lambda m: layer_gradient_norms(m)[:-1],
-    ]),
-    ex.check_exploding_exponent: (exploding_exponent, [
-        lambda d: d,              # the weight gradients' exponent, measured in notebook 02
-        lambda d: 2 * d,
-        lambda d: d - 1,
-    ]),
-}
+def hinted(wrong, hint: str):
+    """Mark a wrong answer whose "not yet" line must also contain ``hint`` (the mistake it names)."""
+    wrong.hint = hint
+    return wrong
 
+
+# -- the registry and the checks every checker shares -----------------------------------------------
 
 def test_a_solution_must_be_a_function():
     with pytest.raises(TypeError, match="must be a function"):
         ex.check_exploding_exponent(10)
+
+
+def test_a_duplicate_exercise_id_is_refused_and_the_registry_kept(monkeypatch):
+    monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
+    taken = _core.EXERCISES["7.3"]
+    with pytest.raises(ValueError, match=r"exercise 7\.3 is already registered, by "
+                                         r"helpers\.exercises\.nb07_gradient_clipping\.check_threshold_from_norms"):
+        _core.exercise("7.3", "a second 7.3")(lambda fn: None)
+    assert _core.EXERCISES["7.3"] is taken
+
+
+@pytest.mark.parametrize("bad", ["7", "7.", "07.4", "7.0", "0.1", "7.4.1", " 7.4", "7,4", "Exercise 7.4", 7.4, None])
+def test_a_malformed_exercise_id_is_refused(bad, monkeypatch):
+    monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
+    with pytest.raises(ValueError, match="an exercise id is '<notebook>.<k>'"):
+        _core.exercise(bad, "title")(lambda fn: None)
+    assert _core.EXERCISES == ex.EXERCISES
+
+
+def test_a_new_id_is_registered_in_order(monkeypatch, capsys):
+    monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
+    monkeypatch.setattr(_core, "_ATTEMPTED", set())
+    checker = _core.exercise("7.4", "a new one")(lambda fn: None)
+    assert list(_core.EXERCISES)[-1] == "7.4" and _core.EXERCISES["7.4"].checker is checker
+    checker(lambda: None)
+    assert capsys.readouterr().out == "Exercise 7.4 (a new one): correct.\n"
 
 
 def test_expect_close_accepts_a_close_tensor_and_raises_the_hint_otherwise():
@@ -154,7 +117,43 @@ def test_expect_close_reports_an_unattempted_answer_as_not_attempted():
         _core.expect_close(unattempted, (torch.zeros(2),), torch.zeros(2), hint="h")
 
 
-# -- notebook 01 ------------------------------------------------------------------------
+def test_no_checker_seeds_a_global_generator():
+    """Module inits that need a seed use exercises._core.seeded (fork_rng and the CPU generator only)."""
+    for path in sorted((ROOT / "helpers" / "exercises").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"(torch\.manual_seed|np\.random\.seed|random\.seed|torch\.seed)\(", text), path.name
+
+
+# -- notebook 01, gradient descent, backpropagation ------------------------------------------------
+
+quadratic_gradient = SOLUTIONS["1.1"].function
+largest_stable_lr = SOLUTIONS["1.2"].function
+linear_backward = SOLUTIONS["1.3"].function
+
+
+CASES_01 = {
+    ex.check_quadratic_gradient: (quadratic_gradient, [
+        lambda A, b, t: A @ t + b,
+        lambda A, b, t: A @ t - b,             # the symmetric case only
+        lambda A, b, t: A.T @ t - b,
+        lambda A, b, t: 0.5 * A @ t - b,
+        lambda A, b, t: (A @ t - b).tolist(),
+    ]),
+    ex.check_largest_stable_lr: (largest_stable_lr, [
+        lambda A, beta: 2 / torch.linalg.eigvalsh(A).max(),                      # plain GD's limit (section 1)
+        lambda A, beta: 2 * (1 - beta) / torch.linalg.eigvalsh(A).max(),
+        lambda A, beta: 2 / ((1 - beta) * torch.linalg.eigvalsh(A).max()),       # the "effective rate" η/(1 − β)
+        lambda A, beta: 2 * (1 + beta) / torch.linalg.eigvalsh(A).min(),
+        lambda A, beta: "fast",
+    ]),
+    ex.check_linear_backward: (linear_backward, [
+        lambda x, W, b, g: (g @ W, x.T @ g, g.sum(0)),
+        lambda x, W, b, g: (g @ W, g.T @ x, g.mean(0)),
+        lambda x, W, b, g: (g @ W.T if g.shape[1] == W.shape[1] else g @ W, g.T @ x, g[0]),
+        lambda x, W, b, g: g @ W,
+    ]),
+}
+
 
 def test_quadratic_gradient_hint_names_the_symmetric_case(capsys):
     ex.check_quadratic_gradient(lambda A, b, t: A @ t - b)   # notebook 01 prints this for symmetric A
@@ -196,7 +195,33 @@ def test_largest_stable_lr_equals_torch_sgd_with_momentum():
     assert torch.allclose(theta.detach(), ours, rtol=1e-12, atol=1e-12)
 
 
-# -- notebook 02 ------------------------------------------------------------------------
+# -- notebook 02, vanishing and exploding gradients ------------------------------------------------
+
+critical_sigma_w = SOLUTIONS["2.1"].function
+layer_gradient_norms = SOLUTIONS["2.2"].function
+exploding_exponent = SOLUTIONS["2.3"].function
+
+
+CASES_02 = {
+    ex.check_critical_sigma_w: (critical_sigma_w, [
+        lambda a, b: {"sigmoid": 4.0, "tanh": 1.0}[a],     # the slope bound, as if every z were 0
+        lambda a, b: math.sqrt(2),
+        lambda a, b: 2.0,
+        lambda a, b: {"sigmoid": 10.4, "tanh": 1.0}[a],    # right for sigmoid only
+    ]),
+    ex.check_layer_gradient_norms: (layer_gradient_norms, [
+        lambda m: layer_gradient_norms(m)[::-1],
+        lambda m: [v**2 for v in layer_gradient_norms(m)],
+        lambda m: [p.grad.norm().item() for p in m.parameters()],
+        lambda m: layer_gradient_norms(m)[:-1],
+    ]),
+    ex.check_exploding_exponent: (exploding_exponent, [
+        lambda d: d,              # the weight gradients' exponent, measured in notebook 02
+        lambda d: 2 * d,
+        lambda d: d - 1,
+    ]),
+}
+
 
 def test_critical_sigma_w_hint_names_the_slope_bound(capsys):
     ex.check_critical_sigma_w(lambda a, b: {"sigmoid": 4.0, "tanh": 1.0}[a])
@@ -210,47 +235,205 @@ def test_exploding_exponent_hint_names_the_weight_gradients(capsys):
     assert "not yet" in out and "weight gradients" in out
 
 
-# -- notebooks 03 and 04 -----------------------------------------------------------------
+# -- notebook 03, weight initialization ------------------------------------------------------------
 
-@pytest.mark.parametrize("checker, solution", [
-    (ex.check_xavier_std, xavier_std),
-    (ex.check_he_uniform_bound, he_uniform_bound),
-    (ex.check_orthogonal_matrix, orthogonal_matrix),
-    (ex.check_leaky_relu, leaky_relu),
-    (ex.check_sigmoid_derivative, sigmoid_derivative),
-    (ex.check_dead_fraction, dead_fraction),
-])
-def test_checkers_03_04_accept_the_reference_and_report_not_attempted(checker, solution, capsys):
-    assert checker(solution) is None
-    assert capsys.readouterr().out.strip().endswith("correct.")
-    checker(not_attempted)
-    assert "not attempted yet" in capsys.readouterr().out
+xavier_std = SOLUTIONS["3.1"].function
+he_uniform_bound = SOLUTIONS["3.2"].function
+orthogonal_matrix = SOLUTIONS["3.3"].function
 
 
-@pytest.mark.parametrize("checker, wrong, hint", [
-    (ex.check_xavier_std, lambda shape: math.sqrt(shape[1] / shape[0]), "common mistake"),
-    (ex.check_xavier_std, lambda shape: 2 / (shape[0] + shape[1]), "return the std"),
-    (ex.check_xavier_std, lambda shape: math.sqrt(2 / (shape[0] + shape[1])), "ignored the kernel"),
-    (ex.check_he_uniform_bound, lambda fi, fo, a: math.sqrt(2 / (fi + fo)), "common mistake"),
-    (ex.check_he_uniform_bound, lambda fi, fo, a: math.sqrt(2 / fi), "b²/3"),
-    (ex.check_he_uniform_bound, lambda fi, fo, a: math.sqrt(6 / fi), "(1 + a²)/2"),
-    (ex.check_orthogonal_matrix, lambda r, c, g: torch.randn(r, c, generator=g), "QR"),
-    (ex.check_orthogonal_matrix, lambda r, c, g: torch.eye(r, c), "not random"),
-    (ex.check_orthogonal_matrix, lambda r, c, g: torch.eye(r), "shape"),
-    (ex.check_leaky_relu, lambda x, a: a * x, "seed 004"),
-    (ex.check_leaky_relu, lambda x, a: torch.relu(x), "torch.where"),
-    (ex.check_sigmoid_derivative, lambda x: torch.exp(-x) / (1 + torch.exp(-x)) ** 2, "finite"),
-    (ex.check_sigmoid_derivative, lambda x: torch.sigmoid(x), "Differentiate"),
-    (ex.check_dead_fraction, lambda h: (h == 0).float().mean().item(), "entries"),
-    (ex.check_dead_fraction, lambda h: (h == 0).all(dim=1).float().mean().item(), "columns"),
-])
-def test_checkers_03_04_reject_plausible_mistakes(checker, wrong, hint, capsys):
-    checker(wrong)
-    out = capsys.readouterr().out
-    assert "not yet" in out and hint in out, out
+CASES_03 = {
+    ex.check_xavier_std: (xavier_std, [
+        hinted(lambda shape: math.sqrt(shape[1] / shape[0]), "common mistake"),
+        hinted(lambda shape: 2 / (shape[0] + shape[1]), "return the std"),
+        hinted(lambda shape: math.sqrt(2 / (shape[0] + shape[1])), "ignored the kernel"),
+    ]),
+    ex.check_he_uniform_bound: (he_uniform_bound, [
+        hinted(lambda fi, fo, a: math.sqrt(2 / (fi + fo)), "common mistake"),
+        hinted(lambda fi, fo, a: math.sqrt(2 / fi), "b²/3"),
+        hinted(lambda fi, fo, a: math.sqrt(6 / fi), "(1 + a²)/2"),
+    ]),
+    ex.check_orthogonal_matrix: (orthogonal_matrix, [
+        hinted(lambda r, c, g: torch.randn(r, c, generator=g), "QR"),
+        hinted(lambda r, c, g: torch.eye(r, c), "not random"),
+        hinted(lambda r, c, g: torch.eye(r), "shape"),
+    ]),
+}
 
 
-# --- notebooks 11 and 12 -------------------------------------------------------------------
+# -- notebook 04, activation functions -------------------------------------------------------------
+
+leaky_relu = SOLUTIONS["4.1"].function
+sigmoid_derivative = SOLUTIONS["4.2"].function
+dead_fraction = SOLUTIONS["4.3"].function
+
+
+CASES_04 = {
+    ex.check_leaky_relu: (leaky_relu, [
+        hinted(lambda x, a: a * x, "seed 004"),
+        hinted(lambda x, a: torch.relu(x), "torch.where"),
+    ]),
+    ex.check_sigmoid_derivative: (sigmoid_derivative, [
+        hinted(lambda x: torch.exp(-x) / (1 + torch.exp(-x)) ** 2, "finite"),
+        hinted(lambda x: torch.sigmoid(x), "Differentiate"),
+    ]),
+    ex.check_dead_fraction: (dead_fraction, [
+        hinted(lambda h: (h == 0).float().mean().item(), "entries"),
+        hinted(lambda h: (h == 0).all(dim=1).float().mean().item(), "columns"),
+    ]),
+}
+
+
+# -- notebook 05, normalization --------------------------------------------------------------------
+
+_bn_reference = SOLUTIONS["5.1"].function
+
+
+CASES_05 = {
+    ex.check_batch_norm_forward: (_bn_reference, [
+        lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / (x.std(0, unbiased=False) + eps) + beta,  # seed 001
+        lambda x, gamma, beta, eps: gamma * (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + eps) + beta,
+        lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / torch.sqrt(x.var(0) + eps) + beta,     # unbiased
+        lambda x, gamma, beta, eps: (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True) + eps),
+    ]),
+    ex.check_running_variance: (SOLUTIONS["5.2"].function, [
+        lambda rv, b, m: (1 - m) * rv + m * b.var(0, unbiased=False),
+        lambda rv, b, m: m * rv + (1 - m) * b.var(0),
+        lambda rv, b, m: b.var(0),
+    ]),
+    ex.check_weight_norm: (SOLUTIONS["5.3"].function, [
+        lambda g, v: v / v.norm(dim=1, keepdim=True),                                          # seed 000
+        lambda g, v: g * v / v.norm(dim=0, keepdim=True),
+        lambda g, v: g * v / v.norm(),
+    ]),
+}
+
+
+# -- notebook 06, residual connections -------------------------------------------------------------
+
+_stack_reference = SOLUTIONS["6.2"].function
+
+
+CASES_06 = {
+    ex.check_residual_block: (SOLUTIONS["6.1"].function, [
+        lambda x, f, p: f(f(x) + x) if p is None else f(p(x)) + p(x),                          # seed 001
+        lambda x, f, p: f(x),
+        lambda x, f, p: x + f(x) if p is None else f(x),
+    ]),
+    ex.check_residual_jacobian: (_stack_reference, [
+        lambda js: _stack_reference(js[::-1]),
+        lambda js: js[2] @ js[1] @ js[0],
+        lambda js: torch.eye(4, dtype=js[0].dtype) + sum(js),
+    ]),
+}
+
+
+# -- notebook 07, gradient clipping ----------------------------------------------------------------
+
+clip_by_value = SOLUTIONS["7.1"].function
+clip_by_global_norm = SOLUTIONS["7.2"].function
+threshold_from_norms = SOLUTIONS["7.3"].function
+
+
+CASES_07 = {
+    ex.check_clip_by_value: (clip_by_value, [
+        lambda g, v: torch.minimum(torch.maximum(g, torch.tensor(v, dtype=g.dtype)), torch.tensor(v, dtype=g.dtype)),
+        lambda g, v: g.clamp(0, v),
+        lambda g, v: g.clamp(-v, v) * 0.5,
+    ]),
+    ex.check_clip_by_global_norm: (clip_by_global_norm, [
+        lambda grads, c: [g * min(1.0, c / float(g.norm())) for g in grads],
+        lambda grads, c: [g * c / float(torch.sqrt(sum(t.square().sum() for t in grads))) for g in grads],
+        lambda grads, c: [g * min(1.0, c / float(sum(t.square().sum() for t in grads))) for g in grads],
+        lambda grads, c: clip_by_global_norm(grads, c)[0],
+    ]),
+    ex.check_threshold_from_norms: (threshold_from_norms, [
+        lambda norms, f: float(torch.quantile(torch.tensor(norms), f)),
+        lambda norms, f: float(torch.tensor(norms).median()),
+        lambda norms, f: max(norms),
+    ]),
+}
+
+
+# -- notebook 08, regularization -------------------------------------------------------------------
+
+CASES_08 = {
+    ex.check_l1_gradient: (SOLUTIONS["8.1"].function, [
+        lambda w, lam: lam * w,
+        lambda w, lam: torch.sign(w),
+        lambda w, lam: lam * (w >= 0).double() * 2 - lam,
+    ]),
+    ex.check_inverted_dropout: (SOLUTIONS["8.2"].function, [
+        lambda x, mask, p: x * mask,
+        lambda x, mask, p: x * mask * (1 - p),
+        lambda x, mask, p: x * mask / p,
+    ]),
+    ex.check_weight_decay_step: (SOLUTIONS["8.3"].function, [
+        lambda w, g, lr, wd: w - lr * g,
+        lambda w, g, lr, wd: w - lr * (g + 0.5 * wd * w),
+        lambda w, g, lr, wd: (1 - wd) * w - lr * g,
+    ]),
+}
+
+
+# -- notebook 09, optimizers -----------------------------------------------------------------------
+
+momentum_step = SOLUTIONS["9.1"].function
+adam_step = SOLUTIONS["9.2"].function
+
+
+def _wrong_adam_no_bias_correction(param, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad ** 2
+    return param - lr * m / (v.sqrt() + eps), m, v
+
+
+def _wrong_adam_eps_inside(param, grad, m, v, t, lr, beta1, beta2, eps):
+    m = beta1 * m + (1 - beta1) * grad
+    v = beta2 * v + (1 - beta2) * grad ** 2
+    return param - lr * (m / (1 - beta1 ** t)) / (v / (1 - beta2 ** t) + 1e-3).sqrt(), m, v
+
+
+CASES_09 = {
+    ex.check_momentum_step: (momentum_step, [
+        lambda p, g, b, lr, mu, nest: (p - lr * (mu * b + g), mu * b + g),
+        lambda p, g, b, lr, mu, nest: momentum_step(p, g, b, lr, mu, False),
+        lambda p, g, b, lr, mu, nest: (p - lr * (mu * b + (1 - mu) * g), mu * b + (1 - mu) * g),
+        lambda p, g, b, lr, mu, nest: (p + lr * (mu * b + g), mu * b + g),
+    ]),
+    ex.check_adam_step: (adam_step, [
+        _wrong_adam_no_bias_correction,
+        _wrong_adam_eps_inside,
+        lambda p, g, m, v, t, lr, b1, b2, eps: adam_step(p, g, m, v, t + 1, lr, b1, b2, eps),
+        lambda p, g, m, v, t, lr, b1, b2, eps: adam_step(p, g, m, v, t, lr, b1, b2, eps)[0],
+    ]),
+}
+
+
+# -- notebook 10, learning-rate schedules ----------------------------------------------------------
+
+cosine_lr = SOLUTIONS["10.1"].function
+half_life_gamma = SOLUTIONS["10.2"].function
+
+
+CASES_10 = {
+    ex.check_cosine_lr: (cosine_lr, [
+        lambda t, T, hi, lo: lo + (hi - lo) * (1 + math.cos(math.pi * t / T)),
+        lambda t, T, hi, lo: hi * (1 + math.cos(math.pi * t / T)) / 2,
+        lambda t, T, hi, lo: lo + (hi - lo) * math.cos(math.pi * t / (2 * T)),
+    ]),
+    ex.check_half_life_gamma: (half_life_gamma, [
+        lambda k: 0.5 / k,
+        lambda k: 1 - 0.5 / k,
+        lambda k: 2 ** (1 / k),
+    ]),
+}
+
+
+# -- notebook 11, recurrent networks ---------------------------------------------------------------
+
+gru_step = SOLUTIONS["11.1"].function
+bptt = SOLUTIONS["11.2"].function
 
 
 def gru_step_reset_outside_bias(x, h, weight_ih, weight_hh, bias_ih, bias_hh):
@@ -296,24 +479,19 @@ def bptt_current_state(weight_hh, states, grads):
     return grad_w
 
 
-def amp_step_clip_scaled(model, x, y, optimizer, scaler, max_norm):
-    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    scaler.step(optimizer)
-    scaler.update()
-
-
-def amp_step_no_update(model, x, y, optimizer, scaler, max_norm):
-    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
-    scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-    scaler.step(optimizer)
-
-
-def amp_step_no_clip(model, x, y, optimizer, scaler, max_norm):
-    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
-    scaler.step(optimizer)
-    scaler.update()
+CASES_11 = {
+    ex.check_gru_step: (gru_step, [gru_step_reset_outside_bias, gru_step_z_swapped,
+                                   lambda x, h, *w: torch.tanh(x @ w[0][-h.shape[1]:].T)]),
+    ex.check_bptt: (bptt, [bptt_last_loss_only, bptt_transposed, bptt_no_tanh, bptt_current_state,
+                           lambda W, s, g: [bptt(W, s, g)], lambda W, s, g: sum(g)]),
+    ex.check_growth_bound: (SOLUTIONS["11.3"].function, [
+        lambda W: torch.linalg.matrix_norm(W, ord=2),                  # the tanh RNN's bound
+        lambda W: torch.linalg.eigvals(W).abs().max() / 4,
+        lambda W: torch.linalg.matrix_norm(W) / 4,
+        lambda W: 0.25,
+        lambda W: "σ_max / 4",
+    ]),
+}
 
 
 @pytest.mark.parametrize("wrong, hint", [(bptt_last_loss_only, "last step's loss alone"),
@@ -334,31 +512,34 @@ def test_growth_bound_hint_names_the_tanh_bound(capsys):
     assert "tanh RNN's bound" in capsys.readouterr().out
 
 
-def test_a_learner_drawing_from_the_global_generator_does_not_move_it(capsys):
-    """The learner's own draws inside a checked function are undone too (the checker runs in fork_rng)."""
-    ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
-    assert "not yet" in capsys.readouterr().out
+# -- notebook 12, mixed precision ------------------------------------------------------------------
+
+float_spacing = SOLUTIONS["12.1"].function
+scale_update = SOLUTIONS["12.2"].function
+amp_step = SOLUTIONS["12.3"].function
 
 
-def test_no_checker_seeds_a_global_generator():
-    """Module inits that need a seed use exercises._core.seeded (fork_rng and the CPU generator only)."""
-    for path in sorted((ROOT / "helpers" / "exercises").glob("*.py")):
-        text = path.read_text(encoding="utf-8")
-        assert not re.search(r"(torch\.manual_seed|np\.random\.seed|random\.seed|torch\.seed)\(", text), path.name
+def amp_step_clip_scaled(model, x, y, optimizer, scaler, max_norm):
+    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+    scaler.update()
 
 
-CASES_11_12 = {
-    ex.check_gru_step: (gru_step, [gru_step_reset_outside_bias, gru_step_z_swapped,
-                                   lambda x, h, *w: torch.tanh(x @ w[0][-h.shape[1]:].T)]),
-    ex.check_bptt: (bptt, [bptt_last_loss_only, bptt_transposed, bptt_no_tanh, bptt_current_state,
-                           lambda W, s, g: [bptt(W, s, g)], lambda W, s, g: sum(g)]),
-    ex.check_growth_bound: (SOLUTIONS["11.3"].function, [
-        lambda W: torch.linalg.matrix_norm(W, ord=2),                  # the tanh RNN's bound
-        lambda W: torch.linalg.eigvals(W).abs().max() / 4,
-        lambda W: torch.linalg.matrix_norm(W) / 4,
-        lambda W: 0.25,
-        lambda W: "σ_max / 4",
-    ]),
+def amp_step_no_update(model, x, y, optimizer, scaler, max_norm):
+    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    scaler.step(optimizer)
+
+
+def amp_step_no_clip(model, x, y, optimizer, scaler, max_norm):
+    scaler.scale(nn.functional.mse_loss(model(x), y)).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+CASES_12 = {
     ex.check_float_spacing: (float_spacing, [
         lambda w, e, m: w * 2.0**-m,                                        # ε scaled by w
         lambda w, e, m: 2.0**-m,                                            # ε itself
@@ -376,111 +557,12 @@ CASES_11_12 = {
 }
 
 
-# ----------------------------------------------------------------- notebooks 07, 09, 10
+# -- notebook 13, capstone -------------------------------------------------------------------------
+
+_update_ratios = SOLUTIONS["13.1"].function
+_verdict = SOLUTIONS["13.2"].function
 
 
-def _wrong_adam_no_bias_correction(param, grad, m, v, t, lr, beta1, beta2, eps):
-    m = beta1 * m + (1 - beta1) * grad
-    v = beta2 * v + (1 - beta2) * grad ** 2
-    return param - lr * m / (v.sqrt() + eps), m, v
-
-
-def _wrong_adam_eps_inside(param, grad, m, v, t, lr, beta1, beta2, eps):
-    m = beta1 * m + (1 - beta1) * grad
-    v = beta2 * v + (1 - beta2) * grad ** 2
-    return param - lr * (m / (1 - beta1 ** t)) / (v / (1 - beta2 ** t) + 1e-3).sqrt(), m, v
-
-
-CASES_5 = {
-    ex.check_clip_by_value: (clip_by_value, [
-        lambda g, v: torch.minimum(torch.maximum(g, torch.tensor(v, dtype=g.dtype)), torch.tensor(v, dtype=g.dtype)),
-        lambda g, v: g.clamp(0, v),
-        lambda g, v: g.clamp(-v, v) * 0.5,
-    ]),
-    ex.check_clip_by_global_norm: (clip_by_global_norm, [
-        lambda grads, c: [g * min(1.0, c / float(g.norm())) for g in grads],
-        lambda grads, c: [g * c / float(torch.sqrt(sum(t.square().sum() for t in grads))) for g in grads],
-        lambda grads, c: [g * min(1.0, c / float(sum(t.square().sum() for t in grads))) for g in grads],
-        lambda grads, c: clip_by_global_norm(grads, c)[0],
-    ]),
-    ex.check_threshold_from_norms: (threshold_from_norms, [
-        lambda norms, f: float(torch.quantile(torch.tensor(norms), f)),
-        lambda norms, f: float(torch.tensor(norms).median()),
-        lambda norms, f: max(norms),
-    ]),
-    ex.check_momentum_step: (momentum_step, [
-        lambda p, g, b, lr, mu, nest: (p - lr * (mu * b + g), mu * b + g),
-        lambda p, g, b, lr, mu, nest: momentum_step(p, g, b, lr, mu, False),
-        lambda p, g, b, lr, mu, nest: (p - lr * (mu * b + (1 - mu) * g), mu * b + (1 - mu) * g),
-        lambda p, g, b, lr, mu, nest: (p + lr * (mu * b + g), mu * b + g),
-    ]),
-    ex.check_adam_step: (adam_step, [
-        _wrong_adam_no_bias_correction,
-        _wrong_adam_eps_inside,
-        lambda p, g, m, v, t, lr, b1, b2, eps: adam_step(p, g, m, v, t + 1, lr, b1, b2, eps),
-        lambda p, g, m, v, t, lr, b1, b2, eps: adam_step(p, g, m, v, t, lr, b1, b2, eps)[0],
-    ]),
-    ex.check_cosine_lr: (cosine_lr, [
-        lambda t, T, hi, lo: lo + (hi - lo) * (1 + math.cos(math.pi * t / T)),
-        lambda t, T, hi, lo: hi * (1 + math.cos(math.pi * t / T)) / 2,
-        lambda t, T, hi, lo: lo + (hi - lo) * math.cos(math.pi * t / (2 * T)),
-    ]),
-    ex.check_half_life_gamma: (half_life_gamma, [
-        lambda k: 0.5 / k,
-        lambda k: 1 - 0.5 / k,
-        lambda k: 2 ** (1 / k),
-    ]),
-}
-
-
-# --- notebooks 05, 06, 08 -------------------------------------------------------------------
-
-CASES_05_08 = {
-    ex.check_batch_norm_forward: (_bn_reference, [
-        lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / (x.std(0, unbiased=False) + eps) + beta,  # seed 001
-        lambda x, gamma, beta, eps: gamma * (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + eps) + beta,
-        lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / torch.sqrt(x.var(0) + eps) + beta,     # unbiased
-        lambda x, gamma, beta, eps: (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True) + eps),
-    ]),
-    ex.check_running_variance: (SOLUTIONS["5.2"].function, [
-        lambda rv, b, m: (1 - m) * rv + m * b.var(0, unbiased=False),
-        lambda rv, b, m: m * rv + (1 - m) * b.var(0),
-        lambda rv, b, m: b.var(0),
-    ]),
-    ex.check_weight_norm: (SOLUTIONS["5.3"].function, [
-        lambda g, v: v / v.norm(dim=1, keepdim=True),                                          # seed 000
-        lambda g, v: g * v / v.norm(dim=0, keepdim=True),
-        lambda g, v: g * v / v.norm(),
-    ]),
-    ex.check_residual_block: (SOLUTIONS["6.1"].function, [
-        lambda x, f, p: f(f(x) + x) if p is None else f(p(x)) + p(x),                          # seed 001
-        lambda x, f, p: f(x),
-        lambda x, f, p: x + f(x) if p is None else f(x),
-    ]),
-    ex.check_residual_jacobian: (_stack_reference, [
-        lambda js: _stack_reference(js[::-1]),
-        lambda js: js[2] @ js[1] @ js[0],
-        lambda js: torch.eye(4, dtype=js[0].dtype) + sum(js),
-    ]),
-    ex.check_l1_gradient: (SOLUTIONS["8.1"].function, [
-        lambda w, lam: lam * w,
-        lambda w, lam: torch.sign(w),
-        lambda w, lam: lam * (w >= 0).double() * 2 - lam,
-    ]),
-    ex.check_inverted_dropout: (SOLUTIONS["8.2"].function, [
-        lambda x, mask, p: x * mask,
-        lambda x, mask, p: x * mask * (1 - p),
-        lambda x, mask, p: x * mask / p,
-    ]),
-    ex.check_weight_decay_step: (SOLUTIONS["8.3"].function, [
-        lambda w, g, lr, wd: w - lr * g,
-        lambda w, g, lr, wd: w - lr * (g + 0.5 * wd * w),
-        lambda w, g, lr, wd: (1 - wd) * w - lr * g,
-    ]),
-}
-
-
-# --------------------------------------------------------------------------- notebook 13
 def _verdict_swapped(norms):
     values = list(norms.values())
     ratio = values[-1] / values[0]
@@ -521,7 +603,11 @@ CASES_13 = {
 }
 
 
-# --- notebook 14 ------------------------------------------------------------------------------
+# -- notebook 14, FAQ, errata, future directions ---------------------------------------------------
+
+_split_once = SOLUTIONS["14.1"].function
+_separable_conv = SOLUTIONS["14.2"].function
+
 
 CASES_14 = {
     ex.check_split_once: (_split_once, [
@@ -555,6 +641,23 @@ CASES_14 = {
 }
 
 
+def test_a_learner_drawing_from_the_global_generator_does_not_move_it(capsys):
+    """The learner's own draws inside a checked function are undone too (the checker runs in fork_rng)."""
+    ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
+    assert "not yet" in capsys.readouterr().out
+
+
+def test_split_once_hint_names_the_seed_001_mistake(capsys):
+    ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
+    assert "seed 001" in capsys.readouterr().out
+
+
+# -- notebook 15, Transformers ---------------------------------------------------------------------
+
+_causal_attention = SOLUTIONS["15.1"].function
+_loss_spikes = SOLUTIONS["15.2"].function
+
+
 CASES_15 = {
     ex.check_causal_attention: (_causal_attention, [
         lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]), -1) @ v,          # no mask
@@ -580,20 +683,18 @@ CASES_15 = {
 }
 
 
-def test_split_once_hint_names_the_seed_001_mistake(capsys):
-    ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
-    assert "seed 001" in capsys.readouterr().out
+# -- every table, in notebook order -----------------------------------------------------------------
+TABLES = (CASES_01, CASES_02, CASES_03, CASES_04, CASES_05, CASES_06, CASES_07, CASES_08,
+          CASES_09, CASES_10, CASES_11, CASES_12, CASES_13, CASES_14, CASES_15)
+ALL_CASES = {checker: case for table in TABLES for checker, case in table.items()}
 
 
-# --------------------------------------------------------------------------- coverage
-def test_every_checker_has_a_reference_solution_and_wrong_ones_here():
-    """A new checker must come with its accept and reject cases in this file."""
-    checkers = {e.checker.__name__ for e in ex.EXERCISES.values()}
-    tested = {fn.__name__ for fn, (_, wrongs) in ALL_CASES.items() if wrongs}
-    text = open(__file__, encoding="utf-8").read()
-    start = text.index("def test_checkers_03_04_reject_plausible_mistakes")
-    listed_03_04 = set(re.findall(r"\(ex\.(check_\w+), lambda", text[:start]))
-    assert checkers - tested - listed_03_04 == set()
+def test_every_checker_has_its_cases_in_its_notebooks_table_in_order():
+    """A new checker must come with its reference and wrong answers in its notebook's table here."""
+    assert list(ALL_CASES) == [e.checker for e in ex.EXERCISES.values()]
+    notebook = {e.checker: int(number.split(".")[0]) for number, e in ex.EXERCISES.items()}
+    assert [{notebook[checker] for checker in table} for table in TABLES] == [{n} for n in range(1, 16)]
+    assert all(wrongs for _, wrongs in ALL_CASES.values())
 
 
 def test_every_notebook_after_the_welcome_has_two_checked_exercises():
@@ -605,6 +706,15 @@ def test_every_notebook_after_the_welcome_has_two_checked_exercises():
                    for name in re.findall(r"^(check_\w+)\(", "".join(cell["source"]), flags=re.M)}
         assert len(checked) >= 2, f"{path.name}: {sorted(checked)}"
         assert all(hasattr(ex, name) for name in checked), path.name
+
+
+def test_every_checker_is_called_in_its_notebook():
+    notebooks = {path.stem[:2]: path for path in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    for number, exercise in ex.EXERCISES.items():
+        path = notebooks[f"{int(number.split('.')[0]):02d}"]
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        sources = ["".join(cell["source"]) for cell in cells if cell["cell_type"] == "code"]
+        assert any(re.search(rf"^{exercise.checker.__name__}\(", s, flags=re.M) for s in sources), (number, path.name)
 
 
 def test_each_exercise_lives_in_the_module_named_for_its_notebook():
@@ -622,6 +732,22 @@ def test_the_package_exports_every_checker():
     assert all(getattr(ex, name) is e.checker for name, e in zip(checkers, ex.EXERCISES.values()))
 
 
+def test_every_checker_is_in_its_modules_all_in_notebook_order():
+    """A checker left out of its module's ``__all__`` would not be exported by the package."""
+    for module in ex._NOTEBOOK_MODULES:
+        registered = [e.checker.__name__ for e in ex.EXERCISES.values() if e.checker.__module__ == module.__name__]
+        assert module.__all__ == registered, module.__name__
+    assert ex.__all__ == ["EXERCISES", "Exercise", "attempted", "show_solution",
+                          *(e.checker.__name__ for e in ex.EXERCISES.values())]
+
+
+def test_the_package_imports_every_notebook_module_in_order_and_its_docstring_maps_them():
+    files = sorted(path.stem for path in (ROOT / "helpers" / "exercises").glob("nb[0-9][0-9]_*.py"))
+    assert [module.__name__ for module in ex._NOTEBOOK_MODULES] == [f"helpers.exercises.{f}" for f in files]
+    rows = re.findall(r"^(\d\d) .+:mod:`~\.(nb\d\d_\w+)`$", ex.__doc__, flags=re.M)
+    assert rows == [(f[2:4], f) for f in files]
+
+
 def test_every_name_a_notebook_imports_from_helpers_exercises_resolves():
     imported = set()
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
@@ -629,10 +755,6 @@ def test_every_name_a_notebook_imports_from_helpers_exercises_resolves():
             for names in re.findall(r"from helpers\.exercises import ([\w, ]+)", "".join(cell["source"])):
                 imported |= {name.strip() for name in names.split(",")}
     assert len(imported) > 30 and {name for name in imported if not hasattr(ex, name)} == set()
-
-
-# --------------------------------------------------------------------------- every table
-ALL_CASES = {**CASES, **CASES_11_12, **CASES_5, **CASES_05_08, **CASES_13, **CASES_14, **CASES_15}
 
 
 @pytest.mark.parametrize("checker", list(ALL_CASES), ids=lambda c: c.__name__)
@@ -654,3 +776,4 @@ def test_wrong_solutions_are_rejected(checker, wrong, capsys):
     checker(wrong)
     out = capsys.readouterr().out
     assert ": not yet." in out and "correct." not in out
+    assert getattr(wrong, "hint", "") in out, out

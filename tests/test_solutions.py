@@ -7,23 +7,27 @@ from helpers import solutions
 from helpers.exercises import _core, show_solution
 from helpers.solutions import SOLUTIONS
 
-CHECKER_IDS = {exercise.checker.__name__: number for number, exercise in ex.EXERCISES.items()}
-
 
 @pytest.fixture(autouse=True)
 def fresh_session(monkeypatch):
     monkeypatch.setattr(_core, "_ATTEMPTED", set())
 
 
-def test_every_exercise_has_exactly_one_solution_keyed_by_its_checkers_id():
-    assert {s.checker: key for key, s in SOLUTIONS.items()} == {name: key for name, key in CHECKER_IDS.items()}
-    assert sorted(SOLUTIONS) == sorted(ex.EXERCISES)
+def test_every_exercise_has_exactly_one_solution_in_notebook_order():
+    assert list(SOLUTIONS) == list(ex.EXERCISES)
+    assert all(s.exercise == key for key, s in SOLUTIONS.items())
+
+
+@pytest.mark.parametrize("key", list(SOLUTIONS))
+def test_every_solution_is_named_for_its_checker(key):
+    """A solution ``f`` is checked by ``check_f``: the name that show_solution prints is the registry's."""
+    assert ex.EXERCISES[key].checker.__name__ == f"check_{SOLUTIONS[key].function.__name__}"
 
 
 @pytest.mark.parametrize("key", list(SOLUTIONS))
 def test_every_solution_passes_its_checker(key, capsys):
     solution = SOLUTIONS[key]
-    getattr(ex, solution.checker)(solution.function)
+    ex.EXERCISES[key].checker(solution.function)
     assert capsys.readouterr().out.strip() == f"Exercise {key} ({ex.EXERCISES[key].title}): correct."
     assert solution.explanation and solution.code.startswith("def ")
 

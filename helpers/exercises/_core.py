@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -121,6 +122,8 @@ def exercise(number: str, title: str) -> Callable[[Callable], Callable[[Callable
         title: a few words, printed in every line: "Exercise 3.1 (<title>): correct."
 
     Raises:
+        ValueError: at registration, when ``number`` is not "<notebook>.<k>" (two positive integers)
+            or is already registered: an id names one exercise.
         TypeError: (from the checker) when the learner's answer is not callable.
     """
     def register(body: Callable[[Callable], None]) -> Callable[[Callable], None]:
@@ -132,10 +135,23 @@ def exercise(number: str, title: str) -> Callable[[Callable], Callable[[Callable
                 ok, hint = _verdict(body, fn)
             _report(number, ok, hint)
 
+        _check_new_id(number)
         EXERCISES[number] = Exercise(number, title, checker)
         return checker
 
     return register
+
+
+_ID = re.compile(r"[1-9][0-9]*\.[1-9][0-9]*")
+
+
+def _check_new_id(number: str) -> None:
+    if not (isinstance(number, str) and _ID.fullmatch(number)):
+        raise ValueError(f"an exercise id is '<notebook>.<k>' with two positive integers, like '3.1'; got {number!r}")
+    if number in EXERCISES:
+        taken = EXERCISES[number].checker
+        raise ValueError(f"exercise {number} is already registered, by {taken.__module__}.{taken.__name__}; "
+                         f"give the new one the next free id of its notebook")
 
 
 def _verdict(body: Callable[[Callable], None], fn: Callable) -> tuple[bool | None, str]:
@@ -169,13 +185,13 @@ def show_solution(exercise, *, force: bool = False) -> None:
     with ``force=True``; otherwise a note asks you to try first. Prints, returns nothing.
     """
     key = exercise_id(exercise)
-    solution = SOLUTIONS[key]
-    title = f"Exercise {key} ({EXERCISES[key].title})"
+    solution, registered = SOLUTIONS[key], EXERCISES[key]
+    title, checker = f"Exercise {key} ({registered.title})", registered.checker.__name__
     if not force and key not in attempted():
         print(f"{title}: try first. Write your function, run its checker cell "
-              f"(exercises.{solution.checker}), then ask again; show_solution({key!r}, force=True) shows it now.")
+              f"(exercises.{checker}), then ask again; show_solution({key!r}, force=True) shows it now.")
         return
-    print(f"{title}: a worked solution (it passes exercises.{solution.checker}).\n")
+    print(f"{title}: a worked solution (it passes exercises.{checker}).\n")
     print(solution.code)
     print()
     print(textwrap.fill(f"Why: {solution.explanation}", width=100))
