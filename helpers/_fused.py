@@ -6,8 +6,10 @@ kernel launch per group on a GPU, no Python loop), and
 order ``torch.nn.utils.clip_grad_norm_`` sums them. Both are private: a torch release may
 rename or drop them. Every use in the helpers goes through a wrapper here, which calls the
 private function (so the numbers are torch's own, bit for bit) and falls back to a plain
-loop of public operations when the function is missing or refuses its input. A failure
-that the loop hits too is then raised by the loop.
+loop of public operations when the function is missing. A pure function (a norm, a grouping)
+also falls back when torch's refuses its input; an in-place one does not retry: torch may
+have changed some tensors before it failed, and a second pass would change them twice, so
+torch's error is raised as it is.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ def mul_(tensors: list[torch.Tensor], factors: list[torch.Tensor]) -> None:
 
 
 def _pairwise_(private: str, each, tensors: list[torch.Tensor], others: list[torch.Tensor]) -> None:
-    """``torch.<private>(tensors, others)``, else ``each(tensors[i], others[i])`` for every ``i``."""
-    try:
-        getattr(torch, private)(tensors, others)
-    except _REFUSED:
-        for tensor, other in zip(tensors, others, strict=True):
-            each(tensor, other)
+    """``torch.<private>(tensors, others)``; where torch has no such function, ``each(tensors[i], others[i])``."""
+    function = getattr(torch, private, None)
+    if function is not None:
+        function(tensors, others)
+        return
+    if len(tensors) != len(others):     # checked before the first change, as torch does
+        raise ValueError(f"{private[1:]}: the two lists must have the same length, got {len(tensors)} and "
+                         f"{len(others)} tensors")
+    for tensor, other in zip(tensors, others):
+        each(tensor, other)
 
 
 def by_device_and_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

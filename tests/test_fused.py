@@ -38,7 +38,16 @@ def private(request, monkeypatch):
     return request.param
 
 
-def test_in_place_wrappers_equal_the_loop(private):
+@pytest.fixture(params=["torch's", "missing"])
+def in_place(request, monkeypatch):
+    """An in-place wrapper falls back only when torch's function is missing (a refusal is raised)."""
+    if request.param == "missing":
+        for name in PRIVATE:
+            monkeypatch.delattr(torch, name)
+    return request.param
+
+
+def test_in_place_wrappers_equal_the_loop(in_place):
     a, b = _tensors(0), _tensors(1)
     expected = [(x - y) * y for x, y in zip(a, b)]
     _fused.sub_(a, b)
@@ -48,12 +57,31 @@ def test_in_place_wrappers_equal_the_loop(private):
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-def test_mul_broadcasts_a_factor_per_member(private):
+def test_mul_broadcasts_a_factor_per_member(in_place):
     grads = _tensors(2)
     factors = [torch.linspace(0.5, 2.0, g.shape[0], dtype=g.dtype).view(-1, 1) for g in grads]
     expected = [g * f for g, f in zip(grads, factors)]
     _fused.mul_(grads, factors)
     assert all(torch.equal(g, e) for g, e in zip(grads, expected))
+
+
+@pytest.mark.parametrize("wrapper, once", [(_fused.sub_, -1.0), (_fused.mul_, 6.0), (_fused.copy_, 3.0)])
+def test_an_in_place_wrapper_does_not_apply_twice_when_torch_fails_partway(wrapper, once):
+    # torch's CPU loop may change the first tensor before it fails on the second: a retry would change it again
+    first = torch.full((3,), 2.0)
+    with pytest.raises(RuntimeError):
+        wrapper([first, torch.ones(3)], [torch.full((3,), 3.0), torch.ones(4)])
+    assert torch.equal(first, torch.full((3,), 2.0)) or torch.equal(first, torch.full((3,), once))
+
+
+@pytest.mark.parametrize("wrapper", [_fused.sub_, _fused.mul_, _fused.copy_])
+def test_the_fallback_checks_the_lengths_before_changing_anything(wrapper, monkeypatch):
+    for name in PRIVATE:
+        monkeypatch.delattr(torch, name)
+    first = torch.full((3,), 2.0)
+    with pytest.raises(ValueError, match="same length, got 2 and 1"):
+        wrapper([first, torch.ones(3)], [torch.ones(3)])
+    assert torch.equal(first, torch.full((3,), 2.0))
 
 
 def test_norms_equal_the_public_norm(private):
