@@ -167,7 +167,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     optimizer, scheduler and monitor are stepping and the step is recorded is held back
     until they are done (in the main thread, where Python delivers signals); one
     that arrives earlier in the step (forward, backward, clipping) abandons that step
-    before it has changed any weight.
+    before it has changed any weight (batch norm's running statistics, which the forward
+    pass updates, do keep that pass's update). Autograd is left enabled.
 
     Checkpoints: with ``checkpoint_path``, a checkpoint (:func:`save_checkpoint`) is
     written at the end of every epoch, replacing the previous one atomically. With
@@ -332,6 +333,7 @@ class _Run:
     def train(self, epochs: range) -> History:
         """Train for ``epochs``; stop early when training diverges or a ``KeyboardInterrupt`` arrives."""
         self.model.train()
+        grad_enabled = torch.is_grad_enabled()
         try:
             with self.guard:
                 for _epoch in epochs:
@@ -347,6 +349,7 @@ class _Run:
             history = self.history
             _truncate(history, history.steps, history.epochs)
             self.optimizer.zero_grad(set_to_none=True)
+            torch.set_grad_enabled(grad_enabled)  # an interrupt inside a no_grad block's exit could leave it off
             history.interrupted, history.interrupted_at = True, history.steps
         finally:
             if self.bar is not None:
@@ -371,8 +374,7 @@ class _Run:
             if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
                 self._stop_diverged(loss_finite=math.isfinite(loss_value))
                 return None
-            with torch.no_grad():
-                _fused.copy_(kept, state)  # the weights of a finite loss: the ones to go back to
+            _fused.copy_(kept, state)  # the weights of a finite loss (state_dict's: detached); the ones to go back to
             lr = optimizer.param_groups[0]["lr"]
             clipped = None
             if clip is not None:
@@ -444,7 +446,9 @@ def _measure(loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor, params: 
     loss_value, norm_value, hit_count = numbers
     if norm_value < _fused.TINY:  # float32 squares of tiny gradients underflow: again in float64
         norm_value = _exact_global_norm(params)
-    return loss_value, norm_value, (hit_count / len(y) if hits is not None else None)
+    if hits is None:
+        return loss_value, norm_value, None
+    return loss_value, norm_value, (hit_count / len(y) if len(y) else math.nan)  # an empty batch: no accuracy
 
 
 class _InterruptGuard:

@@ -336,3 +336,14 @@ def test_fit_grad_norm_does_not_underflow():
                   batch_size=32, progress=False)
     expected = math.sqrt(sum(float(torch.linalg.vector_norm(p.grad.double())) ** 2 for p in net.parameters()))
     assert history.grad_norm[0] > 0 and history.grad_norm[0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_an_empty_classification_batch_is_a_diverged_step_not_a_crash():
+    # the mean loss of no example is NaN: the guard stops there, as on any non-finite loss
+    X, y = _data()
+    net = MLP(5, 3, width=8, depth=1)
+    before = [p.detach().clone() for p in net.parameters()]
+    history = fit(net, [(X[:0], y[:0]), (X, y)], epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                  loss_fn=F.cross_entropy, progress=False)
+    assert history.diverged and history.diverged_at == 0 and history.steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

@@ -345,3 +345,21 @@ def test_history_from_dict_checks_its_input():
     with pytest.raises(TypeError, match="values"):
         History.from_dict([1.0])
     assert math.isnan(History.from_dict({}).final())
+
+
+def test_an_interrupt_that_leaves_grad_mode_off_does_not_leave_it_off_after_fit():
+    # e.g. Ctrl-C landing as a no_grad block exits: the learner's next cell must still be able to train
+    net, optimizer, scheduler = _setup()
+    calls = []
+
+    def loss_fn(out, target):
+        calls.append(1)
+        if len(calls) == 5:
+            torch.set_grad_enabled(False)
+            raise KeyboardInterrupt
+        return F.cross_entropy(out, target)
+
+    history = _fit(net, optimizer, scheduler, loss_fn=loss_fn)
+    assert history.interrupted and history.steps == 4
+    assert torch.is_grad_enabled()
+    _consistent(history)
