@@ -22,9 +22,12 @@ import torch
 from torch.optim.lr_scheduler import LRScheduler
 
 from helpers._checks import check_choice, check_int, check_optimizer, check_real
+from helpers._moved import moved
 
 __all__ = ["StepDecay", "ExponentialDecay", "LinearDecay", "cosine", "CosineAnnealing", "WarmupCosine", "OneCycle",
            "WarmupStableDecay"]
+# moved by the layering (issue 19): importing them from here says where they are now
+__getattr__ = moved(__name__, {name: "helpers.lr_finder" for name in ("lr_finder", "LRFinderResult", "suggest_lr")})
 
 
 def _copy(lr):

@@ -33,11 +33,14 @@ from torch import nn
 
 from helpers import init as course_init
 from helpers._checks import check_bool, check_choice, check_int, check_module, check_real
+from helpers._moved import moved
 from helpers.normalization import LayerNorm, RMSNorm
 
 __all__ = ["NORM_POSITIONS", "NORMS", "RESIDUALS", "ACTIVATIONS", "causal_mask", "attention_logits",
            "scaled_dot_product_attention", "MultiheadSelfAttention", "deepnorm_constants", "TransformerBlock",
            "TinyCausalLM", "lm_loss", "ensemble_lm_loss", "attention_stats"]
+# moved by the layering (issue 19): importing them from here says where they are now
+__getattr__ = moved(__name__, {"block_grad_norms": "helpers.diagnostics"})
 
 NORM_POSITIONS = ("post", "pre")
 NORMS = ("layer", "rms")

@@ -80,6 +80,27 @@ def test_a_duplicate_exercise_id_is_refused_and_the_registry_kept(monkeypatch):
     assert _core.EXERCISES["7.3"] is taken
 
 
+def test_reloading_the_core_or_a_notebook_module_keeps_the_registry(capsys):
+    # IPython's autoreload after an edit: the checkers must keep working, and a module that
+    # registers its own checkers again is not a duplicate
+    import importlib
+
+    from helpers.exercises import nb07_gradient_clipping as nb07
+    before, nb07_names = dict(_core.EXERCISES), dict(vars(nb07))
+    try:
+        importlib.reload(_core)
+        importlib.reload(nb07)
+        assert set(_core.EXERCISES) == set(before)
+        nb07.check_clip_by_value(lambda g, v: g)                  # the reloaded module's checker
+        ex.check_clip_by_value(lambda g, v: g.clamp(-v, v))       # the one imported before the reload
+        ex.check_leaky_relu(lambda x, a: x)                       # raises the NotYet of before the reload
+        out = capsys.readouterr().out.splitlines()
+        assert "not yet" in out[0] and out[1].endswith("correct.") and "not yet" in out[2]
+    finally:                              # the other tests compare the registry with the modules
+        _core.EXERCISES.update(before)
+        vars(nb07).update(nb07_names)
+
+
 @pytest.mark.parametrize("bad", ["7", "7.", "07.4", "7.0", "0.1", "7.4.1", " 7.4", "7,4", "Exercise 7.4", 7.4, None])
 def test_a_malformed_exercise_id_is_refused(bad, monkeypatch):
     monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))

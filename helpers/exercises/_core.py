@@ -31,37 +31,19 @@ import functools
 import re
 import textwrap
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import torch
 
+from helpers.exercises._registry import ATTEMPTED, EXERCISES, Exercise, NotAttempted, NotYet
 from helpers.solutions import SOLUTIONS, exercise_id
 
 __all__ = ["EXERCISES", "Exercise", "NotYet", "attempt", "attempted", "close", "exercise", "expect_close",
            "one_number", "seeded", "show_solution"]
 
 
-@dataclass(frozen=True)
-class Exercise:
-    """One registered exercise: its id ("3.1" is the first of notebook 03), title and checker."""
-
-    number: str
-    title: str
-    checker: Callable[[Callable], None]
-
-
-EXERCISES: dict[str, Exercise] = {}
-"""Every exercise of the course by id, filled by :func:`exercise` as the notebook modules load."""
-
-_ATTEMPTED: set[str] = set()
-
-
-class NotYet(Exception):
-    """Raised by a checker's body: the answer is wrong, and the message is the hint printed after "not yet."."""
-
-
-class _NotAttempted(Exception):
-    """The learner's function still raises ``NotImplementedError``."""
+# the names the checkers and tests use here; the objects live in _registry (kept across a reload of this module)
+_ATTEMPTED = ATTEMPTED
+_NotAttempted = NotAttempted
 
 
 def attempt(fn: Callable, *args):
@@ -135,7 +117,7 @@ def exercise(number: str, title: str) -> Callable[[Callable], Callable[[Callable
                 ok, hint = _verdict(body, fn)
             _report(number, ok, hint)
 
-        _check_new_id(number)
+        _check_new_id(number, body.__module__, body.__qualname__)
         EXERCISES[number] = Exercise(number, title, checker)
         return checker
 
@@ -145,11 +127,11 @@ def exercise(number: str, title: str) -> Callable[[Callable], Callable[[Callable
 _ID = re.compile(r"[1-9][0-9]*\.[1-9][0-9]*")
 
 
-def _check_new_id(number: str) -> None:
+def _check_new_id(number: str, module: str, qualname: str) -> None:
     if not (isinstance(number, str) and _ID.fullmatch(number)):
         raise ValueError(f"an exercise id is '<notebook>.<k>' with two positive integers, like '3.1'; got {number!r}")
-    if number in EXERCISES:
-        taken = EXERCISES[number].checker
+    taken = EXERCISES[number].checker if number in EXERCISES else None
+    if taken is not None and (taken.__module__, taken.__qualname__) != (module, qualname):  # not a reload
         raise ValueError(f"exercise {number} is already registered, by {taken.__module__}.{taken.__name__}; "
                          f"give the new one the next free id of its notebook")
 
