@@ -55,7 +55,12 @@ def trained_weight(layer: nn.Module) -> torch.Tensor:
         >>> trained_weight(WeightNormLinear(3, 2)).shape
         torch.Size([2, 3])
     """
-    return layer.v if isinstance(layer, WeightNormLinear) else layer.weight
+    check_module("layer", layer)
+    if isinstance(layer, WeightNormLinear):
+        return layer.v
+    if not isinstance(getattr(layer, "weight", None), torch.Tensor):
+        raise ValueError(f"layer must have a weight tensor (or be a WeightNormLinear), got {type(layer).__name__}")
+    return layer.weight
 
 
 def watched_weights(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -150,10 +155,19 @@ def block_grad_norms(model: nn.Module) -> dict[str, float]:
 def grad_norms_for_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                          loss_fn: Callable = nn.functional.cross_entropy) -> dict[str, float]:
     """Zero the gradients, back-propagate ``loss_fn(model(x), y)`` once, return :func:`layer_grad_norms`."""
-    check_module("model", model)
-    model.zero_grad(set_to_none=True)
-    loss_fn(model(x), y).backward()
+    _check_batch(model, x, y, loss_fn)
+    loss = loss_fn(model(x), y)
+    model.zero_grad(set_to_none=True)  # after the forward pass: one that fails leaves the gradients as they were
+    loss.backward()
     return layer_grad_norms(model)
+
+
+def _check_batch(model, x, y, loss_fn) -> None:
+    check_module("model", model)
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"{name} must be a tensor (one batch), got {type(value).__name__}")
+    check_callable("loss_fn", loss_fn)
 
 
 def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -173,7 +187,7 @@ def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     Returns:
         dict {activation name: norm}, ordered from input to output.
     """
-    check_module("model", model)
+    _check_batch(model, x, y, loss_fn)
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in model.named_modules():
@@ -183,8 +197,9 @@ def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 outputs[name] = out
             handles.append(module.register_forward_hook(keep))
     try:
-        model.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        loss = loss_fn(model(x), y)
+        model.zero_grad(set_to_none=True)  # after the forward pass: one that fails leaves the gradients as they were
+        loss.backward()
     finally:
         for h in handles:
             h.remove()
@@ -205,6 +220,8 @@ def capture_activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Te
         {'act1': (16, 8), 'act2': (16, 8)}
     """
     check_module("model", model)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a tensor (one batch), got {type(x).__name__}")
     captured: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in model.named_modules():
