@@ -264,8 +264,15 @@ def shuffled_batches(data, batch_size: int, generator: torch.Generator) -> Itera
         >>> [len(xb) for xb, yb in shuffled_batches((X, y), 2, torch.Generator().manual_seed(0))]
         [2, 2, 1]
     """
+    _check_batching(data, batch_size)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__} ({generator!r})")
+    return _shuffled(data, batch_size, generator)
+
+
+def _shuffled(data, batch_size: int, generator: torch.Generator) -> Iterable:
     X, y = data
-    order = torch.randperm(len(X), generator=generator)
+    order = torch.randperm(len(X), generator=generator)  # drawn at the first batch, as before the checks
     for start in range(0, len(X), batch_size):
         index = order[start:start + batch_size]
         yield X[index], y[index]
@@ -282,9 +289,22 @@ def ordered_batches(data, batch_size: int) -> Iterable:
         >>> [yb.tolist() for xb, yb in ordered_batches((torch.zeros(3, 1), torch.arange(3)), 2)]
         [[0, 1], [2]]
     """
+    _check_batching(data, batch_size)
+    return _ordered(data, batch_size)
+
+
+def _ordered(data, batch_size: int) -> Iterable:
     X, y = data
     for start in range(0, len(X), batch_size):
         yield X[start:start + batch_size], y[start:start + batch_size]
+
+
+def _check_batching(data, batch_size: int) -> None:
+    """Raise, at the call rather than at the first batch, unless ``data`` is an (X, y) pair and ``batch_size`` >= 1."""
+    if not is_xy(data):
+        raise TypeError(f"data must be an (X, y) pair of tensors, got {type(data).__name__}")
+    check_data("data", data, required=True)
+    check_int("batch_size", batch_size, minimum=1)
 
 
 def check_data(name: str, data, required: bool) -> None:

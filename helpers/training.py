@@ -124,7 +124,10 @@ def _correct(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
 def evaluate(model: nn.Module, data, loss_fn: Callable, batch_size: int = 512,
              device=None) -> tuple[float, float]:
     """Mean loss and accuracy (NaN when not a classification) of ``model`` on ``data``, in eval mode."""
+    check_module("model", model)
     check_data("data", data, required=True)
+    check_callable("loss_fn", loss_fn)
+    check_int("batch_size", batch_size, minimum=1)
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
