@@ -352,6 +352,7 @@ def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Mo
     Example:
         >>> net = scale_init_(MLP(64, 10, 32, 2), gain=2 ** 0.5)  # He-style for ReLU
     """
+    check_module("model", model)
     check_real("gain", gain, minimum=0.0, strict_minimum=True)
     check_real("bias", bias)
     for module in model.modules():

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from matplotlib.ticker import MaxNLocator
 
-from helpers._checks import check_choice, check_int
+from helpers._checks import check_callable, check_choice, check_int
 
 __all__ = ["plot_layer_grad_norms", "plot_activation_histograms", "plot_training_curves",
            "plot_contour_trajectories", "plot_lr_schedules", "plot_lr_finder", "plot_seed_curves",
@@ -142,6 +142,8 @@ def plot_contour_trajectories(fn, trajectories: Mapping[str, np.ndarray], xlim=(
         fn: maps arrays ``x, y`` (same shape) to function values.
         trajectories: ``{label: array of shape (steps, 2)}``.
     """
+    check_callable("fn", fn)
+    check_int("levels", levels, minimum=1)
     ax = _axes(ax)
     gx, gy = np.meshgrid(np.linspace(*xlim, 200), np.linspace(*ylim, 200))
     values = fn(gx, gy)

@@ -267,7 +267,7 @@ def set_forget_bias_(module: nn.Module, value: float = 1.0) -> nn.Module:
         >>> cell.bias_ih[3:6].tolist(), cell.bias_hh[3:6].tolist()
         ([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])
     """
-    rows = _keep_gate_rows(module, module.hidden_size)
+    rows = _keep_gate_rows(module, getattr(module, "hidden_size", 0))  # refuses a module of no such kind
     value = check_real("value", value)
     names = [n for n, _ in module.named_parameters() if n.startswith(("bias_ih", "bias_hh"))]
     if not names:

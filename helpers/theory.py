@@ -22,7 +22,7 @@ import math
 import numpy as np
 import torch
 
-from helpers._checks import check_int, check_real
+from helpers._checks import check_callable, check_int, check_real
 from helpers.activations import make_activation
 
 __all__ = ["chi", "gaussian_expectation", "preactivation_variances", "variance_map", "variance_preserving_gain"]
@@ -49,6 +49,7 @@ def gaussian_expectation(fn, variance: float) -> float:
         >>> round(gaussian_expectation(lambda h: h ** 2, 2.0), 6)
         2.0
     """
+    check_callable("fn", fn)
     check_real("variance", variance, minimum=0.0)
     return float(np.sum(_WEIGHTS * fn(math.sqrt(variance) * _NODES)))
 
@@ -66,6 +67,7 @@ def preactivation_variances(activation: str, sigma_w: float, sigma_b: float = 0.
                             q0: float = 1.0, depth: int = 50) -> list[float]:
     """The variances :math:`q_1, …, q_{depth}` the variance map predicts from :math:`q_0`."""
     check_int("depth", depth, minimum=1)
+    check_real("q0", q0, minimum=0.0)  # else the first variance_map call would name it q
     qs, q = [], q0
     for _ in range(depth):
         q = variance_map(activation, q, sigma_w, sigma_b)

@@ -611,6 +611,9 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor, z_loss: float = 0.0) ->
         1.3862943649291992
     """
     z_loss = check_real("z_loss", z_loss, minimum=0.0)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError(f"targets must have the shape of logits without its last (vocabulary) dimension, "
+                         f"{tuple(logits.shape[:-1])}, got {tuple(targets.shape)}")
     flat, target = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
     keep = (target != -100).to(flat.dtype)
     count = keep.sum()
