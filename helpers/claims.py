@@ -38,7 +38,10 @@ def claim(statement: str, value: float, *, low: float | None = None, high: float
     """
     if low is None and high is None:
         raise ValueError("claim needs low, high or both")
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"value must be a number, got {type(value).__name__} ({value!r})") from error
     inside = not math.isnan(value) and (low is None or value >= low) and (high is None or value <= high)
     if not inside:
         raise AssertionError(f"claim failed: {statement}: measured {value!r}, accepted [{low}, {high}]")
@@ -57,6 +60,8 @@ def claim_close(statement: str, value: float, expected: float, *, rel: float = 0
         >>> claim_close("the mean is zero", 3e-9, 0.0, abs=1e-6)
         ✓ the mean is zero
     """
+    if not (rel >= 0 and abs >= 0):  # math.isclose's own message names neither
+        raise ValueError(f"rel and abs must be non-negative, got rel={rel!r}, abs={abs!r}")
     if not math.isclose(float(value), float(expected), rel_tol=rel, abs_tol=abs):
         raise AssertionError(f"claim failed: {statement}: measured {value!r}, expected {expected!r} "
                              f"± {rel:.0%} (relative) or ± {abs!r} (absolute)")
@@ -65,6 +70,11 @@ def claim_close(statement: str, value: float, expected: float, *, rel: float = 0
 
 def claim_true(statement: str, condition: bool) -> None:
     """Assert ``condition`` and print ``✓ statement``."""
+    try:
+        condition = bool(condition)
+    except (RuntimeError, ValueError) as error:  # a tensor or array of several values: torch/numpy's message
+        raise TypeError(f"condition must be one truth value, got {type(condition).__name__} "
+                        f"of {getattr(condition, 'shape', '?')} values; reduce it first (.all(), .any())") from error
     if not condition:
         raise AssertionError(f"claim failed: {statement}")
     print(f"✓ {statement}")
@@ -73,12 +83,16 @@ def claim_true(statement: str, condition: bool) -> None:
 MIN_SEEDS = 5
 
 
-def _as_array(values) -> np.ndarray:
-    return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+def _as_array(values, name: str = "values") -> np.ndarray:
+    try:
+        return np.asarray(values.detach().cpu() if hasattr(values, "detach") else values, dtype=float)
+    except (TypeError, ValueError) as error:  # numpy's message names neither the argument nor the value
+        raise TypeError(f"{name} must be numbers, one per seed (a sequence, array or tensor), "
+                        f"got {values!r}") from error
 
 
 def _seed_values(name: str, values) -> np.ndarray:
-    array = _as_array(values)
+    array = _as_array(values, name)
     if sum(d > 1 for d in array.shape) > 1:
         raise ValueError(f"{name} must hold one value per seed (a 1-D sequence), got shape {array.shape}")
     array = array.reshape(-1)

@@ -17,7 +17,11 @@ ENV_VAR = "COURSE_PROGRESS"
 
 def progress_enabled(requested: bool = True) -> bool:
     """Whether a bar should be drawn: ``requested`` and not switched off by ``COURSE_PROGRESS=0``."""
-    return bool(requested) and os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+    try:
+        requested = bool(requested)
+    except (RuntimeError, ValueError) as error:  # a tensor or array of several values: torch/numpy's message
+        raise TypeError(f"requested must be one truth value (a bool), got {type(requested).__name__}") from error
+    return requested and os.environ.get(ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def progress(iterable: Iterable, *, total: int | None = None, desc: str | None = None,
@@ -28,6 +32,8 @@ def progress(iterable: Iterable, *, total: int | None = None, desc: str | None =
         >>> for epoch in progress(range(3), desc="epochs", enabled=False):
         ...     pass
     """
+    if not isinstance(iterable, Iterable):  # else, with the bar off, the error would come at the loop
+        raise TypeError(f"iterable must be an iterable, got {type(iterable).__name__} ({iterable!r})")
     if not progress_enabled(enabled):
         return iterable
     from tqdm.auto import tqdm
