@@ -1,10 +1,18 @@
-"""Every public function of helpers.init, activations, clipping, optim, schedulers and lr_finder, given
+"""Every public function and class of every helpers module (each name in a module's ``__all__``), given
 wrong types, shapes and values, raises TypeError/ValueError naming the argument, and
 modifies nothing: the tensors, parameters, gradients and optimizer it was given are
-compared before and after the failed call."""
+compared before and after the failed call. The few names without a case here are listed
+below with a pointer to the test that gives them bad arguments, or take no argument, or are records."""
 
+import ast
 import copy
+import dataclasses
+import importlib
+import inspect
 import math
+import pkgutil
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -12,7 +20,34 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import activations, clipping, init, lr_finder, optim, schedulers
+import helpers
+from helpers import (
+    activations,
+    amp,
+    checkup,
+    claims,
+    clipping,
+    data,
+    device,
+    diagnostics,
+    ensemble,
+    exercises,
+    init,
+    lr_finder,
+    models,
+    normalization,
+    optim,
+    plotting,
+    progress,
+    recurrent,
+    regularization,
+    schedulers,
+    sharding,
+    solutions,
+    theory,
+    training,
+    transformer,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -112,7 +147,8 @@ CASES = {
     "GELU: unknown approximation": (lambda w: activations.GELU(approximate="fast"), ValueError, "approximate"),
     **{f"{name}: input a list": ((lambda cls: lambda w: cls()(w.t.tolist()))(getattr(activations, name)), TypeError,
                                  "tensor")
-       for name in ("Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Swish", "Mish", "SELU")},
+       for name in ("Sigmoid", "Tanh", "ReLU", "LeakyReLU", "ELU", "GELU", "Swish", "Mish", "SELU",
+                    "Identity", "Activation")},
     # helpers.clipping
     "clip_grad_norm_: max_norm negative": (lambda w: clipping.clip_grad_norm_(w.params, -1.0), ValueError,
                                            "max_norm"),
@@ -256,6 +292,310 @@ CASES.update({
 })
 
 
+# issue 19: every other module's public functions and classes
+_NEVER_WRITTEN = str(Path(tempfile.gettempdir()) / "hostile-inputs-never-written.pt")
+
+
+def _two_linears():
+    return ensemble.Ensemble([nn.Linear(3, 2), nn.Linear(3, 2)])
+
+
+def _fit(w, **overrides):
+    kwargs = {"model": w.net, "train_data": w.data, "epochs": 1, "optimizer": w.opt, "loss_fn": F.mse_loss,
+              "progress": False} | overrides
+    return training.fit(kwargs.pop("model"), kwargs.pop("train_data"), **kwargs)
+
+
+def _fit_ensemble(w, **overrides):
+    """fit_ensemble on two linear models; a failed call must leave the ensemble's parameters as they were."""
+    kwargs = {"ensemble": _two_linears(), "train_data": w.data, "epochs": 1, "lr": 0.1, "loss": "mse",
+              "progress_bar": False} | overrides
+    ens = kwargs.pop("ensemble")
+    before = {k: v.detach().clone() for k, v in getattr(ens, "params", {}).items()}
+    try:
+        return ensemble.fit_ensemble(ens, kwargs.pop("train_data"), **kwargs)
+    finally:
+        assert _same(before, {k: v.detach() for k, v in getattr(ens, "params", {}).items()})
+
+
+def _accumulate(w, **overrides):
+    kwargs = {"model": w.net, "optimizer": w.opt, "scaler": amp.DynamicLossScaler(), "micro_batches": [w.data],
+              "loss_fn": F.mse_loss, "dtype": None} | overrides
+    positional = [kwargs.pop(k) for k in ("model", "optimizer", "scaler", "micro_batches", "loss_fn")]
+    return amp.accumulation_step(*positional, **kwargs)
+
+
+CASES.update({
+    "DynamicLossScaler: init_scale 0": (lambda w: amp.DynamicLossScaler(init_scale=0.0), ValueError, "init_scale"),
+    "DynamicLossScaler: growth_factor 1": (lambda w: amp.DynamicLossScaler(growth_factor=1.0),
+                                           ValueError, "growth_factor"),
+    "DynamicLossScaler: backoff_factor 1.5": (lambda w: amp.DynamicLossScaler(backoff_factor=1.5),
+                                              ValueError, "backoff_factor"),
+    "DynamicLossScaler: growth_interval 0": (lambda w: amp.DynamicLossScaler(growth_interval=0),
+                                             ValueError, "growth_interval"),
+    "DynamicLossScaler: enabled a str": (lambda w: amp.DynamicLossScaler(enabled="yes"), TypeError, "enabled"),
+    "overflow_fraction: a list": (lambda w: amp.overflow_fraction([1.0, 2.0]), TypeError, "values"),
+    "overflow_fraction: dtype a str": (lambda w: amp.overflow_fraction(w.t, dtype="float16"), TypeError, "dtype"),
+    "overflow_fraction: dtype an integer type": (lambda w: amp.overflow_fraction(w.t, dtype=torch.int8),
+                                                 TypeError, "dtype"),
+    "accumulation_step: model a str": (lambda w: _accumulate(w, model="net"), TypeError, "model"),
+    "accumulation_step: max_norm negative": (lambda w: _accumulate(w, max_norm=-1.0), ValueError, "max_norm"),
+    "accumulation_step: scaler a float": (lambda w: _accumulate(w, scaler=1024.0), TypeError, "scaler"),
+    "checkup: monitor a str": (lambda w: checkup.checkup("monitor"), TypeError, "monitor"),
+    "checkup: vanishing negative": (lambda w: checkup.checkup(diagnostics.GradientMonitor(w.net), vanishing=-1.0),
+                                    ValueError, "vanishing"),
+    "checkup: history a list": (lambda w: checkup.checkup(diagnostics.GradientMonitor(w.net), history=[1.0]),
+                                TypeError, "history"),
+    "checkup: max_spikes negative": (lambda w: checkup.checkup(diagnostics.GradientMonitor(w.net), max_spikes=-1),
+                                     ValueError, "max_spikes"),
+    "loss_spikes: a str": (lambda w: checkup.loss_spikes("abc"), TypeError, "losses"),
+    "loss_spikes: factor 0.5": (lambda w: checkup.loss_spikes([1.0, 2.0, 3.0], factor=0.5), ValueError, "factor"),
+    "loss_spikes: window 0": (lambda w: checkup.loss_spikes([1.0, 2.0, 3.0], window=0), ValueError, "window"),
+    "claim: value a word": (lambda w: claims.claim("x", "one", low=0.0), TypeError, "value"),
+    "claim: neither low nor high": (lambda w: claims.claim("x", 1.0), ValueError, "low, high"),
+    "claim_close: rel negative": (lambda w: claims.claim_close("x", 1.0, 1.0, rel=-1.0), ValueError, "rel"),
+    "describe_seeds: a str": (lambda w: claims.describe_seeds("abc"), TypeError, "values"),
+    "seed_spread: a str": (lambda w: claims.seed_spread("abc"), TypeError, "values"),
+    "claim_seeds: too few seeds": (lambda w: claims.claim_seeds("x", [1.0], low=0.0), ValueError, "values"),
+    "claim_seeds: require unknown": (
+        lambda w: claims.claim_seeds("x", [1.0, 2.0, 3.0, 4.0, 5.0], low=0.0, require="mean"),
+        ValueError, "require"),
+    "claim_gap: worse a str": (lambda w: claims.claim_gap("x", [1.0, 2.0, 3.0, 4.0, 5.0], "abcde"), TypeError, "worse"),
+    "claim_gap: margin negative": (
+        lambda w: claims.claim_gap("x", [3.0, 4.0, 5.0, 6.0, 7.0], [1.0, 2.0, 3.0, 4.0, 5.0], margin=-1.0),
+        ValueError, "margin"),
+    "digits: test_fraction 1.5": (lambda w: data.digits(test_fraction=1.5), ValueError, "test_fraction"),
+    "digits: n_train 0": (lambda w: data.digits(n_train=0), ValueError, "n_train"),
+    "digits: seed a str": (lambda w: data.digits(seed="0"), TypeError, "seed"),
+    "two_spirals: n 0": (lambda w: data.two_spirals(0), ValueError, "n"),
+    "two_spirals: noise negative": (lambda w: data.two_spirals(10, noise=-1.0), ValueError, "noise"),
+    "two_spirals: n a float": (lambda w: data.two_spirals(10.5), TypeError, "n"),
+    "adding_problem: n 0": (lambda w: data.adding_problem(0, 10), ValueError, "n"),
+    "adding_problem: seq_len 1": (lambda w: data.adding_problem(8, 1), ValueError, "seq_len"),
+    "copy_task: vocab 1": (lambda w: data.copy_task(8, vocab=1), ValueError, "vocab"),
+    "copy_task: length 0": (lambda w: data.copy_task(8, length=0), ValueError, "length"),
+    "shuffled_batches: batch_size 0": (lambda w: list(data.shuffled_batches(w.data, 0, torch.Generator())),
+                                       ValueError, "batch_size"),
+    "shuffled_batches: generator an int": (lambda w: list(data.shuffled_batches(w.data, 4, 0)), TypeError, "generator"),
+    "ordered_batches: batch_size a float": (lambda w: list(data.ordered_batches(w.data, 2.5)), TypeError, "batch_size"),
+    "ordered_batches: data an int": (lambda w: list(data.ordered_batches(42, 4)), TypeError, "data"),
+    "check_data: an int": (lambda w: data.check_data("train_data", 42, True), TypeError, "train_data"),
+    "check_data: None when required": (lambda w: data.check_data("train_data", None, True), TypeError, "train_data"),
+    "get_device: unknown name": (lambda w: device.get_device("tpu"), ValueError, "prefer"),
+    "get_device: an int": (lambda w: device.get_device(3), TypeError, "prefer"),
+    "seed_everything: a str": (lambda w: device.seed_everything("0"), TypeError, "seed"),
+    "seed_everything: negative": (lambda w: device.seed_everything(-1), ValueError, "seed"),
+    "GradientMonitor: model a str": (lambda w: diagnostics.GradientMonitor("net"), TypeError, "model"),
+    "GradientMonitor: every 0": (lambda w: diagnostics.GradientMonitor(w.net, every=0), ValueError, "every"),
+    "GradientMonitor: saturation_level 2": (lambda w: diagnostics.GradientMonitor(w.net, saturation_level=2.0),
+                                            ValueError, "saturation_level"),
+    "activation_grad_norms: model a str": (lambda w: diagnostics.activation_grad_norms("net", *w.data, F.mse_loss),
+                                           TypeError, "model"),
+    "activation_grad_norms: x of the wrong width": (
+        lambda w: diagnostics.activation_grad_norms(w.net, torch.randn(8, 5), w.data[1][:8], F.mse_loss),
+        RuntimeError, "shapes cannot be multiplied"),
+    "block_grad_norms: model a str": (lambda w: diagnostics.block_grad_norms("net"), TypeError, "model"),
+    "capture_activations: model a str": (lambda w: diagnostics.capture_activations("net", w.data[0]),
+                                         TypeError, "model"),
+    "capture_activations: x a list": (lambda w: diagnostics.capture_activations(w.net, w.data[0].tolist()),
+                                      TypeError, "x"),
+    "grad_norms_for_batch: model a str": (lambda w: diagnostics.grad_norms_for_batch("net", *w.data, F.mse_loss),
+                                          TypeError, "model"),
+    "grad_norms_for_batch: y a list": (
+        lambda w: diagnostics.grad_norms_for_batch(w.net, w.data[0], w.data[1].tolist(), F.mse_loss),
+        TypeError, "y"),
+    "jacobian_singular_values: fn a str": (lambda w: diagnostics.jacobian_singular_values("f", w.v), TypeError, "fn"),
+    "jacobian_singular_values: x a list": (lambda w: diagnostics.jacobian_singular_values(torch.tanh, [1.0, 2.0]),
+                                           ValueError, "x must be a 1-D tensor"),
+    "layer_grad_norms: model a str": (lambda w: diagnostics.layer_grad_norms("net"), TypeError, "model"),
+    "trained_weight: layer a str": (lambda w: diagnostics.trained_weight("layer"), TypeError, "layer"),
+    "trained_weight: a layer without weight": (lambda w: diagnostics.trained_weight(nn.Tanh()), ValueError, "layer"),
+    "watched_weights: model a str": (lambda w: diagnostics.watched_weights("net"), TypeError, "model"),
+    "weighted_layers: model a str": (lambda w: diagnostics.weighted_layers("net"), TypeError, "model"),
+    "Ensemble: no model": (lambda w: ensemble.Ensemble([]), ValueError, "models"),
+    "Ensemble: a str": (lambda w: ensemble.Ensemble("abc"), TypeError, "models"),
+    "Ensemble: backend unknown": (lambda w: ensemble.Ensemble([nn.Linear(3, 2)] * 2, backend="gpu"),
+                                  ValueError, "backend"),
+    "Ensemble: models of different shapes": (lambda w: ensemble.Ensemble([nn.Linear(3, 2), nn.Linear(3, 4)]),
+                                             ValueError, "models"),
+    "fit_ensemble: ensemble a model": (lambda w: _fit_ensemble(w, ensemble=w.net), TypeError, "ensemble"),
+    "fit_ensemble: epochs 0": (lambda w: _fit_ensemble(w, epochs=0), ValueError, "epochs"),
+    "fit_ensemble: lr negative": (lambda w: _fit_ensemble(w, lr=-0.1), ValueError, "lr"),
+    "fit_ensemble: optimizer unknown": (lambda w: _fit_ensemble(w, optimizer="lbfgs"), ValueError, "optimizer"),
+    "fit_ensemble: loss unknown": (lambda w: _fit_ensemble(w, loss="hinge"), ValueError, "loss"),
+    "fit_ensemble: train_data an int": (lambda w: _fit_ensemble(w, train_data=42), TypeError, "train_data"),
+    "fit_ensemble: batch_size 0": (lambda w: _fit_ensemble(w, batch_size=0), ValueError, "batch_size"),
+    "from_seeds: build a str": (lambda w: ensemble.from_seeds("mlp", [0, 1]), TypeError, "build"),
+    "from_seeds: no seed": (lambda w: ensemble.from_seeds(lambda: nn.Linear(3, 2), []), ValueError, "seeds"),
+    "from_seeds: a str of seeds": (lambda w: ensemble.from_seeds(lambda: nn.Linear(3, 2), "01"), TypeError, "seeds"),
+    "show_solution: unknown exercise": (lambda w: exercises.show_solution("99.9"), ValueError, "exercise"),
+    "show_solution: a list": (lambda w: exercises.show_solution([3, 1]), TypeError, "exercise"),
+    "exercise_id: unknown": (lambda w: solutions.exercise_id("99.9"), ValueError, "exercise"),
+    "exercise_id: a list": (lambda w: solutions.exercise_id([3, 1]), TypeError, "exercise"),
+    "MLP: depth negative": (lambda w: models.MLP(3, 2, 4, -1), ValueError, "depth"),
+    "MLP: in_features 0": (lambda w: models.MLP(0, 2, 4, 2), ValueError, "in_features"),
+    "MLP: width a float": (lambda w: models.MLP(3, 2, 4.5, 2), TypeError, "width"),
+    "MLP: activation unknown": (lambda w: models.MLP(3, 2, 4, 2, activation="relu6"), ValueError, "activation"),
+    "MLP: norm unknown": (lambda w: models.MLP(3, 2, 4, 2, norm="group"), ValueError, "norm"),
+    "MLP: dropout 1.5": (lambda w: models.MLP(3, 2, 4, 2, dropout=1.5), ValueError, "dropout"),
+    "ConvNet: no channel": (lambda w: models.ConvNet(channels=()), ValueError, "channels"),
+    "ConvNet: out_features 0": (lambda w: models.ConvNet(out_features=0), ValueError, "out_features"),
+    "ConvNet: norm unknown": (lambda w: models.ConvNet(norm="group"), ValueError, "norm"),
+    "DenseBlock: growth 0": (lambda w: models.DenseBlock(3, 0, 2), ValueError, "growth"),
+    "DenseBlock: layers a str": (lambda w: models.DenseBlock(3, 4, "2"), TypeError, "layers"),
+    "scale_init_: model a str": (lambda w: models.scale_init_("net"), TypeError, "model"),
+    "scale_init_: gain NaN": (lambda w: models.scale_init_(w.net, gain=NAN), ValueError, "gain"),
+    "with_torch_layers: model a str": (lambda w: models.with_torch_layers("net"), TypeError, "model"),
+    "BatchNorm1d: num_features 0": (lambda w: normalization.BatchNorm1d(0), ValueError, "num_features"),
+    "BatchNorm1d: eps 0": (lambda w: normalization.BatchNorm1d(3, eps=0.0), ValueError, "eps"),
+    "BatchNorm1d: momentum 2": (lambda w: normalization.BatchNorm1d(3, momentum=2.0), ValueError, "momentum"),
+    "BatchNorm1d: input of the wrong width": (lambda w: normalization.BatchNorm1d(3)(torch.randn(4, 5)),
+                                              ValueError, "expects 3 channels"),
+    "BatchNorm2d: num_features a str": (lambda w: normalization.BatchNorm2d("3"), TypeError, "num_features"),
+    "BatchNorm2d: a 2-D input": (lambda w: normalization.BatchNorm2d(3)(w.t), ValueError, "input"),
+    "LayerNorm: normalized_shape 0": (lambda w: normalization.LayerNorm(0), ValueError, "normalized_shape"),
+    "LayerNorm: normalized_shape a str": (lambda w: normalization.LayerNorm("3"), TypeError, "normalized_shape"),
+    "LayerNorm: input of the wrong width": (lambda w: normalization.LayerNorm(5)(w.t), ValueError, "input"),
+    "RMSNorm: eps negative": (lambda w: normalization.RMSNorm(3, eps=-1.0), ValueError, "eps"),
+    "RMSNorm: normalized_shape 0": (lambda w: normalization.RMSNorm(0), ValueError, "normalized_shape"),
+    "WeightNormLinear: in_features 0": (lambda w: normalization.WeightNormLinear(0, 2), ValueError, "in_features"),
+    "WeightNormLinear: bias a str": (lambda w: normalization.WeightNormLinear(3, 2, bias="yes"), TypeError, "bias"),
+    "plot_layer_grad_norms: a str": (lambda w: plotting.plot_layer_grad_norms("abc"), ValueError, "norms"),
+    "plot_layer_grad_norms: empty": (lambda w: plotting.plot_layer_grad_norms({}), ValueError, "norms"),
+    "plot_activation_histograms: bins 0": (lambda w: plotting.plot_activation_histograms({"a": w.v}, bins=0),
+                                           ValueError, "bins"),
+    "plot_activation_histograms: unknown layer": (
+        lambda w: plotting.plot_activation_histograms({"a": w.v}, layers=["b"]),
+        ValueError, "layers"),
+    "plot_training_curves: metric unknown": (
+        lambda w: plotting.plot_training_curves({"a": training.History()}, metric="bogus"),
+        ValueError, "metric"),
+    "plot_training_curves: smooth 0": (lambda w: plotting.plot_training_curves({"a": training.History()}, smooth=0),
+                                       ValueError, "smooth"),
+    "plot_contour_trajectories: fn a str": (lambda w: plotting.plot_contour_trajectories("f", {}), TypeError, "fn"),
+    "plot_contour_trajectories: levels 0": (
+        lambda w: plotting.plot_contour_trajectories(lambda x, y: x * y, {}, levels=0),
+        ValueError, "levels"),
+    "plot_lr_schedules: a str": (lambda w: plotting.plot_lr_schedules("abc"), ValueError, "schedules"),
+    "plot_lr_finder: a str": (lambda w: plotting.plot_lr_finder("result"), TypeError, "result"),
+    "plot_seed_curves: band unknown": (lambda w: plotting.plot_seed_curves({"a": torch.ones(3, 4).numpy()}, band="sd"),
+                                       ValueError, "band"),
+    "plot_seed_curves: a 1-D curve": (lambda w: plotting.plot_seed_curves({"a": torch.ones(4).numpy()}),
+                                      ValueError, "curves"),
+    "plot_seed_points: a str": (lambda w: plotting.plot_seed_points("abc"), ValueError, "groups"),
+    "progress: an int": (lambda w: progress.progress(5), TypeError, "iterable"),
+    "RNNCell: input_size 0": (lambda w: recurrent.RNNCell(0, 4), ValueError, "input_size"),
+    "RNNCell: nonlinearity unknown": (lambda w: recurrent.RNNCell(3, 4, nonlinearity="sigmoid"),
+                                      ValueError, "nonlinearity"),
+    "LSTMCell: hidden_size 0": (lambda w: recurrent.LSTMCell(3, 0), ValueError, "hidden_size"),
+    "GRUCell: input_size a str": (lambda w: recurrent.GRUCell("3", 4), TypeError, "input_size"),
+    "GRUCell: input of the wrong width": (lambda w: recurrent.GRUCell(5, 4)(w.t), ValueError, "input"),
+    "set_forget_bias_: module a str": (lambda w: recurrent.set_forget_bias_("net"),
+                                       TypeError, "module must be an LSTM or GRU"),
+    "set_forget_bias_: value NaN": (lambda w: recurrent.set_forget_bias_(recurrent.LSTMCell(3, 4), NAN),
+                                    ValueError, "value"),
+    "set_forget_bias_: no LSTM": (lambda w: recurrent.set_forget_bias_(w.net),
+                                  TypeError, "module must be an LSTM or GRU .*Sequential"),
+    "SequenceModel: cell unknown": (lambda w: recurrent.SequenceModel("transformer", 3, 4, 2), ValueError, "cell"),
+    "SequenceModel: backend unknown": (lambda w: recurrent.SequenceModel("gru", 3, 4, 2, backend="cuda"),
+                                       ValueError, "backend"),
+    "SequenceModel: num_layers 0": (lambda w: recurrent.SequenceModel("gru", 3, 4, 2, num_layers=0),
+                                    ValueError, "num_layers"),
+    "l1_penalty: a str": (lambda w: regularization.l1_penalty("abc"), TypeError, "parameters"),
+    "l1_penalty: coefficient negative": (lambda w: regularization.l1_penalty(w.params, -1.0),
+                                         ValueError, "coefficient"),
+    "l2_penalty: coefficient NaN": (lambda w: regularization.l2_penalty(w.params, NAN), ValueError, "coefficient"),
+    "l2_penalty: a non-tensor among tensors": (lambda w: regularization.l2_penalty([*w.params, 3.0]),
+                                               TypeError, "parameters"),
+    "Dropout: p 1.5": (lambda w: regularization.Dropout(1.5), ValueError, "p"),
+    "Dropout: p a str": (lambda w: regularization.Dropout("0.5"), TypeError, "p"),
+    "compare_sharded_clipping: max_norm negative": (lambda w: sharding.compare_sharded_clipping(max_norm=-1.0),
+                                                    ValueError, "max_norm"),
+    "compare_sharded_clipping: world_size 0": (lambda w: sharding.compare_sharded_clipping(world_size=0),
+                                               ValueError, "world_size"),
+    "chi: activation unknown": (lambda w: theory.chi("relu6", 1.0), ValueError, "activation"),
+    "chi: sigma_w negative": (lambda w: theory.chi("tanh", -1.0), ValueError, "sigma_w"),
+    "gaussian_expectation: fn a str": (lambda w: theory.gaussian_expectation("tanh", 1.0), TypeError, "fn"),
+    "gaussian_expectation: variance negative": (lambda w: theory.gaussian_expectation(math.tanh, -1.0),
+                                                ValueError, "variance"),
+    "preactivation_variances: depth 0": (lambda w: theory.preactivation_variances("tanh", 1.0, depth=0),
+                                         ValueError, "depth"),
+    "preactivation_variances: q0 NaN": (lambda w: theory.preactivation_variances("tanh", 1.0, q0=NAN),
+                                        ValueError, "q0"),
+    "variance_map: q negative": (lambda w: theory.variance_map("tanh", -1.0, 1.0), ValueError, "q"),
+    "variance_map: sigma_b a str": (lambda w: theory.variance_map("tanh", 1.0, 1.0, "0"), TypeError, "sigma_b"),
+    "variance_preserving_gain: unknown": (lambda w: theory.variance_preserving_gain("relu6"), ValueError, "activation"),
+    "variance_preserving_gain: an int": (lambda w: theory.variance_preserving_gain(3), TypeError, "activation"),
+    "evaluate: model a str": (lambda w: training.evaluate("net", w.data, F.mse_loss), TypeError, "model"),
+    "evaluate: batch_size 0": (lambda w: training.evaluate(w.net, w.data, F.mse_loss, batch_size=0),
+                               ValueError, "batch_size"),
+    "evaluate: data an int": (lambda w: training.evaluate(w.net, 42, F.mse_loss), TypeError, "data"),
+    "evaluate: loss_fn a str": (lambda w: training.evaluate(w.net, w.data, "mse"), TypeError, "loss_fn"),
+    "fit: epochs 0": (lambda w: _fit(w, epochs=0), ValueError, "epochs"),
+    "fit: optimizer a str": (lambda w: _fit(w, optimizer="sgd"), TypeError, "optimizer"),
+    "fit: loss_fn a str": (lambda w: _fit(w, loss_fn="mse"), TypeError, "loss_fn"),
+    "fit: model a str": (lambda w: _fit(w, model="net"), TypeError, "model"),
+    "fit: batch_size 0": (lambda w: _fit(w, batch_size=0), ValueError, "batch_size"),
+    "fit: train_data an int": (lambda w: _fit(w, train_data=42), TypeError, "train_data"),
+    "fit: clip a float": (lambda w: _fit(w, clip=1.0), TypeError, "clip"),
+    "fit: monitor a str": (lambda w: _fit(w, monitor="yes"), TypeError, "monitor"),
+    "save_checkpoint: model a str": (lambda w: training.save_checkpoint(_NEVER_WRITTEN, "net"), TypeError, "model"),
+    "save_checkpoint: epoch negative": (lambda w: training.save_checkpoint(_NEVER_WRITTEN, w.net, epoch=-1),
+                                        ValueError, "epoch"),
+    "load_checkpoint: no such file": (lambda w: training.load_checkpoint(_NEVER_WRITTEN, w.net),
+                                      ValueError, "path must name an existing"),
+    "load_checkpoint: path an int": (lambda w: training.load_checkpoint(3, w.net), TypeError, "path"),
+    "causal_mask: length 0": (lambda w: transformer.causal_mask(0), ValueError, "length"),
+    "causal_mask: length a float": (lambda w: transformer.causal_mask(2.5), TypeError, "length"),
+    "attention_logits: key of another width": (
+        lambda w: transformer.attention_logits(torch.randn(2, 4, 8), torch.randn(2, 4, 6)),
+        ValueError, "key"),
+    "attention_logits: query a list": (lambda w: transformer.attention_logits([[1.0]], torch.randn(1, 1)),
+                                       TypeError, "query"),
+    "scaled_dot_product_attention: value of another length": (
+        lambda w: transformer.scaled_dot_product_attention(*torch.randn(2, 2, 4, 8), torch.randn(2, 5, 8)),
+        ValueError, "value"),
+    "MultiheadSelfAttention: embed_dim not divisible": (lambda w: transformer.MultiheadSelfAttention(10, 3),
+                                                        ValueError, "num_heads"),
+    "MultiheadSelfAttention: norm unknown": (lambda w: transformer.MultiheadSelfAttention(8, 2, norm="batch"),
+                                             ValueError, "norm"),
+    "deepnorm_constants: num_layers 0": (lambda w: transformer.deepnorm_constants(0), ValueError, "num_layers"),
+    "TransformerBlock: norm_position unknown": (lambda w: transformer.TransformerBlock(8, 2, norm_position="mid"),
+                                                ValueError, "norm_position"),
+    "TransformerBlock: d_model not divisible": (lambda w: transformer.TransformerBlock(8, 3), ValueError, "num_heads"),
+    "TransformerBlock: activation unknown": (lambda w: transformer.TransformerBlock(8, 2, activation="relu6"),
+                                             ValueError, "activation"),
+    "TinyCausalLM: vocab_size 0": (lambda w: transformer.TinyCausalLM(0), ValueError, "vocab_size"),
+    "TinyCausalLM: residual unknown": (lambda w: transformer.TinyCausalLM(10, residual="dense"),
+                                       ValueError, "residual"),
+    "TinyCausalLM: tokens longer than max_len": (
+        lambda w: transformer.TinyCausalLM(10, max_len=4)(torch.zeros(1, 6, dtype=torch.long)),
+        ValueError, "max_len"),
+    "lm_loss: targets of another shape": (
+        lambda w: transformer.lm_loss(torch.randn(2, 4, 10), torch.zeros(2, 5, dtype=torch.long)),
+        ValueError, "targets"),
+    "lm_loss: z_loss negative": (
+        lambda w: transformer.lm_loss(torch.randn(2, 4, 10), torch.zeros(2, 4, dtype=torch.long), z_loss=-1.0),
+        ValueError, "z_loss"),
+    "ensemble_lm_loss: z_loss negative": (lambda w: transformer.ensemble_lm_loss(z_loss=-1.0), ValueError, "z_loss"),
+    "ensemble_lm_loss: z_loss a str": (lambda w: transformer.ensemble_lm_loss(z_loss="0"), TypeError, "z_loss"),
+    "attention_stats: model a str": (lambda w: transformer.attention_stats("net", torch.zeros(1, 4, dtype=torch.long)),
+                                     TypeError, "model"),
+    "attention_stats: no attention": (lambda w: transformer.attention_stats(w.net, torch.zeros(1, 4, dtype=torch.long)),
+                                      ValueError, "model"),
+    "distributed_clip_grad_norm_: max_norm negative": (lambda w: clipping.distributed_clip_grad_norm_(
+        w.params, -1.0), ValueError, "max_norm"),
+    "distributed_clip_grad_norm_: norm_type 0": (lambda w: clipping.distributed_clip_grad_norm_(
+        w.params, 1.0, norm_type=0), ValueError, "norm_type"),
+    "distributed_clip_grad_norm_: a str": (lambda w: clipping.distributed_clip_grad_norm_("weights", 1.0), TypeError,
+                                           "parameters"),
+    "claim_true: a tensor of two truth values": (lambda w: claims.claim_true("x", torch.tensor([True, False])),
+                                                 TypeError, "condition must be one truth value"),
+    "progress_enabled: an array of two truth values": (lambda w: progress.progress_enabled(torch.ones(2)), TypeError,
+                                                       "requested"),
+})
+
+
 def test_reviewer_errors_of_amp_ensemble_and_rms_norm_modify_nothing():
     """micro_batches an iterator / a bad micro-batch late in the list; clip_rule None; RMSNorm on integers."""
     from helpers.amp import DynamicLossScaler, accumulation_step
@@ -321,20 +661,83 @@ def test_bad_input_raises_a_clear_error_and_modifies_nothing(case):
     assert not any("initial_lr" in g for g in w.opt.param_groups), f"{case}: a scheduler attached itself"
 
 
+# Public callables with no case above. A pointer names an existing test that gives them bad arguments.
+EXEMPT_WITH_POINTER = {
+    "is_xy": "tests/test_hostile_inputs.py::test_is_xy_says_no_to_bad_input_and_raises_nothing",  # a predicate
+}
+# The exercises' checkers: one kind, one wrapper (exercises._core.exercise) refuses a non-function answer.
+CHECKERS_POINTER = "tests/test_exercises.py::test_a_solution_must_be_a_function"
+# Public callables that take no argument, and pure records (dataclasses, named tuples): nothing to get wrong.
+NO_ARGUMENTS = {"keep_freed_memory", "attempted"}
+RECORDS = {"AccumulatedStep", "CheckupReport", "Finding", "Split", "MonitorRecord", "EnsembleHistory", "Erratum",
+           "Question", "Exercise", "LRFinderResult", "Solution", "History"}
+
+
+def _public_callables():
+    """{name: module} for every callable in the ``__all__`` of every public helpers module."""
+    public = {}
+    for info in pkgutil.iter_modules(helpers.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"helpers.{info.name}")
+        assert hasattr(module, "__all__"), f"{module.__name__} has no __all__"
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if callable(obj):
+                owner = public.setdefault(name, module.__name__)
+                assert owner == module.__name__ or obj is getattr(importlib.import_module(owner), name), \
+                    f"two public callables named {name}: {owner} and {module.__name__}"
+    return public
+
+
+def _test_source(pointer):
+    path, _, test_name = pointer.partition("::")
+    file = Path(__file__).parent.parent / path
+    assert file.is_file(), f"{pointer}: no such file"
+    source = file.read_text(encoding="utf-8")
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef) and node.name == test_name:
+            return ast.get_source_segment(source, node)
+    raise AssertionError(f"{pointer}: {path} defines no test function {test_name}")
+
+
 def test_the_table_covers_every_public_function():
-    """A new public function must get hostile cases here too."""
+    """A new public function or class of any helpers module must get hostile cases here (or a pointer)."""
+    public = _public_callables()
+    checkers = {name for name, module in public.items() if module == "helpers.exercises" and name.startswith("check_")}
     covered = {case.split(":")[0] for case in CASES}
-    public = set()
-    for module in (init, activations, clipping, optim, schedulers, lr_finder):
-        for name, obj in vars(module).items():
-            if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
-                continue
-            if callable(obj) and not isinstance(obj, type) or isinstance(obj, type) and name != "Activation":
-                public.add(name)
-    exempt = {
-        "Identity",            # takes no argument
-        "LRFinderResult",      # a record returned by lr_finder
-        "distributed_clip_grad_norm_",  # needs a process group: tests/test_distributed_clipping.py
-    }
-    missing = public - covered - exempt
-    assert not missing, f"no hostile-input case for {sorted(missing)}"
+    missing = set(public) - covered - set(EXEMPT_WITH_POINTER) - checkers - NO_ARGUMENTS - RECORDS
+    assert not missing, f"no hostile-input case (nor exemption) for {sorted(missing)}"
+    assert len(public) > 150 and len(checkers) > 30
+    assert covered <= set(public), f"cases for names that are not public: {sorted(covered - set(public))}"
+    stale = (set(EXEMPT_WITH_POINTER) | NO_ARGUMENTS | RECORDS) - (set(public) - covered)
+    assert not stale, f"exempt, yet not public or already covered by a case: {sorted(stale)}"
+
+
+def test_every_exemption_points_at_a_test_that_passes_bad_input():
+    for name, pointer in EXEMPT_WITH_POINTER.items():
+        source = _test_source(pointer)
+        assert f"{name}(" in source and ("pytest.raises" in source or "assert not" in source), pointer
+    source = _test_source(CHECKERS_POINTER)
+    assert "pytest.raises" in source and "check_" in source
+    registered = {e.checker for e in exercises.EXERCISES.values()}
+    unregistered = [name for name in exercises.__all__
+                    if name.startswith("check_") and getattr(exercises, name) not in registered]
+    assert not unregistered, f"checkers not made by the shared wrapper: {unregistered}"
+
+
+def test_reason_only_exemptions_take_no_argument_or_are_records():
+    public = _public_callables()
+    for name in NO_ARGUMENTS:
+        obj = getattr(importlib.import_module(public[name]), name)
+        assert not inspect.signature(obj).parameters, f"{name} takes arguments: give it a case"
+    for name in RECORDS:
+        obj = getattr(importlib.import_module(public[name]), name)
+        assert dataclasses.is_dataclass(obj) or issubclass(obj, tuple) and hasattr(obj, "_fields"), \
+            f"{name} is not a record (dataclass or named tuple): give it a case"
+
+
+def test_is_xy_says_no_to_bad_input_and_raises_nothing():
+    for bad in (None, 42, "xy", (torch.ones(2),), (torch.ones(2), [1.0, 2.0]), [torch.ones(2)] * 3):
+        assert not data.is_xy(bad)
+    assert data.is_xy((torch.ones(2), torch.ones(2)))
