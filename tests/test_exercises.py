@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from helpers import exercises as ex
-from helpers.exercises import _core
+from helpers.exercises import _core, _registry
 from helpers.solutions import SOLUTIONS
 
 ROOT = pathlib.Path(__file__).parents[1]
@@ -111,7 +111,7 @@ def test_a_malformed_exercise_id_is_refused(bad, monkeypatch):
 
 def test_a_new_id_is_registered_in_order(monkeypatch, capsys):
     monkeypatch.setattr(_core, "EXERCISES", dict(_core.EXERCISES))
-    monkeypatch.setattr(_core, "_ATTEMPTED", set())
+    monkeypatch.setattr(_registry, "ATTEMPTED", set())
     checker = _core.exercise("7.4", "a new one")(lambda fn: None)
     assert list(_core.EXERCISES)[-1] == "7.4" and _core.EXERCISES["7.4"].checker is checker
     checker(lambda: None)
@@ -134,7 +134,7 @@ def test_expect_close_reports_an_unattempted_answer_as_not_attempted():
     def unattempted(t):
         raise NotImplementedError
 
-    with pytest.raises(_core._NotAttempted):
+    with pytest.raises(_registry.NotAttempted):
         _core.expect_close(unattempted, (torch.zeros(2),), torch.zeros(2), hint="h")
 
 

@@ -4,13 +4,13 @@ import pytest
 
 from helpers import exercises as ex
 from helpers import solutions
-from helpers.exercises import _core, show_solution
+from helpers.exercises import _registry, show_solution
 from helpers.solutions import SOLUTIONS
 
 
 @pytest.fixture(autouse=True)
 def fresh_session(monkeypatch):
-    monkeypatch.setattr(_core, "_ATTEMPTED", set())
+    monkeypatch.setattr(_registry, "ATTEMPTED", set())
 
 
 def test_every_exercise_has_exactly_one_solution_in_notebook_order():

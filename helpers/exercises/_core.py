@@ -34,16 +34,12 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from helpers.exercises._registry import ATTEMPTED, EXERCISES, Exercise, NotAttempted, NotYet
+from helpers.exercises import _registry
+from helpers.exercises._registry import EXERCISES, Exercise, NotAttempted, NotYet
 from helpers.solutions import SOLUTIONS, exercise_id
 
 __all__ = ["EXERCISES", "Exercise", "NotYet", "attempt", "attempted", "close", "exercise", "expect_close",
            "one_number", "seeded", "show_solution"]
-
-
-# the names the checkers and tests use here; the objects live in _registry (kept across a reload of this module)
-_ATTEMPTED = ATTEMPTED
-_NotAttempted = NotAttempted
 
 
 def attempt(fn: Callable, *args):
@@ -51,7 +47,7 @@ def attempt(fn: Callable, *args):
     try:
         return fn(*args)
     except NotImplementedError:
-        raise _NotAttempted from None
+        raise NotAttempted from None
 
 
 def one_number(answer, hint: str = "Return one number.", *,
@@ -139,7 +135,7 @@ def _check_new_id(number: str, module: str, qualname: str) -> None:
 def _verdict(body: Callable[[Callable], None], fn: Callable) -> tuple[bool | None, str]:
     try:
         body(fn)
-    except _NotAttempted:
+    except NotAttempted:
         return None, ""
     except NotYet as wrong:
         return False, str(wrong)
@@ -151,13 +147,13 @@ def _report(number: str, ok: bool | None, hint: str) -> None:
     if ok is None:
         print(f"{title}: not attempted yet. Replace `raise NotImplementedError` with your code.")
         return
-    _ATTEMPTED.add(number)
+    _registry.ATTEMPTED.add(number)
     print(f"{title}: correct." if ok else f"{title}: not yet. {hint}")
 
 
 def attempted() -> frozenset[str]:
     """The exercises whose checker has checked an attempt (right or wrong) in this session."""
-    return frozenset(_ATTEMPTED)
+    return frozenset(_registry.ATTEMPTED)
 
 
 def show_solution(exercise, *, force: bool = False) -> None:
