@@ -11,7 +11,7 @@ buffer per operation): on 2 CPU cores the step of ``benchmarks/ensemble.py`` tak
 
 The arithmetic is autograd's own, kernel for kernel (``baddbmm``'s backward formulas,
 ``threshold_backward``, ``tanh_backward``, ``sigmoid_backward``); the loss and its
-gradient with respect to the output still come from autograd, so any loss works. Models
+gradient with respect to the output still come from autograd, so any loss of the output works. Models
 this does not cover take the autograd path; ``tests/test_ensemble.py`` checks that both
 paths give the same gradients.
 """
@@ -67,7 +67,9 @@ def chain_forward_backward(plan: Plan, params: dict[str, torch.Tensor], x: torch
         params: stacked parameters by name; Linear weights (N, in, out), biases (N, out).
         x: input, (B, in) shared by all members or (N, B, in).
         target: what ``loss_fn`` compares the output with.
-        loss_fn: (output (N, B, out), target) -> per-member losses (N,).
+        loss_fn: (output (N, B, out), target) -> per-member losses (N,). It must depend on the
+            parameters only through the output: a penalty on the weights inside it would get
+            no gradient here (:func:`~helpers.ensemble.fit_ensemble` sends such losses to autograd).
 
     Returns:
         ``(output, losses, grads)``: output (N, B, out) detached, losses (N,) detached,

@@ -1003,7 +1003,8 @@ class _Run:
 
     def _forward_backward(self, xb, yb) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         ens = self.ens
-        if ens._chain is not None and xb.dim() == 2 + ens._per_member_input:
+        # only for the built-in losses: a loss of the caller's may read the parameters themselves (a penalty)
+        if ens._chain is not None and self.loss_fn in (_cross_entropy, _mse) and xb.dim() == 2 + ens._per_member_input:
             out, losses, by_name = chain_forward_backward(ens._chain, ens.params, xb, yb, self.loss_fn)
             return out, losses, [by_name[name] for name in ens.params]
         out = ens(xb)

@@ -127,3 +127,22 @@ def test_a_diverging_member_is_frozen_on_the_hand_written_path():
     assert h.diverged.tolist() == [False, True]
     assert all(torch.isfinite(p).all() for p in ens.params.values())
     np.testing.assert_array_less(h.loss[-1, :1], F.cross_entropy(torch.zeros(1, 3), torch.zeros(1).long()).item() + 1)
+
+
+def test_a_loss_that_reads_the_weights_goes_to_autograd():
+    # notebook 08's penalised loss: cross-entropy plus an L1 penalty on the stacked weights themselves
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    results = []
+    for chain in (True, False):
+        ens = from_seeds(lambda: MLP(6, 3, width=5, depth=1), seeds=range(2))
+        if not chain:
+            ens._chain = None
+        weight = ens.params["fc1.weight"]
+
+        def penalised(out, target, weight=weight):
+            return _cross_entropy(out, target) + 0.5 * weight.abs().sum(dim=(1, 2))
+
+        fit_ensemble(ens, (X, y), epochs=2, lr=0.1, loss=penalised, batch_size=8, progress_bar=False)
+        results.append(ens.params["fc1.weight"].detach().clone())
+    assert torch.equal(results[0], results[1])
