@@ -11,9 +11,10 @@ buffer per operation): on 2 CPU cores the step of ``benchmarks/ensemble.py`` tak
 
 The arithmetic is autograd's own, kernel for kernel (``baddbmm``'s backward formulas,
 ``threshold_backward``, ``tanh_backward``, ``sigmoid_backward``); the loss and its
-gradient with respect to the output still come from autograd, so any loss of the output works. Models
-this does not cover take the autograd path; ``tests/test_ensemble.py`` checks that both
-paths give the same gradients.
+gradient with respect to the output still come from autograd. ``fit_ensemble`` takes this
+path for its built-in losses only, with gradients enabled and no hook on a parameter;
+everything else takes the autograd path. ``tests/test_stacked_chain.py`` checks that both
+paths give the same numbers.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def chain_plan(model: nn.Module, trainable: set[str]) -> Plan | None:
 
     A chain is an ``nn.Sequential`` (e.g. :class:`helpers.models.MLP` without norm,
     residual blocks or dropout) of ``nn.Linear`` layers, each followed by at most one of
-    ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, whose parameters are all in ``trainable``.
+    ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, whose Linear weights and biases are exactly the
+    parameters in ``trainable`` (none frozen, none elsewhere).
     """
     if not isinstance(model, nn.Sequential) or getattr(model, "residual", False):
         return None
@@ -55,7 +57,8 @@ def chain_plan(model: nn.Module, trainable: set[str]) -> Plan | None:
             plan[-1] = (*plan[-1][:2], type(module))
         else:
             return None
-    return plan or None
+    covered = {name for entry in plan for name in entry[:2] if name is not None}
+    return plan if plan and covered == trainable else None   # a parameter outside the chain: autograd's path
 
 
 def chain_forward_backward(plan: Plan, params: dict[str, torch.Tensor], x: torch.Tensor, target,

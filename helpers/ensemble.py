@@ -1003,8 +1003,7 @@ class _Run:
 
     def _forward_backward(self, xb, yb) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         ens = self.ens
-        # only for the built-in losses: a loss of the caller's may read the parameters themselves (a penalty)
-        if ens._chain is not None and self.loss_fn in (_cross_entropy, _mse) and xb.dim() == 2 + ens._per_member_input:
+        if self._by_hand(xb):
             out, losses, by_name = chain_forward_backward(ens._chain, ens.params, xb, yb, self.loss_fn)
             return out, losses, [by_name[name] for name in ens.params]
         out = ens(xb)
@@ -1012,6 +1011,14 @@ class _Run:
         losses = self.loss_fn(out, yb)
         grads = torch.autograd.grad(losses.sum(), self.params, allow_unused=True)
         return out, losses, [torch.zeros_like(p) if g is None else g for p, g in zip(self.params, grads)]
+
+    def _by_hand(self, xb) -> bool:
+        """Whether this step may skip autograd (helpers._stacked_chain) and give the same numbers."""
+        ens = self.ens
+        return (ens._chain is not None and xb.dim() == 2 + ens._per_member_input
+                and self.loss_fn in (_cross_entropy, _mse)       # a loss of the caller's may read the weights
+                and torch.is_grad_enabled()                       # autograd would refuse: so does this path
+                and not any(p._backward_hooks for p in self.params))   # hooks only autograd would call
 
     @torch.no_grad()
     def _freeze_buffers(self, newly: torch.Tensor) -> None:

@@ -146,3 +146,36 @@ def test_a_loss_that_reads_the_weights_goes_to_autograd():
         fit_ensemble(ens, (X, y), epochs=2, lr=0.1, loss=penalised, batch_size=8, progress_bar=False)
         results.append(ens.params["fc1.weight"].detach().clone())
     assert torch.equal(results[0], results[1])
+
+
+def _extra_parameter_on_a_linear():
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    model[2].gain = nn.Parameter(torch.ones(3))
+    return model
+
+
+def test_a_parameter_outside_the_chain_takes_autograds_path():
+    ens = Ensemble([_extra_parameter_on_a_linear() for _ in range(2)])
+    assert ens._chain is None
+    X, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    h = fit_ensemble(ens, (X, y), epochs=1, lr=0.1, batch_size=8, progress_bar=False)
+    assert np.isfinite(h.loss).all()
+
+
+def test_without_gradients_it_refuses_as_autograd_does():
+    ens = from_seeds(lambda: _chain(nn.ReLU), seeds=range(2))
+    X, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    with torch.no_grad(), pytest.raises(RuntimeError, match="does not require grad"):
+        fit_ensemble(ens, (X, y), epochs=1, lr=0.1, batch_size=8, progress_bar=False)
+
+
+def test_gradient_hooks_on_the_parameters_still_run():
+    X, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    ens = from_seeds(lambda: _chain(nn.ReLU), seeds=range(2))
+    before = {k: v.detach().clone() for k, v in ens.params.items()}
+    calls = []
+    for p in ens.parameters():
+        p.register_hook(lambda g: calls.append(1) or torch.zeros_like(g))
+    fit_ensemble(ens, (X, y), epochs=1, lr=0.1, batch_size=8, progress_bar=False)
+    assert len(calls) == 2 * len(before)
+    assert all(torch.equal(v, before[k]) for k, v in ens.params.items())
