@@ -61,6 +61,7 @@ from helpers._checks import (
 from helpers._stacked_chain import chain_forward_backward, chain_plan
 from helpers.data import check_data, is_xy
 from helpers.device import keep_freed_memory
+from helpers.models import _ResidualSequential
 from helpers.normalization import BatchNorm1d, LayerNorm
 from helpers.progress import progress
 from helpers.recurrent import SequenceModel
@@ -292,6 +293,11 @@ def _unsupported_layer(model: nn.Module) -> str | None:
         return None
     if not isinstance(model, nn.Sequential):
         return f"{type(model).__name__} (not an nn.Sequential)"
+    # the stacked path applies the children in order (or MLP's residual plan): another forward would differ
+    if type(model).forward not in (nn.Sequential.forward, _ResidualSequential.forward):
+        return f"{type(model).__name__} (an nn.Sequential with a forward of its own)"
+    if len(dict(model.named_children())) != len(model._modules):
+        return f"{type(model).__name__} (one module used at two places: the stacked path would apply it once)"
     for name, module in model.named_children():
         if isinstance(module, _LINEAR + _BATCH_NORM + _ELEMENTWISE):
             continue

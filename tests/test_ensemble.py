@@ -450,3 +450,30 @@ def test_member_history_keeps_every_evaluation_and_numpy_seeds_work():
     h = fit_ensemble(ens, (X, y), epochs=1, lr=0.1, val_data=(X, y), eval_every=2, batch_size=32,
                      seed=np.int64(3), progress_bar=False)
     assert len(h.member(0).val_loss) == len(h.val_steps) == 3
+
+
+class _Doubled(nn.Sequential):
+    def forward(self, x):
+        return 2 * super().forward(x)
+
+
+def _shared_activation():
+    act = nn.Tanh()
+    return nn.Sequential(nn.Linear(6, 5), act, nn.Linear(5, 5), act, nn.Linear(5, 3))
+
+
+@pytest.mark.parametrize("build, reason", [
+    (lambda: _Doubled(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)), "a forward of its own"),
+    (_shared_activation, "one module used at two places"),
+])
+def test_sequentials_the_stacked_path_would_misread_take_vmap(build, reason):
+    # found by a hostile review: both ran on the stacked path and gave other numbers than each member
+    torch.manual_seed(0)
+    models = [build() for _ in range(3)]
+    ens = Ensemble(models)
+    assert ens.backend == "vmap"
+    x = torch.randn(4, 6)
+    for i, model in enumerate(models):
+        torch.testing.assert_close(ens(x)[i], model(x))
+    with pytest.raises(ValueError, match=reason):
+        Ensemble(models, backend="stacked")
