@@ -49,16 +49,13 @@ def chain_plan(model: nn.Module, trainable: set[str]) -> Plan | None:
     plan: Plan = []
     for name, module in model.named_children():
         if type(module) is nn.Linear:
-            bias = f"{name}.bias" if module.bias is not None else None
-            if f"{name}.weight" not in trainable or (bias is not None and bias not in trainable):
-                return None
-            plan.append((f"{name}.weight", bias, None))
+            plan.append((f"{name}.weight", f"{name}.bias" if module.bias is not None else None, None))
         elif type(module) in _DERIVATIVE and plan and plan[-1][2] is None:
             plan[-1] = (*plan[-1][:2], type(module))
         else:
             return None
     covered = {name for entry in plan for name in entry[:2] if name is not None}
-    return plan if plan and covered == trainable else None   # a parameter outside the chain: autograd's path
+    return plan if plan and covered == trainable else None   # a frozen or an outside parameter: autograd's path
 
 
 def chain_forward_backward(plan: Plan, params: dict[str, torch.Tensor], x: torch.Tensor, target,
