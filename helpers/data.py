@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import tempfile
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,6 +65,13 @@ def digits(
     :math:`x' = (x - \mu_{train}) / \sigma_{train}`; pixels that are constant in the
     training set (:math:`\sigma = 0`) are only centred.
 
+    Importing scikit-learn takes over a second, in every kernel that calls this. So the images
+    and the split scikit-learn makes are kept in a cache file (one per scikit-learn version,
+    ``test_fraction`` and ``seed``) in ``$COURSE_CACHE``, else ``$XDG_CACHE_HOME/gradient-flow``,
+    else ``~/.cache/gradient-flow``; later calls read it without importing scikit-learn and
+    return the same numbers. ``COURSE_CACHE=off`` switches the cache off; a cache that cannot
+    be read or written is skipped.
+
     Args:
         test_fraction: share of images held out, in (0, 1).
         seed: seed of the split.
@@ -74,18 +87,13 @@ def digits(
         >>> data.X_train.shape, data.num_classes
         (torch.Size([1347, 64]), 10)
     """
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     check_real("test_fraction", test_fraction, minimum=0.0, maximum=1.0,
                strict_minimum=True, strict_maximum=True)
     check_int("seed", seed, minimum=0)
     if n_train is not None:
         check_int("n_train", n_train, minimum=1)
-    X, y = load_digits(return_X_y=True)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=test_fraction, random_state=seed, stratify=y
-    )
+    X, y, train, test = _digits_and_split(test_fraction, seed)
+    X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
     if n_train is not None:
         if n_train > len(X_train):
             raise ValueError(f"n_train must be <= {len(X_train)} for this split, got {n_train}")
@@ -101,6 +109,52 @@ def digits(
     ]
     split = Split(*tensors)
     return split if device is None else split.to(device)
+
+
+def _cache_dir() -> Path | None:
+    chosen = os.environ.get("COURSE_CACHE", "").strip()
+    if chosen.lower() == "off":
+        return None
+    if chosen:
+        return Path(chosen)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gradient-flow"
+
+
+def _digits_and_split(test_fraction: float, seed: int):
+    """The digits (X float64, y int64) and scikit-learn's stratified split of them (train, test indices)."""
+    folder = _cache_dir()
+    path = None if folder is None else folder / (
+        f"digits-sklearn-{metadata.version('scikit-learn')}-test-{test_fraction!r}-seed-{seed}.npz")
+    if path is not None:
+        try:
+            with np.load(path) as kept:
+                return kept["X"], kept["y"], kept["train"], kept["test"]
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+            pass                                     # absent or damaged: made again below
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    # the indices depend on len(y), y and the seed only, so splitting 0..n-1 gives the split of X
+    train, test = train_test_split(np.arange(len(y)), test_size=test_fraction, random_state=seed, stratify=y)
+    if path is not None:
+        _save_atomically(path, X=X, y=y, train=train, test=test)
+    return X, y, train, test
+
+
+def _save_atomically(path: Path, **arrays) -> None:
+    """Write an .npz under a temporary name, then rename it: a reader sees the whole file or none."""
+    temporary = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+            temporary = f.name
+            np.savez_compressed(f, **arrays)
+        os.replace(temporary, path)
+    except OSError:                                  # a read-only or full disk: no cache, same numbers
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
 
 def two_spirals(n: int, noise: float = 0.0, seed: int = 0, turns: float = 1.5):

@@ -1,6 +1,9 @@
 """helpers.data: the digits and two-spirals data sets and the adding problem."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -140,3 +143,38 @@ def test_shortest_sequence_and_device():
 def test_bad_arguments(kwargs, error, name):
     with pytest.raises(error, match=name):
         adding_problem(**kwargs)
+
+
+def _tensors(split):
+    return (split.X_train, split.y_train, split.X_test, split.y_test)
+
+
+def test_digits_cache_gives_the_same_numbers_without_importing_sklearn(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", "off")
+    made = digits(seed=3)
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    first = digits(seed=3)                      # makes the cache file
+    assert [p.suffix for p in tmp_path.iterdir()] == [".npz"]
+    again = digits(seed=3)                      # reads it
+    for a, b, c in zip(_tensors(made), _tensors(first), _tensors(again)):
+        assert a.dtype == b.dtype == c.dtype and torch.equal(a, b) and torch.equal(a, c)
+    code = ("import sys; from helpers.data import digits; digits(seed=3); "
+            "assert 'sklearn' not in sys.modules, 'the cache was not used'")
+    env = dict(os.environ, COURSE_CACHE=str(tmp_path))
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def test_digits_cache_damaged_or_unwritable_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", "off")
+    made = digits()
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    digits()
+    (cached,) = tmp_path.iterdir()
+    cached.write_bytes(b"not a zip file")      # damaged: made again, and written again
+    assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    assert cached.stat().st_size > 1000
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    monkeypatch.setenv("COURSE_CACHE", str(blocker / "cache"))   # cannot be created: no cache, same numbers
+    assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cached.name, "a file"])
