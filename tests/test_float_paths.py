@@ -12,9 +12,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """import os, torch
+import matplotlib.pyplot as plt
+from IPython import get_ipython
+shown, _ = get_ipython().display_formatter.format(plt.subplots()[0])   # what plt.show() would send
 profile = os.path.basename(os.getcwd())
 with open(os.path.join(os.environ["GATE_PROBE_OUT"], profile + ".txt"), "w") as f:
-    f.write(torch.backends.cpu.get_cpu_capability() + " " + str(os.environ.get("MKL_ENABLE_INSTRUCTIONS")))"""
+    f.write(torch.backends.cpu.get_cpu_capability() + " " + str(os.environ.get("MKL_ENABLE_INSTRUCTIONS"))
+            + " " + ("png" if "image/png" in shown else "text"))"""
 
 
 @pytest.mark.slow
@@ -35,11 +39,11 @@ def test_each_kernel_runs_on_its_profiles_float_path(tmp_path):
     seen = {p.stem: p.read_text() for p in out.iterdir()}
     assert sorted(seen) == sorted(profiles)
     native = float_paths.native_capability().upper()
-    assert seen["native"] == f"{native} None"
+    assert seen["native"] == f"{native} None png"           # figures drawn on the native path only
     if "default" in seen:
-        assert seen["default"] == "DEFAULT AVX2"
+        assert seen["default"] == "DEFAULT AVX2 text"
     if "avx2" in seen:
-        assert seen["avx2"] == "AVX2 AVX2"
+        assert seen["avx2"] == "AVX2 AVX2 text"
 
 
 def test_pairs_run_longest_first(tmp_path, monkeypatch):
