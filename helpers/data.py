@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import tempfile
-import zipfile
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import metadata
@@ -69,8 +68,9 @@ def digits(
     and the split scikit-learn makes are kept in a cache file (one per scikit-learn version,
     ``test_fraction`` and ``seed``) in ``$COURSE_CACHE``, else ``$XDG_CACHE_HOME/gradient-flow``,
     else ``~/.cache/gradient-flow``; later calls read it without importing scikit-learn and
-    return the same numbers. ``COURSE_CACHE=off`` switches the cache off; a cache that cannot
-    be read or written is skipped.
+    return the same numbers. ``COURSE_CACHE=off`` switches the cache off; a file that cannot be
+    read, or holds anything but a split of the digits, is made again, and one that cannot be
+    written is skipped.
 
     Args:
         test_fraction: share of images held out, in (0, 1).
@@ -78,6 +78,9 @@ def digits(
         n_train: keep only the first ``n_train`` training images (a small-data regime);
             ``None`` keeps them all.
         device: where the tensors go (default: the CPU).
+
+    Raises:
+        ValueError: an argument out of range, or ``COURSE_CACHE`` neither ``off`` nor an absolute folder.
 
     Returns:
         :class:`Split` with float32 features of shape (n, 64) and int64 labels.
@@ -92,6 +95,11 @@ def digits(
     check_int("seed", seed, minimum=0)
     if n_train is not None:
         check_int("n_train", n_train, minimum=1)
+    if device is not None:                       # a bad name fails here, before the cache is touched
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"device must name a torch device (e.g. 'cpu', 'cuda:0'), got {device!r}") from None
     X, y, train, test = _digits_and_split(test_fraction, seed)
     X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
     if n_train is not None:
@@ -112,25 +120,30 @@ def digits(
 
 
 def _cache_dir() -> Path | None:
+    """Where :func:`digits` keeps its cache file, or ``None`` when ``COURSE_CACHE=off`` or no home is known."""
     chosen = os.environ.get("COURSE_CACHE", "").strip()
     if chosen.lower() == "off":
         return None
     if chosen:
-        return Path(chosen)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gradient-flow"
+        folder = Path(chosen).expanduser()
+        if not folder.is_absolute():     # relative to each kernel's own folder: a cache per folder, in the repo
+            raise ValueError(f"COURSE_CACHE must be an absolute folder or 'off', got {chosen!r}")
+        return folder
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    if xdg and Path(xdg).is_absolute():  # the XDG spec: a relative value is to be ignored
+        return Path(xdg) / "gradient-flow"
+    home = Path(os.path.expanduser("~"))
+    return home / ".cache" / "gradient-flow" if home.is_absolute() else None
 
 
 def _digits_and_split(test_fraction: float, seed: int):
     """The digits (X float64, y int64) and scikit-learn's stratified split of them (train, test indices)."""
     folder = _cache_dir()
     path = None if folder is None else folder / (
-        f"digits-sklearn-{metadata.version('scikit-learn')}-test-{test_fraction!r}-seed-{seed}.npz")
-    if path is not None:
-        try:
-            with np.load(path) as kept:
-                return kept["X"], kept["y"], kept["train"], kept["test"]
-        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
-            pass                                     # absent or damaged: made again below
+        f"digits-sklearn-{metadata.version('scikit-learn')}-test-{float(test_fraction)!r}-seed-{seed}.npz")
+    kept = None if path is None else _read_split(path)
+    if kept is not None:
+        return kept
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -142,19 +155,33 @@ def _digits_and_split(test_fraction: float, seed: int):
     return X, y, train, test
 
 
+def _read_split(path: Path):
+    """``(X, y, train, test)`` from a cache file, or ``None`` if it is absent, damaged or not one of ours."""
+    try:
+        with np.load(path) as kept:
+            X, y, train, test = (kept[k] for k in ("X", "y", "train", "test"))
+    except Exception:                    # absent, truncated, not an .npz, bad compressed data …: made again
+        return None
+    n = len(y)
+    ours = (X.dtype == np.float64 and X.shape == (n, 64) and y.dtype == np.int64 and y.shape == (n,)
+            and train.dtype == test.dtype == np.int64 and train.ndim == test.ndim == 1 and len(test) > 0
+            and np.array_equal(np.sort(np.concatenate([train, test])), np.arange(n)))
+    return (X, y, train, test) if ours else None
+
+
 def _save_atomically(path: Path, **arrays) -> None:
     """Write an .npz under a temporary name, then rename it: a reader sees the whole file or none."""
-    temporary = None
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-            temporary = f.name
+        with open(temporary, "xb") as f:             # the umask's permissions, as for any file the user writes
             np.savez_compressed(f, **arrays)
         os.replace(temporary, path)
-    except OSError:                                  # a read-only or full disk: no cache, same numbers
-        if temporary is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+    except OSError:
+        pass                                         # a read-only or full disk: no cache, same numbers
+    finally:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)        # left only if the rename did not happen
 
 
 def two_spirals(n: int, noise: float = 0.0, seed: int = 0, turns: float = 1.5):
@@ -261,6 +288,9 @@ def copy_task(n: int, length: int = 6, vocab: int = 10, seed: int = 0, device=No
         vocab: :math:`V`, distinct symbols, >= 2 (the model needs ``vocab + 1`` tokens).
         seed: seed of a private generator (the global RNG is untouched).
         device: where the tensors go (default: the CPU).
+
+    Raises:
+        ValueError: an argument out of range, or ``COURSE_CACHE`` neither ``off`` nor an absolute folder.
 
     Returns:
         ``(X, y)``: int64 tensors of shape (n, 2k); ``y[:, :k-1]`` is ``-100``, ``y[:, k-1]`` is SEP,

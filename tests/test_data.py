@@ -178,3 +178,42 @@ def test_digits_cache_damaged_or_unwritable_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE", str(blocker / "cache"))   # cannot be created: no cache, same numbers
     assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cached.name, "a file"])
+
+
+def test_digits_cache_of_other_contents_is_made_again(tmp_path, monkeypatch):
+    import numpy as np
+
+    monkeypatch.setenv("COURSE_CACHE", "off")
+    made = digits()
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    digits()
+    (cached,) = tmp_path.iterdir()
+    foreign = {"X": np.zeros((10, 64), dtype=np.float32), "y": np.zeros(10, dtype=np.int32),
+               "train": np.arange(5), "test": np.arange(5, 10)}
+    for arrays in (foreign, {"X": np.zeros(3)}):
+        with open(cached, "wb") as f:
+            np.savez(f, **arrays)
+        assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    np.save(cached.with_suffix(""), np.arange(3))             # a bare .npy at the cache's name
+    cached.with_suffix(".npy").rename(cached)
+    assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name]   # no temporary file left
+
+
+@pytest.mark.parametrize("value", ["relative/cache", "0", "~"])
+def test_digits_cache_folder_must_be_absolute_or_off(value, tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("COURSE_CACHE", value)
+    if value == "~":                                          # ~ is expanded: the home folder itself
+        digits()
+        assert any(p.suffix == ".npz" for p in tmp_path.iterdir())
+    else:
+        with pytest.raises(ValueError, match="COURSE_CACHE must be an absolute folder or 'off'"):
+            digits()
+
+
+def test_digits_bad_device_is_refused_before_the_cache_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="device must name a torch device.*'banana'"):
+        digits(device="banana")
+    assert list(tmp_path.iterdir()) == []
