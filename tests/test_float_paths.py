@@ -89,3 +89,23 @@ def test_the_command_must_name_notebooks():
     assert float_paths.choose_profiles("avx2", None) == ["native", "default"]
     with pytest.raises(SystemExit, match="unknown profile"):
         float_paths.choose_profiles("avx512", "native mmx")
+
+
+@pytest.mark.parametrize("png_everywhere", [False, True])
+def test_only_the_native_path_draws_pngs_unless_nbdime_compares_them(tmp_path, monkeypatch, png_everywhere):
+    import json
+
+    monkeypatch.setattr(float_paths, "GATE", tmp_path / "float-paths")
+    notebook = tmp_path / "a.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), notebook)
+    float_paths.prepare([notebook], ["native", "avx2", "default"], png_everywhere=png_everywhere)
+    env = json.loads((tmp_path / "float-paths" / "profiles.json").read_text())["env"]
+    config = tmp_path / "float-paths" / float_paths.WITHOUT_PNG
+    assert "IPYTHONDIR" not in env["native"]
+    for profile in ("avx2", "default"):
+        assert env[profile].get("IPYTHONDIR") == (None if png_everywhere else str(config))
+    assert "figure_formats = set()" in (config / "profile_default" / "ipython_kernel_config.py").read_text()
+
+
+def test_the_gate_folder_is_absolute():
+    assert float_paths.GATE.is_absolute()

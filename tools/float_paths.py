@@ -17,10 +17,13 @@ both ways), and ``default`` is the gate's slowest profile, for CPUs that CI and 
 longer have. ``sse`` still checks them, before the notebooks are re-executed.
 
 Only the native run draws the figures to PNG. The others show each figure as its text line
-(``<Figure size … with 2 Axes>``, which nbval compares; it never compares the PNG itself), through
-an IPython configuration in ``build/float-paths/ipython-without-png/``: matplotlib rasterises with
-its own compiled code, the same on every float path, and drawing the course's 89 figures costs
-about half a minute per run.
+(``<Figure size … with 2 Axes>``, which nbval compares; it compares a PNG only under ``--nbdime``,
+and then every profile draws), through an IPython configuration in
+``build/float-paths/ipython-without-png/`` (which also leaves out the caller's own IPython
+profile, as on CI). Drawing the course's 89 figures costs about half a minute per run. The
+price: a figure that fails to *draw* only on another float path (numbers degenerate enough to
+break an axis, say) is not caught there; the native run draws every figure, and such numbers
+would break the claims first.
 
 All (notebook, profile) pairs run in **one** pytest session, so ``-n 2`` keeps both kernels
 busy to the end instead of waiting, once per profile, for the slowest notebook. Each
@@ -48,7 +51,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GATE = Path(os.environ.get("FLOAT_PATHS_ROOT", ROOT / "build")) / "float-paths"
+# absolute: a kernel resolves a relative IPYTHONDIR against its own folder
+GATE = Path(os.environ.get("FLOAT_PATHS_ROOT", ROOT / "build")).resolve() / "float-paths"
 PROFILES = {
     "native": {},
     "avx512": {"ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
@@ -122,8 +126,11 @@ def measured_seconds(path: Path = ROOT / "benchmarks" / "RESULTS.md") -> dict[st
     return {name: float(seconds) for name, seconds in rows}
 
 
-def prepare(notebooks: list[Path], profiles: list[str]) -> list[str]:
-    """Copy the notebooks per profile; write the profiles' variables and the running order."""
+def prepare(notebooks: list[Path], profiles: list[str], png_everywhere: bool = False) -> list[str]:
+    """Copy the notebooks per profile; write the profiles' variables and the running order.
+
+    ``png_everywhere``: every profile draws its figures (nbval's ``--nbdime`` compares the PNGs).
+    """
     shutil.rmtree(GATE, ignore_errors=True)
     seconds = measured_seconds()
     pairs = []
@@ -136,7 +143,7 @@ def prepare(notebooks: list[Path], profiles: list[str]) -> list[str]:
     config = GATE / WITHOUT_PNG / "profile_default" / "ipython_kernel_config.py"
     config.parent.mkdir(parents=True)
     config.write_text("c.InlineBackend.figure_formats = set()\n")
-    env = {p: PROFILES[p] if p == "native" else {**PROFILES[p], "IPYTHONDIR": str(GATE / WITHOUT_PNG)}
+    env = {p: PROFILES[p] if p == "native" or png_everywhere else {**PROFILES[p], "IPYTHONDIR": str(GATE / WITHOUT_PNG)}
            for p in profiles}
     (GATE / "profiles.json").write_text(json.dumps({"env": env, "order": order}, indent=1))
     return [str((GATE / name).relative_to(Path.cwd())) if GATE.is_relative_to(Path.cwd()) else str(GATE / name)
@@ -147,7 +154,7 @@ def main(argv: list[str]) -> int:
     command, notebooks = split_command(list(argv))
     native = native_capability()
     profiles = choose_profiles(native, os.environ.get("PROFILES"))
-    copies = prepare(notebooks, profiles)
+    copies = prepare(notebooks, profiles, png_everywhere="--nbdime" in command)
     print(f"== float paths: {' '.join(profiles)} (this CPU: {native}); {len(notebooks)} notebook(s) each, "
           f"in one pytest session", flush=True)
     for p in profiles:
@@ -191,6 +198,15 @@ def pytest_runtest_setup(item):
     if _WORKER_OWN["IPYTHONDIR"] is not None:    # the caller's IPython settings, unless the profile replaces them
         os.environ["IPYTHONDIR"] = _WORKER_OWN["IPYTHONDIR"]
     os.environ.update(settings["env"].get(item.path.parent.name, {}))
+
+
+def pytest_unconfigure(config):
+    """The session's end: the variables as the process had them (for pytest run in-process)."""
+    for name, value in _WORKER_OWN.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
