@@ -1,8 +1,10 @@
 """tools/float_paths.py: every (notebook, profile) pair in one pytest session, each kernel on its path."""
 
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import float_paths
@@ -28,12 +30,16 @@ def test_each_kernel_runs_on_its_profiles_float_path(tmp_path):
     nbformat.write(nb, tmp_path / "probe.ipynb")
     out = tmp_path / "seen"
     out.mkdir()
-    env = dict(os.environ, FLOAT_PATHS_ROOT=str(tmp_path / "build"), GATE_PROBE_OUT=str(out))
+    gate = ROOT / "build" / f"test-float-paths-{uuid.uuid4().hex}"   # inside the repository: see the next test
+    env = dict(os.environ, FLOAT_PATHS_ROOT=str(gate), GATE_PROBE_OUT=str(out))
     env.pop("PROFILES", None)
     command = [sys.executable, str(ROOT / "tools" / "float_paths.py"), sys.executable, "-m", "pytest", "-q",
                "-p", "no:cacheprovider", "--nbval-lax", "--nbval-current-env", "-n", "2", "--dist", "loadfile",
                str(tmp_path / "probe.ipynb")]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    finally:
+        shutil.rmtree(gate, ignore_errors=True)
     assert done.returncode == 0, done.stdout + done.stderr
     profiles = float_paths.choose_profiles(float_paths.native_capability(), None)
     seen = {p.stem: p.read_text() for p in out.iterdir()}
@@ -109,3 +115,15 @@ def test_only_the_native_path_draws_pngs_unless_nbdime_compares_them(tmp_path, m
 
 def test_the_gate_folder_is_absolute():
     assert float_paths.GATE.is_absolute()
+
+
+def test_a_gate_folder_outside_the_repository_is_refused(tmp_path):
+    """Outside pytest's rootdir every notebook's items would be named "::Cell N" alike, and xdist would run
+    a few of them and pass (it ran 27 of 190 cells of 8 notebook copies)."""
+    notebook = tmp_path / "a.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), notebook)
+    env = dict(os.environ, FLOAT_PATHS_ROOT=str(tmp_path / "build"))
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "float_paths.py"), "pytest", str(notebook)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "FLOAT_PATHS_ROOT must be inside the repository" in done.stderr
+    assert not (tmp_path / "build").exists()
