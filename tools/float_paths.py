@@ -16,15 +16,6 @@ their SSE kernels an ensemble of 20-layer MLPs trained 1.4x slower (measured her
 both ways), and ``default`` is the gate's slowest profile, for CPUs that CI and learners no
 longer have. ``sse`` still checks them, before the notebooks are re-executed.
 
-Only the native run draws the figures to PNG. The others show each figure as its text line
-(``<Figure size … with 2 Axes>``, which nbval compares; it compares a PNG only under ``--nbdime``,
-and then every profile draws), through an IPython configuration in
-``build/float-paths/ipython-without-png/`` (which also leaves out the caller's own IPython
-profile, as on CI). Drawing the course's 89 figures costs about half a minute per run. The
-price: a figure that fails to *draw* only on another float path (numbers degenerate enough to
-break an axis, say) is not caught there; the native run draws every figure, and such numbers
-would break the claims first.
-
 All (notebook, profile) pairs run in **one** pytest session, so ``-n 2`` keeps both kernels
 busy to the end instead of waiting, once per profile, for the slowest notebook. Each
 notebook is copied to ``build/float-paths/<profile>/``; this module, loaded into that
@@ -51,7 +42,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# absolute: a kernel resolves a relative IPYTHONDIR against its own folder
+# inside the repository (main() checks): pytest's rootdir, where its items are named after their files
 GATE = Path(os.environ.get("FLOAT_PATHS_ROOT", ROOT / "build")).resolve() / "float-paths"
 PROFILES = {
     "native": {},
@@ -65,9 +56,6 @@ PROFILES = {
 # older name for its cap): cleared for the native profile and for the probe of this CPU
 PATH_VARIABLES = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
                   "MKL_CBWR", "MKL_DEBUG_CPU_TYPE")
-# the figures' PNGs are drawn on the native path only (see the module's docstring)
-WITHOUT_PNG = "ipython-without-png"
-KERNEL_VARIABLES = PATH_VARIABLES + ("IPYTHONDIR",)
 # how much longer a notebook takes on a profile than on the native path (measured on an
 # AVX-512 machine), only to order the work longest first
 SLOWDOWN = {"native": 1.0, "avx512": 1.0, "avx2": 1.05, "default": 1.4, "sse": 1.7}
@@ -126,11 +114,8 @@ def measured_seconds(path: Path = ROOT / "benchmarks" / "RESULTS.md") -> dict[st
     return {name: float(seconds) for name, seconds in rows}
 
 
-def prepare(notebooks: list[Path], profiles: list[str], png_everywhere: bool = False) -> list[str]:
-    """Copy the notebooks per profile; write the profiles' variables and the running order.
-
-    ``png_everywhere``: every profile draws its figures (nbval's ``--nbdime`` compares the PNGs).
-    """
+def prepare(notebooks: list[Path], profiles: list[str]) -> list[str]:
+    """Copy the notebooks per profile; write the profiles' variables and the running order."""
     shutil.rmtree(GATE, ignore_errors=True)
     seconds = measured_seconds()
     pairs = []
@@ -140,12 +125,8 @@ def prepare(notebooks: list[Path], profiles: list[str], png_everywhere: bool = F
             shutil.copy2(nb, GATE / profile / nb.name)
             pairs.append((seconds.get(nb.name, 30.0) * SLOWDOWN[profile], f"{profile}/{nb.name}"))
     order = [name for _, name in sorted(pairs, key=lambda p: -p[0])]
-    config = GATE / WITHOUT_PNG / "profile_default" / "ipython_kernel_config.py"
-    config.parent.mkdir(parents=True)
-    config.write_text("c.InlineBackend.figure_formats = set()\n")
-    env = {p: PROFILES[p] if p == "native" or png_everywhere else {**PROFILES[p], "IPYTHONDIR": str(GATE / WITHOUT_PNG)}
-           for p in profiles}
-    (GATE / "profiles.json").write_text(json.dumps({"env": env, "order": order}, indent=1))
+    (GATE / "profiles.json").write_text(json.dumps({"env": {p: PROFILES[p] for p in profiles}, "order": order},
+                                                   indent=1))
     return [str((GATE / name).relative_to(Path.cwd())) if GATE.is_relative_to(Path.cwd()) else str(GATE / name)
             for name in order]
 
@@ -158,7 +139,7 @@ def main(argv: list[str]) -> int:
         raise SystemExit(f"float_paths: FLOAT_PATHS_ROOT must be inside the repository {ROOT}, got {GATE.parent}")
     native = native_capability()
     profiles = choose_profiles(native, os.environ.get("PROFILES"))
-    copies = prepare(notebooks, profiles, png_everywhere="--nbdime" in command)
+    copies = prepare(notebooks, profiles)
     print(f"== float paths: {' '.join(profiles)} (this CPU: {native}); {len(notebooks)} notebook(s) each, "
           f"in one pytest session", flush=True)
     for p in profiles:
@@ -173,7 +154,7 @@ def main(argv: list[str]) -> int:
 
 # --- the pytest plugin side (``-p float_paths``) -------------------------------------------
 # the kernel inherits the environment when nbval starts it, at the notebook's first cell
-_WORKER_OWN = {name: os.environ.get(name) for name in KERNEL_VARIABLES}   # as the worker started
+_WORKER_OWN = {name: os.environ.get(name) for name in PATH_VARIABLES}   # as the worker started
 
 
 @functools.cache
@@ -194,13 +175,11 @@ def pytest_collection_modifyitems(items):
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     settings = _settings_in(item.path.parent.parent)
-    for name in KERNEL_VARIABLES:
+    for name in PATH_VARIABLES:
         os.environ.pop(name, None)
     if settings is None:          # not a gate copy: the worker's own environment
         os.environ.update({k: v for k, v in _WORKER_OWN.items() if v is not None})
         return
-    if _WORKER_OWN["IPYTHONDIR"] is not None:    # the caller's IPython settings, unless the profile replaces them
-        os.environ["IPYTHONDIR"] = _WORKER_OWN["IPYTHONDIR"]
     os.environ.update(settings["env"].get(item.path.parent.name, {}))
 
 
@@ -211,6 +190,7 @@ def pytest_unconfigure(config):
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
