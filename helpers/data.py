@@ -160,12 +160,12 @@ def _read_split(path: Path):
     try:
         with np.load(path) as kept:
             X, y, train, test = (kept[k] for k in ("X", "y", "train", "test"))
+        n = len(y)
+        integers = all(np.issubdtype(a.dtype, np.integer) and a.ndim == 1 for a in (y, train, test))
+        ours = (integers and X.dtype == np.float64 and X.shape == (n, 64) and len(test) > 0
+                and np.array_equal(np.sort(np.concatenate([train, test])), np.arange(n)))
     except Exception:                    # absent, truncated, not an .npz, bad compressed data …: made again
         return None
-    n = len(y)
-    ours = (X.dtype == np.float64 and X.shape == (n, 64) and y.dtype == np.int64 and y.shape == (n,)
-            and train.dtype == test.dtype == np.int64 and train.ndim == test.ndim == 1 and len(test) > 0
-            and np.array_equal(np.sort(np.concatenate([train, test])), np.arange(n)))
     return (X, y, train, test) if ours else None
 
 

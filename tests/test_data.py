@@ -190,7 +190,8 @@ def test_digits_cache_of_other_contents_is_made_again(tmp_path, monkeypatch):
     (cached,) = tmp_path.iterdir()
     foreign = {"X": np.zeros((10, 64), dtype=np.float32), "y": np.zeros(10, dtype=np.int32),
                "train": np.arange(5), "test": np.arange(5, 10)}
-    for arrays in (foreign, {"X": np.zeros(3)}):
+    scalar = {**foreign, "y": np.array(3)}
+    for arrays in (foreign, scalar, {"X": np.zeros(3)}):
         with open(cached, "wb") as f:
             np.savez(f, **arrays)
         assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
