@@ -164,40 +164,46 @@ def test_digits_cache_gives_the_same_numbers_without_importing_sklearn(tmp_path,
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 
-def test_digits_cache_damaged_or_unwritable_is_skipped(tmp_path, monkeypatch):
+def _made_and_cached(tmp_path, monkeypatch):
+    """digits() without a cache, and the path of the cache file a call with the cache in tmp_path writes."""
     monkeypatch.setenv("COURSE_CACHE", "off")
     made = digits()
     monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
     digits()
     (cached,) = tmp_path.iterdir()
+    return made, cached
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(_tensors(a), _tensors(b)))
+
+
+def test_digits_cache_damaged_or_unwritable_is_skipped(tmp_path, monkeypatch):
+    made, cached = _made_and_cached(tmp_path, monkeypatch)
     cached.write_bytes(b"not a zip file")      # damaged: made again, and written again
-    assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    assert _same(made, digits())
     assert cached.stat().st_size > 1000
     blocker = tmp_path / "a file"
     blocker.write_text("")
     monkeypatch.setenv("COURSE_CACHE", str(blocker / "cache"))   # cannot be created: no cache, same numbers
-    assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    assert _same(made, digits())
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cached.name, "a file"])
 
 
 def test_digits_cache_of_other_contents_is_made_again(tmp_path, monkeypatch):
     import numpy as np
 
-    monkeypatch.setenv("COURSE_CACHE", "off")
-    made = digits()
-    monkeypatch.setenv("COURSE_CACHE", str(tmp_path))
-    digits()
-    (cached,) = tmp_path.iterdir()
+    made, cached = _made_and_cached(tmp_path, monkeypatch)
     foreign = {"X": np.zeros((10, 64), dtype=np.float32), "y": np.zeros(10, dtype=np.int32),
                "train": np.arange(5), "test": np.arange(5, 10)}
     scalar = {**foreign, "y": np.array(3)}
     for arrays in (foreign, scalar, {"X": np.zeros(3)}):
         with open(cached, "wb") as f:
             np.savez(f, **arrays)
-        assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+        assert _same(made, digits())
     np.save(cached.with_suffix(""), np.arange(3))             # a bare .npy at the cache's name
     cached.with_suffix(".npy").rename(cached)
-    assert all(torch.equal(a, b) for a, b in zip(_tensors(made), _tensors(digits())))
+    assert _same(made, digits())
     assert [p.name for p in tmp_path.iterdir()] == [cached.name]   # no temporary file left
 
 
