@@ -76,7 +76,11 @@ GATE_THREADS ?= 1
 GATE_KERNELS ?= 2
 NBVAL_RUN = env $(NB_ENV) OMP_NUM_THREADS=$(GATE_THREADS) MKL_NUM_THREADS=$(GATE_THREADS) \
 	$(BIN)/python -m pytest -q $(NBVAL) -n $(GATE_KERNELS) --dist loadfile
+# NB must lie inside the repository: pytest names the cells of a notebook outside it "::Cell 3", without the
+# file, and with -n 2 the cells of several such notebooks collide and only some of them run.
 nbval: install
+	@for nb in $(NB); do case "$$(cd "$$(dirname "$$nb")" 2>/dev/null && pwd -P)/" in "$(CURDIR)"/*) ;; \
+	  *) echo "make nbval: NB must be inside the repository $(CURDIR), got $$nb"; exit 2 ;; esac; done
 	$(NBVAL_RUN) $(NB)
 
 # The cross-CPU gate (tools/float_paths.py): nbval under each CPU float path this machine can take,

@@ -3,9 +3,12 @@ installed by `make install`, environment.yml and binder/; pyproject.toml's range
 
 import importlib.metadata
 import re
+import shutil
+import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -130,3 +133,13 @@ def test_binder_builds_the_course_from_the_lock():
     assert sorted(p.name for p in (ROOT / "binder").iterdir()) == ["postBuild", "runtime.txt"], (
         "another file in binder/ (requirements.txt, environment.yml …) would change what repo2docker installs")
     subprocess.run(["bash", "-n", str(post_build)], check=True)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_nbval_refuses_notebooks_outside_the_repository(tmp_path):
+    """Outside the repository pytest names the cells "::Cell N", and with -n 2 only some of them would run."""
+    (tmp_path / "a.ipynb").write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    done = subprocess.run(["make", "-o", ".venv/.installed", "nbval", f"NB={tmp_path / 'a.ipynb'}"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "NB must be inside the repository" in done.stdout, done.stdout + done.stderr
+    assert "--nbval" not in done.stdout                  # refused before nbval started
