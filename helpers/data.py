@@ -80,7 +80,8 @@ def digits(
         device: where the tensors go (default: the CPU).
 
     Raises:
-        ValueError: an argument out of range, or ``COURSE_CACHE`` neither ``off`` nor an absolute folder.
+        ValueError: an argument out of range, a ``device`` torch does not know, or ``COURSE_CACHE``
+            neither ``off`` nor an absolute folder.
 
     Returns:
         :class:`Split` with float32 features of shape (n, 64) and int64 labels.
@@ -288,9 +289,6 @@ def copy_task(n: int, length: int = 6, vocab: int = 10, seed: int = 0, device=No
         vocab: :math:`V`, distinct symbols, >= 2 (the model needs ``vocab + 1`` tokens).
         seed: seed of a private generator (the global RNG is untouched).
         device: where the tensors go (default: the CPU).
-
-    Raises:
-        ValueError: an argument out of range, or ``COURSE_CACHE`` neither ``off`` nor an absolute folder.
 
     Returns:
         ``(X, y)``: int64 tensors of shape (n, 2k); ``y[:, :k-1]`` is ``-100``, ``y[:, k-1]`` is SEP,
