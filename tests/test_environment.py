@@ -2,6 +2,7 @@
 installed by `make install`, environment.yml and binder/; pyproject.toml's ranges admit it."""
 
 import importlib.metadata
+import os
 import re
 import shutil
 import subprocess
@@ -98,9 +99,24 @@ def test_environment_yml_installs_the_lock_on_python_311_to_314():
 def test_makefile_installs_the_lock_and_accepts_311_to_314():
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install --disable-pip-version-check -q --no-compile -r requirements.txt" in makefile
-    # ... and compiles the bytecode itself, once (with PYTHONDONTWRITEBYTECODE set nothing else would)
-    assert "$(BIN)/python tools/compile_bytecode.py" in makefile
     assert "foreach v,14 13 12 11" in makefile and "== (3, 11)" not in makefile
+
+
+def test_make_test_installs_the_packages_and_chromium_side_by_side():
+    """On a fresh CI machine apt-get's Chromium (~30 s) overlaps pip's install instead of following it."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\ntest:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert recipe[0].split() == ["$(MAKE)", "--no-print-directory", "-j2", "install", "browser"], recipe[0]
+    assert all("install" not in line and "browser" not in line for line in recipe[1:])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_recipes_write_bytecode_even_where_the_machine_forbids_it():
+    """pip installs no bytecode (--no-compile): the first import of each module writes it, so it must be allowed."""
+    done = subprocess.run(["make", "-s", "--eval", 'show-variable: ; @echo "[$$PYTHONDONTWRITEBYTECODE]"',
+                           "show-variable"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_pyproject_admits_python_311_to_314_and_the_pins():
@@ -121,7 +137,6 @@ def test_ci_runs_the_readme_test_command():
 
 def test_binder_builds_the_course_from_the_lock():
     """repo2docker (Binder, JupyterHub images): Python from binder/runtime.txt, then the lock and helpers."""
-    import os
     import subprocess
 
     runtime = (ROOT / "binder" / "runtime.txt").read_text().strip()

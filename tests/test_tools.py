@@ -22,26 +22,3 @@ def test_merge_streams_of_nothing():
     run_notebooks.tidy(notebook)
     assert notebook.cells[0].outputs == [] and notebook.cells[0].metadata == {}
     assert notebook.cells[1].source == "x" and "widgets" not in notebook.metadata
-
-
-def test_compile_bytecode_compiles_what_compiles_and_skips_the_rest(tmp_path, monkeypatch):
-    import compileall
-
-    import compile_bytecode
-
-    (tmp_path / "good.py").write_text("x = 1\n")
-    (tmp_path / "newer_python.py").write_text("def f[T](a): pass\nprint(\n")     # does not compile here
-    compile_bytecode.compile_folder(str(tmp_path))
-    assert [p.name.split(".")[0] for p in (tmp_path / "__pycache__").iterdir()] == ["good"]
-
-    workers = []
-
-    def no_pool(folder, quiet, workers_):
-        workers.append(workers_)
-        if workers_ != 1:
-            raise OSError("no shared-memory semaphores")       # what a container without /dev/shm raises
-        return True
-
-    monkeypatch.setattr(compileall, "compile_dir", lambda folder, quiet, workers: no_pool(folder, quiet, workers))
-    compile_bytecode.compile_folder(str(tmp_path))
-    assert workers == [0, 1]
