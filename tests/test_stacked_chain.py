@@ -30,13 +30,19 @@ def _custom_loss(out, target):
     return (out - target).abs().pow(1.5).mean(dim=(1, 2)) + out.square().sum(dim=(1, 2)) * 1e-3
 
 
-@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh, nn.Sigmoid])
+ACTIVATIONS = [nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, lambda: nn.LeakyReLU(0.3), nn.ELU, lambda: nn.ELU(0.5),
+               nn.SELU, nn.GELU, lambda: nn.GELU("tanh"), nn.SiLU, nn.Mish]
+ACTIVATION_IDS = ["relu", "tanh", "sigmoid", "leaky_relu", "leaky_relu_0.3", "elu", "elu_0.5", "selu", "gelu",
+                  "gelu_tanh", "silu", "mish"]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS, ids=ACTIVATION_IDS)
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("last", [False, True])
 def test_gradients_equal_autograd(activation, bias, last):
     ens = from_seeds(lambda: _chain(activation, bias, last), seeds=range(4))
     assert ens._chain is not None
-    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(1))
+    x = 3 * torch.randn(7, 6, generator=torch.Generator().manual_seed(1))     # both sides of every kink
     y = torch.randint(0, 3, (7,), generator=torch.Generator().manual_seed(2))
     mine = chain_forward_backward(ens._chain, ens.params, x, y, _cross_entropy)
     theirs = _autograd(ens, x, y, _cross_entropy)
@@ -74,7 +80,11 @@ def test_leaves_the_parameters_and_autograd_state_alone():
     (lambda: MLP(6, 3, width=5, depth=2, norm="layer"), "layer norm"),
     (lambda: MLP(6, 3, width=5, depth=2, residual=True), "residual blocks"),
     (lambda: MLP(6, 3, width=5, depth=2, dropout=0.5), "dropout"),
-    (lambda: MLP(6, 3, width=5, depth=2, activation="gelu"), "an activation without a result-only derivative"),
+    (lambda: nn.Sequential(nn.Linear(6, 5), nn.LeakyReLU(inplace=True), nn.Linear(5, 3)),
+     "an in-place activation whose derivative autograd would take from its output"),
+    (lambda: nn.Sequential(nn.Linear(6, 5), nn.Hardtanh(), nn.Linear(5, 3)), "an activation it has no derivative for"),
+    (lambda: nn.Sequential(nn.Linear(6, 5), type("MyReLU", (nn.ReLU,), {})(), nn.Linear(5, 3)),
+     "a subclass, which may compute something else"),
     (lambda: MLP(6, 3, width=5, depth=2, from_scratch=True), "the from-scratch layers"),
     (lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.ReLU(), nn.Linear(5, 3)), "two activations in a row"),
     (lambda: nn.Sequential(nn.ReLU(), nn.Linear(6, 3)), "an activation before the first Linear"),
@@ -87,20 +97,22 @@ def test_plan_is_none_for_what_it_does_not_cover(build, reason):
 def test_plan_of_an_mlp():
     model = MLP(6, 3, width=5, depth=2)
     plan = chain_plan(model, {name for name, _ in model.named_parameters()})
-    assert plan == [("fc1.weight", "fc1.bias", nn.ReLU), ("fc2.weight", "fc2.bias", nn.ReLU),
+    assert plan == [("fc1.weight", "fc1.bias", model.act1), ("fc2.weight", "fc2.bias", model.act2),
                     ("out.weight", "out.bias", None)]
     assert chain_plan(model, {"fc1.weight"}) is None      # a parameter it would not train
     assert chain_plan(nn.Linear(6, 3), {"weight", "bias"}) is None   # not an nn.Sequential
 
 
+@pytest.mark.parametrize("activation", ["tanh", "gelu", "mish", "selu"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("seed", [0, [0, 1, 2]], ids=["shared batches", "own batches"])
-def test_fit_ensemble_trains_the_same_with_either_path(optimizer, seed):
+def test_fit_ensemble_trains_the_same_with_either_path(optimizer, seed, activation):
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
     runs = []
     for chain in (True, False):
-        ens = Ensemble([_seeded(s) for s in range(3)])
+        ens = Ensemble([_seeded(s, activation) for s in range(3)])
+        assert ens._chain is not None
         if not chain:
             ens._chain = None
         h = fit_ensemble(ens, (X, y), epochs=2, lr=[0.05, 0.1, 0.2], optimizer=optimizer, momentum=0.9 * (
@@ -113,9 +125,9 @@ def test_fit_ensemble_trains_the_same_with_either_path(optimizer, seed):
         assert torch.equal(e1.params[name], e2.params[name]), name
 
 
-def _seeded(seed):
+def _seeded(seed, activation="tanh"):
     torch.manual_seed(seed)
-    return MLP(6, 3, width=5, depth=3, activation="tanh")
+    return MLP(6, 3, width=5, depth=3, activation=activation)
 
 
 def test_a_diverging_member_is_frozen_on_the_hand_written_path():
