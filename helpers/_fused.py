@@ -21,7 +21,8 @@ try:
 except ImportError:  # pragma: no cover - a torch without the private helper
     _group_tensors_by_device_and_dtype = None
 
-__all__ = ["TINY", "by_device_and_dtype", "copy_", "fast_norms", "mul_", "norms", "refine", "sub_"]
+__all__ = ["TINY", "by_device_and_dtype", "copy_", "fast_norms", "graph_is_observed", "mul_", "norms", "refine",
+           "sub_"]
 
 TINY = 1e-12  # below this a float32 norm may have lost entries whose squares underflowed
 # what a private function raises when it is missing (AttributeError) or refuses an input
@@ -54,6 +55,27 @@ def _pairwise_(private: str, each, tensors: list[torch.Tensor], others: list[tor
                          f"{len(others)} tensors")
     for tensor, other in zip(tensors, others):
         each(tensor, other)
+
+
+_GLOBAL_MODULE_HOOKS = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+                        "_global_backward_pre_hooks")
+
+
+def graph_is_observed() -> bool:
+    """Whether something is set that would see or change autograd's graph as it is built.
+
+    True while saved-tensor hooks (``torch.autograd.graph.saved_tensors_hooks``), a
+    ``TorchFunctionMode`` or a global module hook (``register_module_forward_hook`` …) are
+    active: torch keeps all three in private state. Where that state cannot be read, True.
+    """
+    from torch.nn.modules import module
+
+    try:
+        return (torch._C._autograd._top_saved_tensors_default_hooks(False) is not None
+                or torch._C._is_torch_function_mode_enabled()
+                or any(getattr(module, name) for name in _GLOBAL_MODULE_HOOKS))
+    except _REFUSED:
+        return True
 
 
 def by_device_and_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:

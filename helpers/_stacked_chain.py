@@ -16,9 +16,12 @@ the derivative kernels autograd itself calls: ``threshold_backward``, ``tanh_bac
 ``sigmoid_backward`` from the output; ``leaky_relu_backward``, ``elu_backward``,
 ``gelu_backward``, ``silu_backward``, ``mish_backward`` from the input, with the module's own
 constants); the loss and its gradient with respect to the output still come from autograd.
-``fit_ensemble`` takes this path for its built-in losses only, with gradients enabled and no
-hook on a parameter; everything else takes the autograd path. ``tests/test_stacked_chain.py``
-checks that both paths give the same numbers, bit for bit.
+``fit_ensemble`` takes this path for its built-in losses only, with gradients enabled, every
+parameter trainable, and nothing set that only autograd's path would see or apply: a hook on a
+parameter or an activation, autocast, anomaly detection, saved-tensor hooks, a torch-function
+mode, a global module hook, or an activation changed since the plan was made (checked at each
+step); everything else takes the autograd path. ``tests/test_stacked_chain.py`` checks that both
+paths give the same numbers, bit for bit, including the sign of a zero gradient.
 """
 
 from __future__ import annotations
@@ -50,11 +53,21 @@ _FROM_INPUT = {nn.LeakyReLU: lambda grad, x, m: _aten.leaky_relu_backward(grad, 
 Plan = list[tuple[str, str | None, nn.Module | None]]
 
 
+# the constants each module passes to its kernel: plain numbers only (a tensor or a NumPy float32 is
+# accepted by the module's forward but not by the derivative's kernel)
+_CONSTANTS = {nn.LeakyReLU: ("negative_slope",), nn.ELU: ("alpha",)}
+
+
 def _covered(module: nn.Module) -> bool:
+    """Whether this path reproduces what autograd would do with ``module``, as it is now."""
+    if (module._forward_hooks or module._forward_pre_hooks or module._backward_hooks
+            or module._backward_pre_hooks or "forward" in module.__dict__):
+        return False                     # a hook or a replaced forward: only autograd's path sees it
     if type(module) in _FROM_OUTPUT:
         return True
-    # in place, autograd would take the derivative from the output instead: left to autograd
-    return type(module) in _FROM_INPUT and not getattr(module, "inplace", False)
+    if type(module) not in _FROM_INPUT or getattr(module, "inplace", False):
+        return False                     # in place, autograd takes the derivative from the output
+    return all(type(getattr(module, c)) in (int, float, bool) for c in _CONSTANTS.get(type(module), ()))
 
 
 def chain_plan(model: nn.Module, trainable: set[str]) -> Plan | None:
@@ -63,8 +76,10 @@ def chain_plan(model: nn.Module, trainable: set[str]) -> Plan | None:
     A chain is an ``nn.Sequential`` (e.g. :class:`helpers.models.MLP` without norm,
     residual blocks or dropout) of ``nn.Linear`` layers, each followed by at most one of
     PyTorch's ``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``, ``nn.LeakyReLU``, ``nn.ELU``, ``nn.SELU``,
-    ``nn.GELU``, ``nn.SiLU``, ``nn.Mish`` (the last six not in place), whose Linear weights and
-    biases are exactly the parameters in ``trainable`` (none frozen, none elsewhere).
+    ``nn.GELU``, ``nn.SiLU``, ``nn.Mish`` (exactly these types; the last six not in place, their
+    constants plain numbers; no hook on an activation), whose Linear weights and biases are
+    exactly the parameters in ``trainable`` (none frozen, none elsewhere). The plan holds the
+    activation modules: a change to one after planning is caught by planning again and comparing.
     """
     if not isinstance(model, nn.Sequential) or getattr(model, "residual", False):
         return None
@@ -128,7 +143,8 @@ def _backward(plan, params, weights, inputs, before, out, grad) -> dict[str, tor
             grad = _FROM_OUTPUT[type(act)](grad, inputs[k + 1] if k + 1 < len(plan) else out)
         grads[name] = torch.bmm(inputs[k].transpose(1, 2), grad)
         if bias is not None:
-            grads[bias] = grad.sum(dim=1)
+            # with one example autograd passes the gradient on as it is; a sum would turn -0.0 into +0.0
+            grads[bias] = grad.sum(dim=1) if grad.shape[1] != 1 else grad[:, 0].clone()
         if k > 0:
             grad = torch.bmm(grad, weights[k].transpose(1, 2))
     return grads

@@ -1026,7 +1026,12 @@ class _Run:
         return (ens._chain is not None and xb.dim() == 2 + ens._per_member_input
                 and self.loss_fn in (_cross_entropy, _mse)       # a loss of the caller's may read the weights
                 and torch.is_grad_enabled()                       # autograd would refuse: so does this path
-                and not any(p._backward_hooks for p in self.params))   # hooks only autograd would call
+                and all(p.requires_grad and not p._backward_hooks for p in self.params)   # frozen later, hooks
+                # what only autograd's path would apply: autocast (float32 gradients of float32 weights),
+                # anomaly checks, saved-tensor hooks, torch-function modes, global module hooks
+                and not torch.is_autocast_enabled(xb.device.type) and not torch.is_anomaly_enabled()
+                and not _fused.graph_is_observed()
+                and chain_plan(ens.base, set(ens.params)) == ens._chain)  # an activation changed since
 
     @torch.no_grad()
     def _freeze_buffers(self, newly: torch.Tensor) -> None:

@@ -1,10 +1,15 @@
 """helpers._stacked_chain: the hand-written backward pass gives autograd's gradients, bit for bit."""
 
+import contextlib
+import math
+import warnings
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from helpers._stacked_chain import chain_forward_backward, chain_plan
 from helpers.ensemble import Ensemble, _cross_entropy, _mse, fit_ensemble, from_seeds
@@ -191,3 +196,137 @@ def test_gradient_hooks_on_the_parameters_still_run():
     fit_ensemble(ens, (X, y), epochs=1, lr=0.1, batch_size=8, progress_bar=False)
     assert len(calls) == 2 * len(before)
     assert all(torch.equal(v, before[k]) for k, v in ens.params.items())
+
+
+# --- what only autograd's path would see: each of these trains as autograd does, or fails as it does -------------
+
+def _gelu_chain():
+    return nn.Sequential(nn.Linear(6, 8), nn.GELU(), nn.Linear(8, 5), nn.ELU(), nn.Linear(5, 3))
+
+
+def _train_both_ways(build, during=contextlib.nullcontext, change=lambda ens: None):
+    """The parameters after 2 epochs with the hand-written path allowed, and with autograd's only."""
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(32, 6, generator=g), torch.randint(0, 3, (32,), generator=g)
+    results = []
+    for chain in (True, False):
+        torch.manual_seed(0)
+        ens = Ensemble([build() for _ in range(2)])
+        if not chain:
+            ens._chain = None
+        change(ens)
+        with during():
+            fit_ensemble(ens, (X, y), epochs=2, lr=0.1, momentum=0.9, batch_size=8, progress_bar=False)
+        results.append({k: v.detach().clone() for k, v in ens.params.items()})
+    return results
+
+
+def _assert_same(results):
+    mine, theirs = results
+    for name in theirs:
+        assert torch.equal(mine[name], theirs[name]), name
+
+
+def _hook(ens):
+    ens.base[1].register_forward_hook(lambda module, args, out: out * 2)
+
+
+def _later_in_place(ens):
+    ens.base[3].inplace = True
+
+
+def _replaced(ens):
+    ens.base[1] = nn.Hardtanh()
+
+
+def _forward_replaced(ens):
+    ens.base[1].forward = lambda x: torch.tanh(x)
+
+
+def _global_hook():
+    return _registered(nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: out * 2 if isinstance(module, nn.GELU) else None))
+
+
+@contextlib.contextmanager
+def _registered(handle):
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def _bf16_saved_tensors():
+    return torch.autograd.graph.saved_tensors_hooks(
+        lambda t: (t.to(torch.bfloat16), t.dtype) if t.dtype == torch.float32 else (t, None),
+        lambda packed: packed[0].to(packed[1]) if packed[1] is not None else packed[0])
+
+
+class _DoubleGelu(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        return out * 2 if func is F.gelu else out
+
+
+@pytest.mark.parametrize("change, during", [
+    (_hook, contextlib.nullcontext),
+    (_later_in_place, contextlib.nullcontext),
+    (_replaced, contextlib.nullcontext),
+    (_forward_replaced, contextlib.nullcontext),
+    (lambda ens: None, _global_hook),
+    (lambda ens: None, _bf16_saved_tensors),
+    (lambda ens: None, _DoubleGelu),
+    (lambda ens: None, lambda: torch.autocast("cpu", dtype=torch.bfloat16)),
+], ids=["forward hook on an activation", "made in place after planning", "an activation replaced",
+        "forward replaced on the instance", "global module hook", "saved-tensor hooks", "torch-function mode",
+        "autocast"])
+def test_what_only_autograd_would_see_sends_the_step_to_autograd(change, during):
+    _assert_same(_train_both_ways(_gelu_chain, during, change))
+
+
+@pytest.mark.parametrize("slope", [torch.tensor(0.2), np.float32(0.2)], ids=["0-dim tensor", "numpy float32"])
+def test_constants_the_derivative_kernel_refuses_go_to_autograd(slope):
+    build = lambda: nn.Sequential(nn.Linear(6, 8), nn.LeakyReLU(slope), nn.Linear(8, 5), nn.ELU(slope),  # noqa: E731
+                                  nn.Linear(5, 3))
+    assert Ensemble([build()])._chain is None
+    _assert_same(_train_both_ways(build))
+
+
+def test_a_parameter_frozen_after_planning_fails_as_autograd_does():
+    ens = from_seeds(_gelu_chain, seeds=range(2))
+    ens.params["0.weight"].requires_grad_(False)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        fit_ensemble(ens, (torch.randn(16, 6), torch.randint(0, 3, (16,))), epochs=1, lr=0.1, progress_bar=False)
+
+
+def _to_minus_infinity_and_back():
+    model = nn.Sequential(nn.Linear(2, 1), nn.ReLU(), nn.Linear(1, 3))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.zero_()
+    return model
+
+
+def test_anomaly_mode_reports_a_nan_in_the_backward_pass_as_autograd_does():
+    # ReLU maps the -inf pre-activation to 0: the loss is finite, the first layer's gradient is NaN (0 x -inf)
+    x = torch.randn(16, 2)
+    x[:, 0] = -math.inf
+    ens = Ensemble([_to_minus_infinity_and_back() for _ in range(2)])
+    assert ens._chain is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                # "Anomaly Detection has been enabled …"
+        with torch.autograd.detect_anomaly(), pytest.raises(RuntimeError, match="nan"):
+            fit_ensemble(ens, (x, torch.randint(0, 3, (16,))), epochs=1, lr=0.1, batch_size=8,
+                         progress_bar=False)
+
+
+@pytest.mark.parametrize("batch", [1, 0])
+def test_one_or_no_example_keeps_the_sign_of_a_zero_gradient(batch):
+    ens = from_seeds(lambda: nn.Sequential(nn.Linear(6, 3), nn.Mish()), seeds=range(2))
+    x = torch.full((batch, 6), 1e20)
+    x[:, ::2] = -1e20                                  # Mish saturates: some derivatives are exactly -0.0
+    y = torch.ones(batch, 3)
+    mine = chain_forward_backward(ens._chain, ens.params, x, y, _mse)[2]
+    theirs = _autograd(ens, x, y, _mse)[2]
+    for name, grad in theirs.items():
+        assert torch.equal(mine[name], grad) and torch.equal(mine[name].signbit(), grad.signbit()), name
