@@ -96,7 +96,8 @@ def chain_plan(model: nn.Module, trainable: set[str]) -> Plan | None:
 
 
 def chain_forward_backward(plan: Plan, params: dict[str, torch.Tensor], x: torch.Tensor, target,
-                           loss_fn: Callable) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+                           loss_fn: Callable, into: dict[str, torch.Tensor] | None = None,
+                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Output, per-member losses and the gradient of their sum, for every parameter of the chain.
 
     Args:
@@ -107,6 +108,8 @@ def chain_forward_backward(plan: Plan, params: dict[str, torch.Tensor], x: torch
         loss_fn: (output (N, B, out), target) -> per-member losses (N,). It must depend on the
             parameters only through the output: a penalty on the weights inside it would get
             no gradient here (:func:`~helpers.ensemble.fit_ensemble` sends such losses to autograd).
+        into: where to write each parameter's gradient (contiguous, shaped like the parameter), by
+            name; ``None``: new tensors.
 
     Returns:
         ``(output, losses, grads)``: output (N, B, out) detached, losses (N,) detached,
@@ -129,11 +132,11 @@ def chain_forward_backward(plan: Plan, params: dict[str, torch.Tensor], x: torch
         losses = loss_fn(out, target)
         grad, = torch.autograd.grad(losses.sum(), out)
     out.requires_grad_(False)
-    return out, losses.detach(), _backward(plan, params, weights, inputs, before, out, grad)
+    return out, losses.detach(), _backward(plan, params, weights, inputs, before, out, grad, into or {})
 
 
 @torch.no_grad()
-def _backward(plan, params, weights, inputs, before, out, grad) -> dict[str, torch.Tensor]:
+def _backward(plan, params, weights, inputs, before, out, grad, into) -> dict[str, torch.Tensor]:
     grads = {}
     for k in reversed(range(len(plan))):
         name, bias, act = plan[k]
@@ -141,10 +144,13 @@ def _backward(plan, params, weights, inputs, before, out, grad) -> dict[str, tor
             grad = _FROM_INPUT[type(act)](grad, before[k], act)
         elif act is not None:
             grad = _FROM_OUTPUT[type(act)](grad, inputs[k + 1] if k + 1 < len(plan) else out)
-        grads[name] = torch.bmm(inputs[k].transpose(1, 2), grad)
+        grads[name] = torch.bmm(inputs[k].transpose(1, 2), grad, out=into.get(name))
         if bias is not None:
             # with one example autograd passes the gradient on as it is; a sum would turn -0.0 into +0.0
-            grads[bias] = grad.sum(dim=1) if grad.shape[1] != 1 else grad[:, 0].clone()
+            if grad.shape[1] != 1:
+                grads[bias] = torch.sum(grad, dim=1, out=into.get(bias))
+            else:
+                grads[bias] = into[bias].copy_(grad[:, 0]) if bias in into else grad[:, 0].clone()
         if k > 0:
             grad = torch.bmm(grad, weights[k].transpose(1, 2))
     return grads

@@ -29,7 +29,9 @@ elementwise activations (ReLU, tanh, sigmoid, leaky ReLU, ELU, SELU, GELU, SiLU,
 :class:`~helpers.models.MLP` without norm, residual blocks, dropout or from-scratch layers),
 skips autograd's graph: :mod:`helpers._stacked_chain` runs its backward pass by hand, with
 autograd's own kernels (the same numbers, bit for bit; about 5 % faster on 2 cores, ~10 %
-for the activations whose derivative needs their input).
+for the activations whose derivative needs their input). On that path the parameters, their
+gradients and the optimizer's state are views of flat buffers (:mod:`helpers._flat`): a step
+in which every member has the same rate updates all tensors in one call each, not one per tensor.
 
 The tests prove that each member equals the same model trained alone by
 :func:`helpers.training.fit` (same initial weights, same batches): SGD, momentum,
@@ -60,6 +62,7 @@ from helpers._checks import (
     check_real,
     check_trainable,
 )
+from helpers._flat import Layout
 from helpers._stacked_chain import chain_forward_backward, chain_plan
 from helpers.data import check_data, is_xy
 from helpers.device import keep_freed_memory
@@ -135,7 +138,7 @@ class Ensemble:
     """
 
     def __init__(self, models: Sequence[nn.Module], backend: str = "auto"):
-        models = _check_models(models)
+        models, states = _check_models(models)
         check_choice("backend", backend, ("auto", "stacked", "vmap"))
         unsupported = _unsupported_layer(models[0])
         if backend == "stacked" and unsupported is not None:
@@ -143,7 +146,6 @@ class Ensemble:
         self.backend = backend if backend != "auto" else ("stacked" if unsupported is None else "vmap")
         self.n = len(models)
         self.base = copy.deepcopy(models[0])
-        states = [m.state_dict(keep_vars=False) for m in models]
         trainable = {name for name, p in models[0].named_parameters() if p.requires_grad}
         # the stacked path keeps Linear weights as (N, in, out), so that x @ W needs no transpose
         # in the forward or the backward pass; member() transposes them back
@@ -152,7 +154,7 @@ class Ensemble:
         # and grad_ratio depend on it, and a set's order changes with PYTHONHASHSEED
         self.params = {name: self._stack([s[name] for s in states], name).requires_grad_(True)
                        for name in states[0] if name in trainable}
-        self.buffers = {name: torch.stack([s[name] for s in states]).detach().clone()
+        self.buffers = {name: torch.stack([s[name].detach() for s in states])
                         for name in states[0] if name not in self.params}
         self.training = True
         self._per_member_input = False   # fit_ensemble sets it while each member has its own batches
@@ -166,8 +168,8 @@ class Ensemble:
                        if self.backend == "stacked" and not _own_stacked_forward(self.base) else None)
 
     def _stack(self, tensors, name):
-        stacked = torch.stack(tensors).detach()
-        return stacked.transpose(1, 2).contiguous() if name in self._transposed else stacked.clone()
+        stacked = torch.stack([t.detach() for t in tensors])    # a copy: it shares no memory with the models
+        return stacked.transpose(1, 2).contiguous() if name in self._transposed else stacked
 
     def train(self, mode: bool = True) -> Ensemble:
         """Training mode (batch statistics, dropout on) or evaluation mode; returns ``self``."""
@@ -235,7 +237,8 @@ class Ensemble:
 
 # ---------------------------------------------------------------------------- validation
 
-def _check_models(models) -> list[nn.Module]:
+def _check_models(models) -> tuple[list[nn.Module], list[dict[str, torch.Tensor]]]:
+    """The models as a list, and their state dicts (read once: a deep model's is not free)."""
     if isinstance(models, nn.Module) or not isinstance(models, Sequence):
         raise TypeError(f"models must be a sequence of torch.nn.Module, got {type(models).__name__}")
     models = list(models)
@@ -244,14 +247,15 @@ def _check_models(models) -> list[nn.Module]:
     for i, m in enumerate(models):
         check_module(f"models[{i}]", m)
     first = models[0]
-    shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in first.state_dict().items()}
+    states = [m.state_dict() for m in models]
+    shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in states[0].items()}
     layout = repr(first) if len(models) > 1 else ""     # once: a deep model's repr is not free
     check_trainable("models[0]", first)
     for i, m in enumerate(models[1:], start=1):
         if type(m) is not type(first):
             raise ValueError(f"models[{i}] is a {type(m).__name__}, models[0] a {type(first).__name__}; "
                              "an ensemble holds copies of one architecture")
-        other = {k: (tuple(v.shape), v.dtype, v.device) for k, v in m.state_dict().items()}
+        other = {k: (tuple(v.shape), v.dtype, v.device) for k, v in states[i].items()}
         if other != shapes:
             diff = sorted(set(other.items()) ^ set(shapes.items()))[:3]
             raise ValueError(f"models[{i}] differs from models[0] in parameters or buffers: {diff}")
@@ -260,7 +264,7 @@ def _check_models(models) -> list[nn.Module]:
                              f"settings): {repr(m)[:200]!r} vs {layout[:200]!r}")
         if m.training != first.training:
             raise ValueError(f"models[{i}] is in {'training' if m.training else 'eval'} mode, models[0] is not")
-    return models
+    return models, states
 
 
 def _check_xy(name: str, data):
@@ -487,7 +491,8 @@ def _mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def _hits(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
     if out.dim() != 3 or out.shape[-1] < 2 or target.is_floating_point() or target.dim() not in (1, 2):
         return None
-    return (out.argmax(dim=-1) == target).sum(dim=1)
+    # max's indices are argmax's (the first maximum; NaN counts as the maximum), 3x faster on CPU for few classes
+    return (out.max(dim=-1).indices == target).sum(dim=1)
 
 
 # ---------------------------------------------------------------------------- training
@@ -601,48 +606,78 @@ def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | Non
     return factors
 
 
+# where addcmul's rounding equals mul_ then add_ (checked on every CPU float path by
+# tests/test_ensemble.py); in bfloat16/float16 it rounds once, in float32, where torch rounds twice
+_ONE_PASS_DTYPES = (torch.float32, torch.float64)
+
+
 class _Optimizer:
     """SGD (momentum, Nesterov, weight decay), Adam/AdamW or RAdam, each member with its own rate.
 
     The update rules and their order of operations are torch.optim's single-tensor ones. The
     new values are written into ``out`` (one tensor per parameter), not into the parameters:
     the caller swaps the two, so that the weights before the step are kept without a copy.
+    With a :class:`helpers._flat.Layout` the state lives in flat buffers too, and a step
+    whose members all have one rate may update every tensor in one call (``step(flat=...)``).
     """
 
-    def __init__(self, kind, params, momentum, nesterov, betas, eps, weight_decay):
-        self.kind, self.params = kind, params
+    def __init__(self, kind, params, momentum, nesterov, betas, eps, weight_decay, layout: Layout | None = None):
+        self.kind, self.params, self.layout = kind, params, layout
         self.momentum, self.nesterov, self.betas, self.eps, self.wd = momentum, nesterov, betas, eps, weight_decay
-        self.state = [None] * len(params)
+        self.state: list[list[torch.Tensor]] | None = None   # per parameter: [buf] or [m, v]
+        self.flat_state: list[torch.Tensor] = []              # the same, whole, with a layout
         self.t = 0
+        self._ones: dict = {}
+
+    def _one(self, like: torch.Tensor) -> torch.Tensor:
+        """A 1 that broadcasts against ``like`` (same dtype and device), made once."""
+        key = (like.dtype, like.device, like.dim())
+        if key not in self._ones:
+            self._ones[key] = torch.ones((1,) * like.dim(), dtype=like.dtype, device=like.device)
+        return self._ones[key]
+
+    def _make_state(self) -> None:
+        # every step updates every parameter, so all the state starts at the first step (t == 1)
+        count = (1 if self.momentum else 0) if self.kind == "sgd" else 2
+        if self.layout is None:
+            make = torch.empty_like if self.kind == "sgd" else torch.zeros_like    # SGD's buffer starts as a copy
+            self.state = [[make(p) for _ in range(count)] for p in self.params]
+            return
+        pairs = [self.layout.empty() if self.kind == "sgd" else self.layout.zeros() for _ in range(count)]
+        self.flat_state = [flat for flat, _ in pairs]
+        self.state = [list(views) for views in zip(*(views for _, views in pairs))] or [[] for _ in self.params]
 
     @torch.no_grad()
-    def step(self, grads, lr: torch.Tensor, out: list[torch.Tensor]):
+    def step(self, grads, lr: torch.Tensor, out: list[torch.Tensor], flat=None):
+        """One step. ``flat``: (parameters, gradients, out) as flat buffers, every member at rate ``lr[0]``."""
         self.t += 1
-        for k, (p, g, o) in enumerate(zip(self.params, grads, out)):
-            rate = lr.view(-1, *[1] * (p.dim() - 1))
-            if self.kind == "sgd":
-                self._sgd(k, p, g, rate, o)
-            elif self.kind == "radam":
-                self._radam(k, p, g, rate, o)
-            else:
-                self._adam(k, p, g, rate, o)
+        if self.state is None:
+            self._make_state()
+        update = {"sgd": self._sgd, "radam": self._radam}.get(self.kind, self._adam)
+        if flat is not None:
+            update(self.flat_state, *flat[:2], lr[:1], flat[2])
+            return
+        for state, p, g, o in zip(self.state, self.params, grads, out):
+            update(state, p, g, lr.view(-1, *[1] * (p.dim() - 1)), o)
 
-    def _sgd(self, k, p, g, rate, out):
+    def _sgd(self, state, p, g, rate, out):
         if self.wd:
             g = g.add(p, alpha=self.wd)
         if self.momentum:
-            buf = self.state[k]
-            if buf is None:
-                buf = self.state[k] = g.detach().clone()
+            buf, = state
+            if self.t == 1:
+                buf.copy_(g)
+            elif buf.device.type == "cpu" and buf.dtype in _ONE_PASS_DTYPES:
+                # torch's buf.mul_(momentum).add_(g) in one pass over buf instead of two, the same
+                # roundings: momentum * buf rounded, times 1 exact, plus g rounded
+                torch.addcmul(g, buf, self._one(buf), value=self.momentum, out=buf)
             else:
                 buf.mul_(self.momentum).add_(g)                      # in torch's order: the same roundings
             g = g.add(buf, alpha=self.momentum) if self.nesterov else buf
         torch.addcmul(p, g, rate, value=-1.0, out=out)
 
-    def _adam(self, k, p, g, rate, out):
-        if self.state[k] is None:
-            self.state[k] = (torch.zeros_like(p), torch.zeros_like(p))
-        m, v = self.state[k]
+    def _adam(self, state, p, g, rate, out):
+        m, v = state
         beta1, beta2 = self.betas
         if self.wd and self.kind == "adamw":
             p = p * (1 - rate * self.wd)
@@ -654,12 +689,10 @@ class _Optimizer:
         denom = (v.sqrt() / math.sqrt(1 - beta2 ** self.t)).add_(self.eps)
         torch.addcmul(p, m / denom, step_size, value=-1.0, out=out)
 
-    def _radam(self, k, p, g, rate, out):
+    def _radam(self, state, p, g, rate, out):
         # torch.optim.RAdam's single-tensor rule (L2 weight decay): a momentum step while the
         # variance estimate is unreliable (rho_t <= 5), then Adam's step times the rectifier r_t
-        if self.state[k] is None:
-            self.state[k] = (torch.zeros_like(p), torch.zeros_like(p))
-        m, v = self.state[k]
+        m, v = state
         beta1, beta2 = self.betas
         if self.wd:
             g = g.add(p, alpha=self.wd)
@@ -931,7 +964,12 @@ class _Run:
         self.factors = factors
         # the weights before the last step (fit's divergence guard keeps the same): the optimizer writes
         # the new weights into these and the two are swapped, so keeping them costs no copy
-        self.previous = [p.detach().clone() for p in self.params]
+        self.layout = self.flat = None
+        if ens._chain is not None and Layout.fits(self.params):
+            self._lay_flat()
+        else:
+            self.previous = [p.detach().clone() for p in self.params]
+        self.same_rate = bool((self.rates == self.rates[0]).all())
         self.float_buffers = [b for b in ens.buffers.values() if b.is_floating_point()]
         self.kept_buffers = [b.clone() for b in self.float_buffers]
         self.all_buffers = list(ens.buffers.values())
@@ -945,8 +983,21 @@ class _Run:
         first, last = ens.first_weight, ens.last_weight
         self.ratio_names = (first, last) if first is not None else None
 
-    def _rate(self) -> torch.Tensor:
-        rate = self.rates
+    def _lay_flat(self) -> None:
+        """Parameters, the weights before the step, gradients and optimizer state in flat buffers
+        (helpers._flat): the hand-written backward pass writes its gradients there, and a step at one
+        rate for every member updates everything in a few calls."""
+        self.layout = self.optimizer.layout = Layout(self.params)
+        weights, views = self.layout.gather(self.params)
+        for p, view in zip(self.params, views):
+            p.data = view
+        before, self.previous = self.layout.gather(self.params)
+        grads, self.grad_views = self.layout.empty()
+        self.flat = [weights, grads, before]      # what the params view, the gradients, the weights before
+
+    def _rate(self) -> tuple[torch.Tensor, bool]:
+        """This step's rate per member, and whether all members have the same."""
+        rate, same = self.rates, self.same_rate
         if self.factors is not None:
             f = self.factors(self.t) if callable(self.factors) else self.factors[self.t]
             try:
@@ -958,11 +1009,12 @@ class _Run:
                 raise ValueError(f"lr_factors({self.t}) must return a finite number >= 0 or {self.ens.n} of them, "
                                  f"got {f.tolist()}")
             rate = rate * f
-        return rate
+            same = same and (f.dim() == 0 or bool((f == f[0]).all()))
+        return rate, same
 
     def step(self, xb, yb):
         n = self.ens.n
-        rate = self._rate()                     # validated before this step changes anything
+        rate, same_rate = self._rate()          # validated before this step changes anything
         out, losses, grads = self._forward_backward(xb, yb)
         norms = [g.abs() if g.dim() == 1 else torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())))
                  for g in grads]
@@ -1003,16 +1055,22 @@ class _Run:
                 _fused.mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
             elif self.thresholds is not None:
                 clipped = _apply_clip_rules(self, grads, norms, norm)
-            self.optimizer.step(grads, rate.to(self.params[0].dtype), out=self.previous)
+            whole = (self.flat is not None and same_rate and self.active.all()
+                     and all(g is v for g, v in zip(grads, self.grad_views)))
+            self.optimizer.step(grads, rate.to(self.params[0].dtype), out=self.previous,
+                                flat=self.flat if whole else None)
             for p, new in zip(self.params, self.previous):
                 p.data, new.data = new.data, p.data          # now previous holds the weights before the step
+            if self.flat is not None:
+                self.flat[0], self.flat[2] = self.flat[2], self.flat[0]
         self._record(numbers, lr_record.cpu(), clipped)
         self.t += 1
 
     def _forward_backward(self, xb, yb) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         ens = self.ens
         if self._by_hand(xb):
-            out, losses, by_name = chain_forward_backward(ens._chain, ens.params, xb, yb, self.loss_fn)
+            into = dict(zip(ens.params, self.grad_views)) if self.flat is not None else None
+            out, losses, by_name = chain_forward_backward(ens._chain, ens.params, xb, yb, self.loss_fn, into)
             return out, losses, [by_name[name] for name in ens.params]
         out = ens(xb)
         self._hold_frozen_buffers()
@@ -1048,14 +1106,15 @@ class _Run:
             b.copy_(torch.where(dead.view(-1, *[1] * (b.dim() - 1)), frozen, b))
 
     def _record(self, numbers, lr, clipped):
-        dead = ~self.active
-        nan = torch.tensor(math.nan, dtype=torch.float64)
-        for key, row in zip(("loss", "grad_norm", "accuracy", "grad_ratio"), numbers):
-            self.records[key].append(torch.where(dead, nan, row))
+        if self.active.all():    # nothing to blank out (rows of this step's own tensors: nobody changes them)
+            rows = [*numbers, lr, clipped]
+        else:
+            dead, nan = ~self.active, torch.tensor(math.nan, dtype=torch.float64)
+            rows = [torch.where(dead, nan, row) for row in (*numbers, lr)] + [clipped & self.active]
         if len(numbers) < 4:
-            self.records["grad_ratio"].append(torch.full((self.ens.n,), math.nan, dtype=torch.float64))
-        self.records["lr"].append(torch.where(dead, nan, lr))
-        self.records["clipped"].append(clipped & self.active)
+            rows.insert(3, torch.full((self.ens.n,), math.nan, dtype=torch.float64))
+        for key, row in zip(("loss", "grad_norm", "accuracy", "grad_ratio", "lr", "clipped"), rows):
+            self.records[key].append(row)
         self.epoch_losses.append(self.records["loss"][-1])
 
     def end_epoch(self):

@@ -477,3 +477,25 @@ def test_sequentials_the_stacked_path_would_misread_take_vmap(build, reason):
         torch.testing.assert_close(ens(x)[i], model(x))
     with pytest.raises(ValueError, match=reason):
         Ensemble(models, backend="stacked")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("nesterov, weight_decay", [(False, 0.0), (True, 1e-3)])
+def test_the_momentum_buffer_equals_torchs_sgd_bit_for_bit(dtype, nesterov, weight_decay):
+    # the buffer is updated in one pass (addcmul) where that rounds as torch's mul_ then add_ does
+    from helpers.ensemble import _Optimizer
+    g = torch.Generator().manual_seed(0)
+    start = (torch.randn(3, 5, 4, generator=g) * 10.0 ** torch.randint(-3, 3, (3, 5, 4), generator=g)).to(dtype)
+    ours, theirs = start.clone(), start.clone().requires_grad_()
+    optimizer = _Optimizer("sgd", [ours], 0.9, nesterov, (0.9, 0.999), 1e-8, weight_decay)
+    reference = torch.optim.SGD([theirs], lr=0.1, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay,
+                                foreach=False)
+    for _ in range(4):
+        grad = (torch.randn(3, 5, 4, generator=g) * 10.0 ** torch.randint(-3, 3, (3, 5, 4), generator=g)).to(dtype)
+        out = torch.empty_like(ours)
+        optimizer.step([grad], torch.full((3,), 0.1, dtype=dtype), out=[out])
+        ours = out
+        optimizer.params = [ours]
+        theirs.grad = grad.clone()
+        reference.step()
+        assert torch.equal(optimizer.state[0][0], reference.state[theirs]["momentum_buffer"])

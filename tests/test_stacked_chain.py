@@ -111,23 +111,70 @@ def test_plan_of_an_mlp():
 @pytest.mark.parametrize("activation", ["tanh", "gelu", "mish", "selu"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("seed", [0, [0, 1, 2]], ids=["shared batches", "own batches"])
-def test_fit_ensemble_trains_the_same_with_either_path(optimizer, seed, activation):
+@pytest.mark.parametrize("lr", [[0.05, 0.1, 0.2], 0.1], ids=["own rates", "one rate: flat buffers"])
+def test_fit_ensemble_trains_the_same_with_either_path(optimizer, seed, activation, lr):
+    (h1, e1), (h2, e2) = [_fit_on_path(activation, chain, lr=lr, optimizer=optimizer, seed=seed)
+                          for chain in (True, False)]
+    _assert_same_training(h1, e1, h2, e2)
+
+
+def _fit_on_path(activation, chain, members=3, **kw):
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
-    runs = []
-    for chain in (True, False):
-        ens = Ensemble([_seeded(s, activation) for s in range(3)])
-        assert ens._chain is not None
-        if not chain:
-            ens._chain = None
-        h = fit_ensemble(ens, (X, y), epochs=2, lr=[0.05, 0.1, 0.2], optimizer=optimizer, momentum=0.9 * (
-            optimizer == "sgd"), batch_size=8, seed=seed, progress_bar=False)
-        runs.append((h, ens))
-    (h1, e1), (h2, e2) = runs
+    ens = Ensemble([_seeded(s, activation) for s in range(members)])
+    assert ens._chain is not None
+    if not chain:
+        ens._chain = None
+    kw.setdefault("momentum", 0.9 * (kw.get("optimizer", "sgd") == "sgd"))
+    return fit_ensemble(ens, (X, y), epochs=2, batch_size=8, progress_bar=False, **kw), ens
+
+
+def _assert_same_training(h1, e1, h2, e2):
     np.testing.assert_array_equal(h1.loss, h2.loss)
     np.testing.assert_array_equal(h1.grad_norm, h2.grad_norm)
     for name in e1.params:
         assert torch.equal(e1.params[name], e2.params[name]), name
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw", "radam"])
+def test_one_rate_for_all_members_updates_the_flat_buffers_in_one_step(monkeypatch, optimizer):
+    from helpers.ensemble import _Optimizer
+    whole = []
+    step = _Optimizer.step
+    monkeypatch.setattr(_Optimizer, "step", lambda self, *a, flat=None, **k: (whole.append(flat is not None),
+                                                                                 step(self, *a, flat=flat, **k))[1])
+    h1, e1 = _fit_on_path("tanh", True, optimizer=optimizer, lr=0.05, weight_decay=1e-3)
+    assert whole and all(whole)
+    whole.clear()
+    h2, e2 = _fit_on_path("tanh", False, optimizer=optimizer, lr=0.05, weight_decay=1e-3)
+    assert whole and not any(whole)
+    _assert_same_training(h1, e1, h2, e2)
+    storages = {p.untyped_storage().data_ptr() for p in e1.params.values()}
+    assert len(storages) == 1          # the parameters are views of one buffer ...
+    model = e1.member(1)               # ... and everything else works as before
+    torch.testing.assert_close(e1(torch.ones(2, 6))[1], model(torch.ones(2, 6)))
+
+
+@pytest.mark.parametrize("lr_factors", [lambda t: 1.0 if t < 4 else [1.0, 0.5, 1.0], lambda t: 0.5],
+                         ids=["one rate, then own rates", "one rate throughout"])
+def test_a_schedule_that_gives_members_their_own_rates_later_trains_the_same(lr_factors):
+    runs = [_fit_on_path("relu", chain, lr=0.1, lr_factors=lr_factors) for chain in (True, False)]
+    _assert_same_training(*runs[0], *runs[1])
+
+
+def test_a_member_diverging_under_one_shared_rate_leaves_the_others_as_autograd_trains_them():
+    def build(chain):
+        ens = Ensemble([_seeded(s, "relu") for s in range(3)])
+        with torch.no_grad():
+            ens.params["fc1.weight"][1] *= 1e18          # member 1 overflows after a few steps
+        if not chain:
+            ens._chain = None
+        g = torch.Generator().manual_seed(0)
+        X, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+        return fit_ensemble(ens, (X, y), epochs=3, lr=0.5, momentum=0.9, batch_size=8, progress_bar=False), ens
+    (h1, e1), (h2, e2) = build(True), build(False)
+    assert h1.diverged.tolist() == [False, True, False] and h1.diverged_at == h2.diverged_at
+    _assert_same_training(h1, e1, h2, e2)
 
 
 def _seeded(seed, activation="tanh"):
