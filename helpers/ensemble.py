@@ -62,7 +62,7 @@ from helpers._checks import (
     check_real,
     check_trainable,
 )
-from helpers._flat import Layout
+from helpers._flat import Layout, chunks
 from helpers._stacked_chain import chain_forward_backward, chain_plan
 from helpers.data import check_data, is_xy
 from helpers.device import keep_freed_memory
@@ -606,6 +606,12 @@ def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | Non
     return factors
 
 
+def _one_value(t: torch.Tensor) -> bool:
+    """Whether every entry of a 1-D float tensor is the same number, to the bit (so 0.0 and -0.0 differ)."""
+    bits = t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
+    return bool((bits == bits[0]).all())
+
+
 # where addcmul's rounding equals mul_ then add_ (checked on every CPU float path by
 # tests/test_ensemble.py); in bfloat16/float16 it rounds once, in float32, where torch rounds twice
 _ONE_PASS_DTYPES = (torch.float32, torch.float64)
@@ -655,7 +661,9 @@ class _Optimizer:
             self._make_state()
         update = {"sgd": self._sgd, "radam": self._radam}.get(self.kind, self._adam)
         if flat is not None:
-            update(self.flat_state, *flat[:2], lr[:1], flat[2])
+            rate = lr[:1]
+            for p, g, o, *state in chunks(*flat, *self.flat_state):
+                update(state, p, g, rate, o)
             return
         for state, p, g, o in zip(self.state, self.params, grads, out):
             update(state, p, g, lr.view(-1, *[1] * (p.dim() - 1)), o)
@@ -911,6 +919,7 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
         _train(run, ensemble, X, y, epochs, batch_size, generators, iter(bar))
     finally:
         ensemble._per_member_input = False
+        run.unflatten()
         if hasattr(bar, "close"):
             bar.close()
     return run.history()
@@ -969,7 +978,6 @@ class _Run:
             self._lay_flat()
         else:
             self.previous = [p.detach().clone() for p in self.params]
-        self.same_rate = bool((self.rates == self.rates[0]).all())
         self.float_buffers = [b for b in ens.buffers.values() if b.is_floating_point()]
         self.kept_buffers = [b.clone() for b in self.float_buffers]
         self.all_buffers = list(ens.buffers.values())
@@ -994,10 +1002,31 @@ class _Run:
         before, self.previous = self.layout.gather(self.params)
         grads, self.grad_views = self.layout.empty()
         self.flat = [weights, grads, before]      # what the params view, the gradients, the weights before
+        # views of the weights' two buffers (objects of their own: a swap changes p.data, not these), to
+        # check that the parameters still view the first
+        self.views = [self.layout.views(weights), self.layout.views(before)]
 
-    def _rate(self) -> tuple[torch.Tensor, bool]:
-        """This step's rate per member, and whether all members have the same."""
-        rate, same = self.rates, self.same_rate
+    def _still_flat(self) -> bool:
+        """Whether the parameters still view the flat buffer (a caller may have set ``p.data``); if
+        not, the run goes on tensor by tensor, as it would have without the buffers."""
+        if self.flat is not None and not all(p.data_ptr() == v.data_ptr() and p.shape == v.shape
+                                             for p, v in zip(self.params, self.views[0])):
+            self.flat = None
+        return self.flat is not None
+
+    def unflatten(self) -> None:
+        """At the end of the run, give each parameter its own memory again (saving or copying one must
+        not carry all of them), after letting go of the other buffers (the weights before the last step,
+        gradients, optimizer state), so that the copies raise no peak."""
+        if self.layout is not None:
+            self.previous = self.grad_views = self.views = self.flat = None
+            self.optimizer.state, self.optimizer.flat_state = None, []
+            for p in self.params:
+                p.data = p.data.clone()
+            self.layout = None
+
+    def _rate(self) -> torch.Tensor:
+        rate = self.rates
         if self.factors is not None:
             f = self.factors(self.t) if callable(self.factors) else self.factors[self.t]
             try:
@@ -1009,12 +1038,11 @@ class _Run:
                 raise ValueError(f"lr_factors({self.t}) must return a finite number >= 0 or {self.ens.n} of them, "
                                  f"got {f.tolist()}")
             rate = rate * f
-            same = same and (f.dim() == 0 or bool((f == f[0]).all()))
-        return rate, same
+        return rate
 
     def step(self, xb, yb):
         n = self.ens.n
-        rate, same_rate = self._rate()          # validated before this step changes anything
+        rate = self._rate()                     # validated before this step changes anything
         out, losses, grads = self._forward_backward(xb, yb)
         norms = [g.abs() if g.dim() == 1 else torch.linalg.vector_norm(g, dim=tuple(range(1, g.dim())))
                  for g in grads]
@@ -1055,21 +1083,22 @@ class _Run:
                 _fused.mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
             elif self.thresholds is not None:
                 clipped = _apply_clip_rules(self, grads, norms, norm)
-            whole = (self.flat is not None and same_rate and self.active.all()
+            rate = rate.to(self.params[0].dtype)
+            whole = (self._still_flat() and self.active.all() and _one_value(rate)
                      and all(g is v for g, v in zip(grads, self.grad_views)))
-            self.optimizer.step(grads, rate.to(self.params[0].dtype), out=self.previous,
-                                flat=self.flat if whole else None)
+            self.optimizer.step(grads, rate, out=self.previous, flat=self.flat if whole else None)
             for p, new in zip(self.params, self.previous):
                 p.data, new.data = new.data, p.data          # now previous holds the weights before the step
             if self.flat is not None:
                 self.flat[0], self.flat[2] = self.flat[2], self.flat[0]
+                self.views.reverse()
         self._record(numbers, lr_record.cpu(), clipped)
         self.t += 1
 
     def _forward_backward(self, xb, yb) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         ens = self.ens
         if self._by_hand(xb):
-            into = dict(zip(ens.params, self.grad_views)) if self.flat is not None else None
+            into = dict(zip(ens.params, self.grad_views)) if self._still_flat() else None
             out, losses, by_name = chain_forward_backward(ens._chain, ens.params, xb, yb, self.loss_fn, into)
             return out, losses, [by_name[name] for name in ens.params]
         out = ens(xb)
