@@ -627,8 +627,9 @@ class _Optimizer:
     whose members all have one rate may update every tensor in one call (``step(flat=...)``).
     """
 
-    def __init__(self, kind, params, momentum, nesterov, betas, eps, weight_decay, layout: Layout | None = None):
-        self.kind, self.params, self.layout = kind, params, layout
+    def __init__(self, kind, params, momentum, nesterov, betas, eps, weight_decay):
+        self.kind, self.params = kind, params
+        self.layout: Layout | None = None                    # set by the run that lays out flat buffers
         self.momentum, self.nesterov, self.betas, self.eps, self.wd = momentum, nesterov, betas, eps, weight_decay
         self.state: list[list[torch.Tensor]] | None = None   # per parameter: [buf] or [m, v]
         self.flat_state: list[torch.Tensor] = []              # the same, whole, with a layout
