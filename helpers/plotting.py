@@ -122,7 +122,8 @@ def plot_training_curves(histories, metric: str = "loss", smooth: int = 1, ax=No
         start = 1 if per_epoch else (smooth if smooth > 1 else 1)
         ax.plot(np.arange(start, start + len(values)), values, label=label)
         if getattr(history, "diverged", False) and not per_epoch:
-            ax.axvline(history.diverged_at, color="red", linestyle=":", linewidth=1)
+            # diverged_at indexes steps from 0, the axis counts them from 1
+            ax.axvline(history.diverged_at + 1, color="red", linestyle=":", linewidth=1)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("epoch" if per_epoch else "step")

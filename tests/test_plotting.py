@@ -37,6 +37,10 @@ def test_plot_training_curves_marks_divergence():
     h = History(loss=[3.0, 2.0, 1.0, 0.5], diverged=True, diverged_at=4, epoch_loss=[2.0], val_accuracy=[0.5])
     ax = plot_training_curves({"run": h}, smooth=2)
     assert _labelled(ax) and len(ax.get_lines()) == 2
+    # step index 4 (from 0) is step 5 on the axis, which counts steps from 1 like the curve
+    curve, marker = ax.get_lines()
+    assert list(marker.get_xdata()) == [5, 5]
+    assert list(plot_training_curves({"run": h}).get_lines()[0].get_xdata()) == [1, 2, 3, 4]
     assert _labelled(plot_training_curves({"run": h}, metric="val_accuracy"))
 
 
