@@ -247,8 +247,8 @@ class LeakyReLU(Activation):
         \mathrm{LeakyReLU}(x) = \begin{cases} x & x > 0 \\ a\,x & x \le 0 \end{cases},
         \qquad \mathrm{LeakyReLU}'(x) = \begin{cases} 1 & x > 0 \\ a & x \le 0 \end{cases}
 
-    Only the negative branch is scaled by :math:`a` (seed 004 writes :math:`a x` on
-    both branches, which is just a linear map).
+    Only the negative branch is scaled by :math:`a` (a formula some tutorials give, :math:`a x` on
+    both branches, is just a linear map: notebook 14, E18).
 
     Args:
         negative_slope: :math:`a`, a real number (default 0.01, as in PyTorch).

@@ -1,11 +1,14 @@
-"""The seeds' mistakes and FAQ questions, as data: where each is said, and where the course shows it.
+"""The source articles' mistakes and FAQ questions, as data: where each is said, and where the course shows it.
+
+The course started from five Chinese blog articles on vanishing and exploding gradients,
+numbered 000 to 004 (not shipped with the course: notebook 14 quotes what each says).
 
 Notebook 14 demonstrates every :data:`ERRATA` entry and answers every :data:`FAQ`
 question; ``tests/test_errata.py`` checks that each pointer names a notebook heading
 that exists, so the references cannot rot when a notebook is edited.
 
 Example:
-    >>> len(ERRATA), ERRATA[0].key, ERRATA[0].seed
+    >>> len(ERRATA), ERRATA[0].key, ERRATA[0].article
     (26, 'E1', '000')
     >>> ERRATA[0].where
     "notebook 03, '5 · Build it: He (Kaiming) initialisation, and two wrong formulas measured'"
@@ -19,10 +22,11 @@ __all__ = ["Erratum", "Question", "ERRATA", "FAQ"]
 
 
 class Erratum(NamedTuple):
-    """One mistake of a seed: what it says, what is right, and the notebook section that measures it."""
+    """One mistake of a source article (``article``: "000" to "004"): what it says, what is right, and the
+    notebook section that measures it."""
 
     key: str
-    seed: str
+    article: str
     section: str
     says: str
     right: str
@@ -35,10 +39,10 @@ class Erratum(NamedTuple):
 
 
 class Question(NamedTuple):
-    """One question of a seed's FAQ, and the notebook section that answers it by measurement."""
+    """One question of a source article's FAQ, and the notebook section that answers it by measurement."""
 
     key: str
-    seed: str
+    article: str
     section: str
     zh: str
     en: str
@@ -64,7 +68,7 @@ ERRATA: tuple[Erratum, ...] = (
             "`forward` decides what runs; the attribute changes nothing",
             "04", "Common mistakes in activation code, run"),
     Erratum("E5", "000", "3.2.2 Clip梯度", "clip = min(max(g, v), v)",
-            "min(max(g, −v), v); the seed's formula always returns v",
+            "min(max(g, −v), v); the article's formula always returns v",
             "07", "3 · Two common mistakes, run"),
     Erratum("E6", "000", "3.2.1 权重归一化", "weight normalization is w/‖w‖",
             "w = g·v/‖v‖ with a learned gain g",

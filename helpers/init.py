@@ -212,8 +212,9 @@ def kaiming_uniform_(tensor: torch.Tensor, a: float = 0, mode: str = "fan_in",
     .. math:: b = \text{gain} \cdot \sqrt{\frac{3}{\text{fan\_mode}}}, \qquad
               \mathrm{Var}(W) = \frac{\text{gain}^2}{\text{fan\_mode}}
 
-    For ReLU (gain :math:`\sqrt2`) the bound is :math:`\sqrt{6/\text{fan\_in}}`; seed 000's
-    :math:`\sqrt{2/(n_{in}+n_{out})}` is too small by :math:`\sqrt3` even for a square layer.
+    For ReLU (gain :math:`\sqrt2`) the bound is :math:`\sqrt{6/\text{fan\_in}}`; the bound
+    :math:`\sqrt{2/(n_{in}+n_{out})}` some tutorials give (notebook 14, E1) is too small
+    by :math:`\sqrt3` even for a square layer.
 
     Args:
         tensor: a weight with at least 2 dimensions; filled in place.

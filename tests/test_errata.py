@@ -51,10 +51,10 @@ def test_pointers_in_the_notebooks_text_name_existing_headings(number, heading):
 
 
 @pytest.mark.parametrize("records", [ERRATA, FAQ], ids=["errata", "faq"])
-def test_keys_are_unique_and_seeds_exist(records):
+def test_keys_are_unique_and_articles_exist(records):
     keys = [r.key for r in records]
     assert len(keys) == len(set(keys))
-    assert {r.seed for r in records} <= {"000", "001", "002", "003", "004"}
+    assert {r.article for r in records} <= {"000", "001", "002", "003", "004"}
     assert all(r.section and r.notebook.isdigit() and len(r.notebook) == 2 for r in records)
 
 

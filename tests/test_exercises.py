@@ -291,7 +291,7 @@ dead_fraction = SOLUTIONS["4.3"].function
 
 CASES_04 = {
     ex.check_leaky_relu: (leaky_relu, [
-        hinted(lambda x, a: a * x, "seed 004"),
+        hinted(lambda x, a: a * x, "article 004"),
         hinted(lambda x, a: torch.relu(x), "torch.where"),
     ]),
     ex.check_sigmoid_derivative: (sigmoid_derivative, [
@@ -312,7 +312,7 @@ _bn_reference = SOLUTIONS["5.1"].function
 
 CASES_05 = {
     ex.check_batch_norm_forward: (_bn_reference, [
-        lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / (x.std(0, unbiased=False) + eps) + beta,  # seed 001
+        lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / (x.std(0, unbiased=False) + eps) + beta,  # article 001
         lambda x, gamma, beta, eps: gamma * (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + eps) + beta,
         lambda x, gamma, beta, eps: gamma * (x - x.mean(0)) / torch.sqrt(x.var(0) + eps) + beta,     # unbiased
         lambda x, gamma, beta, eps: (x - x.mean(1, keepdim=True)) / torch.sqrt(x.var(1, keepdim=True) + eps),
@@ -323,7 +323,7 @@ CASES_05 = {
         lambda rv, b, m: b.var(0),
     ]),
     ex.check_weight_norm: (SOLUTIONS["5.3"].function, [
-        lambda g, v: v / v.norm(dim=1, keepdim=True),                                          # seed 000
+        lambda g, v: v / v.norm(dim=1, keepdim=True),                                          # article 000
         lambda g, v: g * v / v.norm(dim=0, keepdim=True),
         lambda g, v: g * v / v.norm(),
     ]),
@@ -337,7 +337,7 @@ _stack_reference = SOLUTIONS["6.2"].function
 
 CASES_06 = {
     ex.check_residual_block: (SOLUTIONS["6.1"].function, [
-        lambda x, f, p: f(f(x) + x) if p is None else f(p(x)) + p(x),                          # seed 001
+        lambda x, f, p: f(f(x) + x) if p is None else f(p(x)) + p(x),                          # article 001
         lambda x, f, p: f(x),
         lambda x, f, p: x + f(x) if p is None else f(x),
     ]),
@@ -633,7 +633,7 @@ _separable_conv = SOLUTIONS["14.2"].function
 CASES_14 = {
     ex.check_split_once: (_split_once, [
         lambda n, f, seed: (torch.randperm(n)[round(n * f):], torch.randperm(n)[:round(n * f)]),   # overlap
-        lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)),   # seed 001
+        lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)),   # article 001
         lambda n, f, seed: (torch.arange(round(n * f), n), torch.arange(round(n * f))),           # no shuffle
         lambda n, f, seed: (lambda o: (o, o[:round(n * f)]))(
             torch.randperm(n, generator=torch.Generator().manual_seed(seed))),                     # train = all
@@ -668,9 +668,9 @@ def test_a_learner_drawing_from_the_global_generator_does_not_move_it(capsys):
     assert "not yet" in capsys.readouterr().out
 
 
-def test_split_once_hint_names_the_seed_001_mistake(capsys):
+def test_split_once_hint_names_the_article_001_mistake(capsys):
     ex.check_split_once(lambda n, f, seed: (lambda o: (o[round(n * f):], o[:round(n * f)]))(torch.randperm(n)))
-    assert "seed 001" in capsys.readouterr().out
+    assert "article 001" in capsys.readouterr().out
 
 
 # -- notebook 15, Transformers ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ def check_leaky_relu(fn: Callable) -> None:
         x = torch.randn(50, generator=g, dtype=torch.float64) * 3
         answer = attempt(fn, x.clone(), a)
         if close(answer, a * x):
-            raise NotYet("a·x on both branches (seed 004's formula) is a linear function: "
+            raise NotYet("a·x on both branches (article 004's formula) is a linear function: "
                          "a deep net of it is one linear map. Only the negative side is scaled.")
         if not close(answer, torch.nn.functional.leaky_relu(x, a)):
             raise NotYet("Keep x where x > 0 and use a·x where x ≤ 0 (torch.where helps).")

@@ -53,7 +53,7 @@ def check_split_once(fn: Callable) -> None:
         test = _check_split(attempt(fn, n, fraction, seed), n, fraction)
         if (n, fraction, seed) in splits and splits[n, fraction, seed] != test:
             raise NotYet("Called twice with the same seed, it returned two different splits: "
-                         "that is seed 001's re-split every epoch. Draw the permutation from a "
+                         "that is article 001's re-split every epoch. Draw the permutation from a "
                          "torch.Generator seeded with `seed`, not from the global generator.")
         splits[n, fraction, seed] = test
     if splits[100, 0.2, 0] == splits[100, 0.2, 1]:
