@@ -62,7 +62,7 @@ def _adam_defaults(lr, betas, eps, weight_decay, **flags) -> dict:
             **{name: bool(value) for name, value in flags.items()}}
 
 
-def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False):
+def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False, complex_decay: bool = False):
     r"""Weight decay, then the moment estimates shared by Adam, AdamW and RAdam; returns ``(t, m, v)``.
 
     .. math:: m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t,\qquad v_t = \beta_2 v_{t-1} + (1-\beta_2) g_t^2
@@ -74,6 +74,9 @@ def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False)
     ``torch.optim``: its real and imaginary parts each get their own second moment
     :math:`(\operatorname{Re} g)^2` and :math:`(\operatorname{Im} g)^2` (not :math:`g\cdot g`, which is complex).
     The returned ``m`` and ``v`` are such real views (the state keeps the complex tensors).
+    ``complex_decay=True`` applies the decay to the complex tensors, before that view (as
+    ``torch.optim.Adam``'s single-tensor kernel does), ``False`` to the real view (as
+    ``torch.optim.RAdam``'s does): complex arithmetic rounds :math:`g + \lambda p` differently.
     """
     lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]
     if not state:
@@ -83,12 +86,14 @@ def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False)
         if amsgrad:
             state["max_exp_avg_sq"] = torch.zeros_like(p)
     t = _advance_step(state)
-    p, g = _real_view(p), _real_view(g)
+    if not complex_decay:
+        p, g = _real_view(p), _real_view(g)
     if wd != 0:
         if decoupled:
             p.mul_(1 - lr * wd)
         else:
             g = g.add(p, alpha=wd)
+    p, g = _real_view(p), _real_view(g)
     m, v = _real_view(state["exp_avg"]), _real_view(state["exp_avg_sq"])
     m.lerp_(g, 1 - beta1)
     v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
@@ -215,7 +220,11 @@ class Adam(_PerParameter):
             the same flag).
 
     A complex parameter is treated as pairs of reals (each part has its own second moment),
-    and ``lr`` may be a one-element tensor, as in ``torch.optim.Adam``.
+    and ``lr`` may be a one-element tensor, as in ``torch.optim.Adam``. The weight decay of a
+    complex parameter is applied in complex arithmetic, before that view, as in torch's
+    single-tensor kernel (its default on the CPU, ``foreach=False``), to the bit; torch's
+    ``foreach`` kernel (its default for CUDA tensors) adds the L2 term to the real view,
+    which rounds :math:`g + \lambda\theta` differently in the last bit.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0, -1.0]))
@@ -236,7 +245,7 @@ class Adam(_PerParameter):
     def _update(self, p, g, group, state):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         t, m, v = _adam_moments(p, g, group, state, decoupled=group["decoupled_weight_decay"],
-                                amsgrad=group["amsgrad"])
+                                amsgrad=group["amsgrad"], complex_decay=True)
         if group["amsgrad"]:
             v_max = _real_view(state["max_exp_avg_sq"])
             torch.maximum(v_max, v, out=v_max)
@@ -303,6 +312,9 @@ class RAdam(_PerParameter):
         weight_decay: :math:`\lambda \ge 0`.
         decoupled_weight_decay: shrink the weights directly (as :class:`AdamW`) instead of
             adding :math:`\lambda\theta` to the gradient (default, as ``torch.optim.RAdam``).
+
+    A complex parameter is treated as pairs of reals, its weight decay included (applied to
+    the real view, as in ``torch.optim.RAdam``'s single-tensor kernel, to the bit).
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0]))

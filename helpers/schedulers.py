@@ -10,8 +10,13 @@ recursive, "chainable" form). So the schedules compose with each other and with 
 (``ChainedScheduler``, ``SequentialLR``), keep a rate changed by hand, and resume from
 ``state_dict()``; alone, they follow the closed form. :class:`OneCycle` evaluates its formula
 directly while the rate is the formula's previous value (bit-equal to ``OneCycleLR``) and
-falls back to the ratio once the rate was changed from outside. Learning rates may be Python floats
-or one-element tensors (then updated in place), as in ``torch.optim``.
+falls back to the ratio once the rate was changed from outside; :class:`WarmupCosine` sets its
+closed form once, at the end of the warm-up, as ``SequentialLR`` does at its milestone.
+Built with ``last_epoch`` :math:`= k \ge 0`, a schedule takes torch's "initial step" to
+:math:`k + 1` as its torch counterpart does: it keeps the optimizer's rate, except
+:class:`StepDecay` (times :math:`\gamma` when :math:`k + 1` is a multiple of the step size,
+as ``StepLR``) and :class:`OneCycle` (the formula's rate, as ``OneCycleLR``). Learning rates
+may be Python floats or one-element tensors (then updated in place), as in ``torch.optim``.
 """
 
 from __future__ import annotations
@@ -42,8 +47,6 @@ class _Chainable(LRScheduler):
     schedulers); ``_get_closed_form_lr`` evaluates the closed form from ``base_lrs``.
     """
 
-    _closed_form_on_resume = False  # CosineAnnealingLR re-enters its closed form on the first step after resuming
-
     def lr_at(self, t: int, base_lr: float) -> float:
         raise NotImplementedError
 
@@ -52,8 +55,6 @@ class _Chainable(LRScheduler):
 
     def get_lr(self) -> list:
         t = self.last_epoch
-        if self._closed_form_on_resume and self._step_count == 1 and t > 0:
-            return self._get_closed_form_lr()
         return [_copy(self._next_lr(group["lr"], t)) for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self) -> list:
@@ -232,8 +233,6 @@ class CosineAnnealing(_Chainable):
         self.eta_min = check_real("eta_min", eta_min, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
-    _closed_form_on_resume = True
-
     def lr_at(self, t: int, base_lr: float) -> float:
         return _cosine(t, self.total_steps, base_lr, self.eta_min)
 
@@ -253,7 +252,15 @@ class WarmupCosine(_Chainable):
         \end{cases}
 
     Up to :math:`T` this equals ``SequentialLR`` of ``LinearLR(start_factor=f,
-    total_iters=W)`` and ``CosineAnnealingLR(T_max=T-W, eta_min)`` with milestone :math:`W`.
+    total_iters=W)`` and ``CosineAnnealingLR(T_max=T-W, eta_min)`` with milestone :math:`W`,
+    bit for bit, alone and composed: like ``SequentialLR``, step :math:`W` sets the rate to
+    the closed form :math:`\eta` (the cosine's ``step(0)``), so what another scheduler
+    (``ChainedScheduler`` with ``ExponentialLR``) or a hand did to the rate during the warm-up
+    is undone there; from then on the cosine steps are chainable ratios, as
+    ``CosineAnnealingLR``'s. Built with ``last_epoch`` :math:`= k \ge 0` it keeps the
+    optimizer's rate and goes on from step :math:`k + 1`, as torch's schedulers do
+    (``SequentialLR`` itself has no working ``last_epoch``: it resets the rate to
+    ``initial_lr`` and restarts its first scheduler).
 
     Args:
         optimizer: the wrapped optimizer.
@@ -282,18 +289,26 @@ class WarmupCosine(_Chainable):
                                        strict_minimum=True)
         super().__init__(optimizer, last_epoch)
 
-    _closed_form_on_resume = True
-
     def lr_at(self, t: int, base_lr: float) -> float:
         w = self.warmup_steps
         if t < w:
             return base_lr * (self.start_factor + (1 - self.start_factor) * t / w)
         return _cosine(t - w, self.total_steps - w, base_lr, self.eta_min)
 
+    def get_lr(self) -> list:
+        if self.last_epoch == self.warmup_steps > 0 and not self._is_initial:
+            # SequentialLR's milestone: it calls CosineAnnealingLR.step(0), which sets the closed form
+            return self._get_closed_form_lr()
+        return super().get_lr()
+
     def _next_lr(self, lr, t):
         w = self.warmup_steps
-        if t <= w:
-            return _linear_ratio(lr, t, w, self.start_factor, 1.0, self._is_initial) if w else lr
+        if t == 0:  # the first scheduler's construction step: LinearLR's start factor (none without warm-up)
+            return lr * self.start_factor if w else lr
+        if self._is_initial:  # built with last_epoch = t - 1 >= 0: the rate is kept, as by torch's schedulers
+            return lr
+        if t < w:
+            return _linear_ratio(lr, t, w, self.start_factor, 1.0, False)
         return _cosine_ratio(lr, t - w, self.total_steps - w, self.eta_min)
 
 
@@ -329,10 +344,15 @@ class OneCycle(_Chainable):
     used) extrapolates the second phase past :math:`\eta_{end}` (with ``"linear"`` the rate
     is then negative), and stepping to :math:`T + 1` raises ``ValueError``.
 
-    Alone, each step evaluates the formula directly (as torch does); when the optimizer's
-    rate is not the formula's previous value (another scheduler or a hand changed it), the
-    step multiplies it by :math:`\eta_t / \eta_{t-1}` instead (the chainable form), so the
-    schedule composes like the others.
+    Alone, each step evaluates the formula directly (as torch does), and built with
+    ``last_epoch`` :math:`= k \ge 0` it sets the formula's rate for step :math:`k + 1` (as
+    ``OneCycleLR`` does). Composed, it differs from ``OneCycleLR`` on purpose: when the
+    optimizer's rate is not the formula's previous value (another scheduler or a hand changed
+    it), the step multiplies it by :math:`\eta_t / \eta_{t-1}` (the chainable form), so a
+    factor applied from outside is kept, as by the other schedules here; ``OneCycleLR`` sets
+    the formula's rate at every step and drops it. In a ``ChainedScheduler`` with
+    ``ExponentialLR(gamma)`` after it, the rate at step :math:`t \ge 1` is
+    :math:`\eta_t\gamma^t` here and :math:`\eta_t\gamma` with ``OneCycleLR``.
 
     Args:
         optimizer: the wrapped optimizer (its lr is the peak).
@@ -419,8 +439,8 @@ class OneCycle(_Chainable):
         value at t - 1 (bit-equal to torch), else the chainable ratio (a rate changed from outside)."""
         if t == 0:
             return self.lr_at(0, base) if float(lr) == float(base) else lr * self.lr_at(0, 1.0)
-        if self._is_initial:
-            return lr
+        if self._is_initial:  # built with last_epoch = t - 1: OneCycleLR sets the formula's rate
+            return self.lr_at(t, base)
         if float(lr) == float(self.lr_at(t - 1, base)):
             return self.lr_at(t, base)
         return lr * (self.lr_at(t, 1.0) / self.lr_at(t - 1, 1.0))

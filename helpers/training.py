@@ -178,7 +178,10 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     ``resume_from``, training continues from such a checkpoint: weights, optimizer and
     scheduler states, the ``History``, the shuffling generator and the global torch
     random state are restored, and training runs from the saved epoch up to ``epochs``.
-    With the same arguments the result equals an uninterrupted run's, bit for bit.
+    With the same arguments the result equals an uninterrupted run's, bit for bit. An
+    optimizer or scheduler of another kind than the checkpoint's is refused with
+    ``ValueError`` before anything is modified; for a ``ChainedScheduler`` or ``SequentialLR``
+    the kinds of its inner schedulers count too, their number and order included.
 
     Args:
         model: the network; moved to ``device``.
@@ -258,6 +261,7 @@ def _check_fit(model, train_data, val_data, *, epochs, optimizer, loss_fn, sched
     check_trainable("model", model)
     if resumed is not None:
         _check_resumable(resumed, is_xy(train_data), epochs=epochs, seed=seed, batch_size=batch_size)
+        _check_checkpoint_fits(resumed, model, optimizer, scheduler, "resume_from")  # before model.to(device)
     return checkpoint_path, resumed
 
 
@@ -594,7 +598,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "scheduler": scheduler.state_dict() if scheduler is not None else None,
         "optimizer_kind": type(optimizer).__name__ if optimizer is not None else None,
-        "scheduler_kind": type(scheduler).__name__ if scheduler is not None else None,
+        "scheduler_kind": _scheduler_kind(scheduler) if scheduler is not None else None,
         "history": history.to_dict() if history is not None else None,
         "generator": generator.get_state() if generator is not None else None,
         "torch_rng": torch.get_rng_state(),
@@ -622,32 +626,8 @@ def _read_checkpoint(path: Path) -> dict:
 
 def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, name: str) -> None:
     # check everything first, so that a mismatch leaves model, optimizer and scheduler untouched
-    own = model.state_dict()
-    saved = payload["model"]
-    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{name} does not fit the model: missing keys {missing}, unexpected keys {unexpected}")
-    shapes = [k for k in own if tuple(own[k].shape) != tuple(saved[k].shape)]
-    if shapes:
-        raise ValueError(f"{name} does not fit the model: shapes differ for {shapes}")
-    if optimizer is not None:
-        if payload["optimizer"] is None:
-            raise ValueError(f"{name} holds no optimizer state, but an optimizer was given")
-        groups = payload["optimizer"]["param_groups"]
-        if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
-            raise ValueError(f"{name} holds an optimizer state for other parameter groups")
-        _check_kind(name, "optimizer", optimizer, payload.get("optimizer_kind"),
-                    _same_optimizer_kind(optimizer, payload["optimizer"]))
-    if scheduler is not None and payload["scheduler"] is None:
-        raise ValueError(f"{name} holds no scheduler state, but a scheduler was given")
-    if scheduler is None and payload.get("scheduler") is not None:
-        kind = payload.get("scheduler_kind") or "a scheduler"
-        raise ValueError(f"{name} holds the state of {kind}, but scheduler=None; the learning rate would stay "
-                         f"frozen where it was saved. Pass a scheduler of that kind to continue the schedule")
-    if scheduler is not None:
-        _check_kind(name, "scheduler", scheduler, payload.get("scheduler_kind"),
-                    set(scheduler.state_dict()) == set(payload["scheduler"]))
-    model.load_state_dict(saved)
+    _check_checkpoint_fits(payload, model, optimizer, scheduler, name)
+    model.load_state_dict(payload["model"])
     if optimizer is not None:
         optimizer.load_state_dict(payload["optimizer"])
     if scheduler is not None:
@@ -657,16 +637,91 @@ def _apply_checkpoint(payload: dict, model: nn.Module, optimizer, scheduler, nam
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
 
 
+def _check_checkpoint_fits(payload: dict, model: nn.Module, optimizer, scheduler, name: str) -> None:
+    """Raise ``ValueError`` if the checkpoint does not fit the model, or the optimizer or scheduler kind differs."""
+    own, saved = model.state_dict(), payload["model"]
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise ValueError(f"{name} does not fit the model: missing keys {missing}, unexpected keys {unexpected}")
+    shapes = [k for k in own if tuple(own[k].shape) != tuple(saved[k].shape)]
+    if shapes:
+        raise ValueError(f"{name} does not fit the model: shapes differ for {shapes}")
+    if optimizer is not None:
+        _check_optimizer_fits(payload, optimizer, name)
+    _check_scheduler_fits(payload, scheduler, name)
+
+
+def _check_optimizer_fits(payload: dict, optimizer, name: str) -> None:
+    if payload["optimizer"] is None:
+        raise ValueError(f"{name} holds no optimizer state, but an optimizer was given")
+    groups = payload["optimizer"]["param_groups"]
+    if [len(g["params"]) for g in groups] != [len(g["params"]) for g in optimizer.param_groups]:
+        raise ValueError(f"{name} holds an optimizer state for other parameter groups")
+    saved_kind, own = payload.get("optimizer_kind"), type(optimizer).__name__
+    _check_kind(name, "optimizer", own, saved_kind, saved_kind == own if saved_kind is not None
+                else _same_optimizer_kind(optimizer, payload["optimizer"]))
+
+
+def _check_scheduler_fits(payload: dict, scheduler, name: str) -> None:
+    saved_kind = payload.get("scheduler_kind")
+    if scheduler is not None and payload["scheduler"] is None:
+        raise ValueError(f"{name} holds no scheduler state, but a scheduler was given")
+    if scheduler is None and payload.get("scheduler") is not None:
+        raise ValueError(f"{name} holds the state of {saved_kind or 'a scheduler'}, but scheduler=None; the learning "
+                         f"rate would stay frozen where it was saved. Pass a scheduler of that kind to continue "
+                         f"the schedule")
+    if scheduler is not None:
+        _check_kind(name, "scheduler", _scheduler_kind(scheduler), saved_kind,
+                    _same_scheduler_kind(scheduler, saved_kind, payload["scheduler"]))
+
+
 def _same_optimizer_kind(optimizer, saved: dict) -> bool:
     """For checkpoints without a recorded kind: the saved groups hold every hyper-parameter this optimizer reads."""
     needed = {k for k, v in optimizer.defaults.items() if not isinstance(v, bool) and v is not None}
     return all(needed <= set(group) for group in saved["param_groups"])
 
 
-def _check_kind(name: str, what: str, obj, saved_kind: str | None, structure_matches: bool) -> None:
-    """Raise before anything is loaded if ``obj`` is not of the kind whose state was saved."""
-    own = type(obj).__name__
-    if saved_kind is not None and saved_kind != own or saved_kind is None and not structure_matches:
+def _scheduler_kind(scheduler) -> str:
+    """The class name; a ``ChainedScheduler``'s or ``SequentialLR``'s with its inner kinds, in order.
+
+    Example:
+        >>> o = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        >>> L = torch.optim.lr_scheduler
+        >>> _scheduler_kind(L.ChainedScheduler([L.StepLR(o, 3), L.ExponentialLR(o, 0.9)]))
+        'ChainedScheduler[StepLR, ExponentialLR]'
+    """
+    inner = getattr(scheduler, "_schedulers", None)
+    if not isinstance(inner, list | tuple):
+        return type(scheduler).__name__
+    return f"{type(scheduler).__name__}[{', '.join(_scheduler_kind(s) for s in inner)}]"
+
+
+def _same_scheduler_kind(scheduler, saved_kind: str | None, saved_state: dict) -> bool:
+    """Whether ``scheduler`` is of the kind that saved ``saved_state``, inner schedulers included.
+
+    Checkpoints record :func:`_scheduler_kind`; older ones recorded the outer class name only
+    (or nothing): then the state-dict keys must match, level by level.
+    """
+    own = _scheduler_kind(scheduler)
+    if saved_kind is not None and ("[" in saved_kind or "[" not in own):
+        return saved_kind == own
+    return saved_kind in (None, type(scheduler).__name__) and _same_structure(scheduler.state_dict(), saved_state)
+
+
+def _same_structure(own: dict, saved) -> bool:
+    """The same state-dict keys, and as many inner schedulers' states (``_schedulers``), each alike."""
+    if not isinstance(saved, dict) or set(own) != set(saved):
+        return False
+    inner, saved_inner = own.get("_schedulers"), saved.get("_schedulers")
+    if not isinstance(inner, list):
+        return True
+    return (isinstance(saved_inner, list) and len(inner) == len(saved_inner)
+            and all(_same_structure(a, b) for a, b in zip(inner, saved_inner)))
+
+
+def _check_kind(name: str, what: str, own: str, saved_kind: str | None, same: bool) -> None:
+    """Raise before anything is loaded if the object (of kind ``own``) is not of the kind whose state was saved."""
+    if not same:
         raise ValueError(f"{name} holds the state of {what} {saved_kind or 'of another kind'}, but fit got "
                          f"{what} {own}; pass a {what} of the kind that wrote the checkpoint")
 
@@ -684,7 +739,8 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
         path: the checkpoint file.
         model: a network of the same architecture; its weights and buffers are replaced.
         optimizer: an optimizer over its parameters, of the same kind as the saved one, or None.
-        scheduler: a scheduler of the same kind as the saved one, or None.
+        scheduler: a scheduler of the same kind as the saved one (a composite's inner
+            schedulers of the same kinds, in the same order), or None.
 
     Returns:
         A dict with ``"epoch"`` (completed epochs), ``"history"`` (a :class:`History` or

@@ -515,6 +515,10 @@ CASES.update({
                                                ValueError, "world_size"),
     "chi: activation unknown": (lambda w: theory.chi("relu6", 1.0), ValueError, "activation"),
     "chi: sigma_w negative": (lambda w: theory.chi("tanh", -1.0), ValueError, "sigma_w"),
+    "chi: sigma_b negative, q given": (lambda w: theory.chi("tanh", 1.0, -0.1, q=1.0), ValueError, "sigma_b"),
+    "chi: the variance map overflows": (lambda w: theory.chi("relu", 10.0), ValueError, "pass q"),
+    "preactivation_variances: sigma_w NaN": (lambda w: theory.preactivation_variances("tanh", NAN),
+                                             ValueError, "sigma_w"),
     "gaussian_expectation: fn a str": (lambda w: theory.gaussian_expectation("tanh", 1.0), TypeError, "fn"),
     "gaussian_expectation: variance negative": (lambda w: theory.gaussian_expectation(math.tanh, -1.0),
                                                 ValueError, "variance"),
@@ -640,6 +644,28 @@ def test_new_errors_of_other_modules_are_clear_and_modify_nothing():
         assert _same(before, layer.state_dict())
     with pytest.raises(ValueError, match=r"nothing GradientMonitor can watch: .*ConvTranspose3d.*got ModuleList"):
         GradientMonitor(nn.ModuleList())
+
+
+def test_resume_with_other_inner_schedulers_is_refused_and_modifies_nothing(tmp_path):
+    """A ChainedScheduler/SequentialLR checkpoint resumed with other inner kinds, counts or order (hostile r13)."""
+    L = torch.optim.lr_scheduler
+    w = _world()
+    path = tmp_path / "chain.pt"
+    saver = torch.optim.SGD(w.net.parameters(), lr=0.1)  # not w.opt: no scheduler may attach itself to it
+    training.save_checkpoint(path, w.net, saver, L.ChainedScheduler([L.StepLR(saver, 3), L.ExponentialLR(saver, 0.9)]))
+    others = [lambda o: L.ChainedScheduler([L.CosineAnnealingLR(o, 20), L.LinearLR(o, 1.0, 0.5, 10)]),
+              lambda o: L.ChainedScheduler([L.ExponentialLR(o, 0.9), L.StepLR(o, 3)]),
+              lambda o: L.ChainedScheduler([L.StepLR(o, 3)]),
+              lambda o: L.SequentialLR(o, [L.StepLR(o, 3), L.ExponentialLR(o, 0.9)], milestones=[2])]
+    for make in others:
+        opt = torch.optim.SGD(w.net.parameters(), lr=0.1)
+        sched = make(opt)
+        before, sched_before = _snapshot(w), copy.deepcopy(sched.state_dict())
+        with pytest.raises(ValueError, match=r"resume_from holds the state of scheduler "
+                                             r"ChainedScheduler\[StepLR, ExponentialLR\], but fit got scheduler"):
+            _fit(w, optimizer=opt, scheduler=sched, resume_from=path)
+        assert all(_same(before[k], v) for k, v in _snapshot(w).items())
+        assert _same(sched_before, sched.state_dict())
 
 
 def _inf_grad():

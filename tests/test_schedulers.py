@@ -144,18 +144,13 @@ PAIRS16 = {  # ours, torch's counterpart (equal up to T16 steps), exact: bit-for
                     lambda o: L.LinearLR(o, 1.0, 0.1, total_iters=T16), True),
     "CosineAnnealing": (lambda o: S.CosineAnnealing(o, T16, eta_min=0.01),
                         lambda o: L.CosineAnnealingLR(o, T16, eta_min=0.01), True),
-    # torch's SequentialLR(LinearLR, CosineAnnealingLR) resets the rate to the closed form at its milestone,
-    # so it is not chainable; the chainable reference is MultiplicativeLR by the ratio of the closed forms
-    # (with eta_min = 0 the cosine recursion is purely multiplicative)
+    # SequentialLR(LinearLR, CosineAnnealingLR) resets the rate to the closed form at its milestone (step 3),
+    # undoing a chained scheduler's or a hand's change made during the warm-up: WarmupCosine does the same
     "WarmupCosine": (lambda o: S.WarmupCosine(o, 3, T16, eta_min=0.0, start_factor=0.2),
-                     lambda o: _multiplicative_reference(o), False),
+                     lambda o: L.SequentialLR(o, [L.LinearLR(o, 0.2, total_iters=3),
+                                                  L.CosineAnnealingLR(o, T16 - 3, eta_min=0.0)], milestones=[3]),
+                     True),
 }
-
-
-def _multiplicative_reference(o):
-    for g in o.param_groups:
-        g["lr"] = g["lr"] * 0.2  # the warm-up's first factor, applied at construction as LinearLR does
-    return L.MultiplicativeLR(o, lambda t: _warmup_closed(t) / _warmup_closed(t - 1))
 
 
 def _warmup_closed(t):
@@ -500,3 +495,120 @@ def test_one_cycle_needs_momentum_to_cycle_it():
         S.OneCycle(opt, 10)
     assert opt.param_groups[0]["lr"] == 0.1
     S.OneCycle(opt, 10, cycle_momentum=False)
+
+
+# ---- built with last_epoch = k on a rate that is not the closed form: torch's "initial step" rule
+
+
+def _resumed_trace(make, k, steps, lr=0.37, initial_lr=1.0, optimizer="sgd", **group_keys):
+    """(lr, momentum or beta1) before each of ``steps`` steps of a schedule built with ``last_epoch=k``."""
+    p = torch.nn.Parameter(torch.zeros(1))
+    o = torch.optim.Adam([p], lr=lr) if optimizer == "adam" else torch.optim.SGD([p], lr=lr, momentum=0.9)
+    o.param_groups[0].update(initial_lr=initial_lr, **group_keys)  # torch requires initial_lr when k >= 0
+    s = make(o, k)
+    out = []
+    for _ in range(steps):
+        g = o.param_groups[0]
+        out.append((g["lr"], g["betas"][0] if "betas" in g else g["momentum"]))
+        o.step()
+        s.step()
+    return out
+
+
+RESUMED = {  # ours, torch's, built with last_epoch=k (T16 = 10 steps in all)
+    "StepDecay": (lambda o, k: S.StepDecay(o, 3, 0.5, last_epoch=k), lambda o, k: L.StepLR(o, 3, 0.5, last_epoch=k)),
+    "ExponentialDecay": (lambda o, k: S.ExponentialDecay(o, 0.9, last_epoch=k),
+                         lambda o, k: L.ExponentialLR(o, 0.9, last_epoch=k)),
+    "LinearDecay": (lambda o, k: S.LinearDecay(o, T16, 0.1, last_epoch=k),
+                    lambda o, k: L.LinearLR(o, 1.0, 0.1, T16, last_epoch=k)),
+    "CosineAnnealing": (lambda o, k: S.CosineAnnealing(o, T16, 0.01, last_epoch=k),
+                        lambda o, k: L.CosineAnnealingLR(o, T16, 0.01, last_epoch=k)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESUMED))
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 8])
+@pytest.mark.parametrize("lr", [0.37, 1.0, 0.5])
+def test_built_with_last_epoch_like_torch(name, k, lr):
+    # CosineAnnealing set its closed form at construction (0.9045 instead of keeping 1.0, hostile r2)
+    ours, theirs = RESUMED[name]
+    steps = T16 - k  # up to step T16 (CosineAnnealingLR rises again after it)
+    assert _resumed_trace(ours, k, steps, lr) == _resumed_trace(theirs, k, steps, lr)
+
+
+def test_cosine_built_with_last_epoch_issue_example():
+    trace = _resumed_trace(lambda o, k: S.CosineAnnealing(o, 20, last_epoch=k), 3, 3, lr=1.0)
+    assert [round(lr, 6) for lr, _ in trace] == [1.0, 0.943665, 0.877706]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 6, 8])
+@pytest.mark.parametrize("strategy", ["cos", "linear"])
+def test_one_cycle_built_with_last_epoch_like_torch(optimizer, k, strategy):
+    # OneCycleLR sets its formula's rate (and momentum) at construction, whatever the optimizer's rate
+    peak, div, final, steps = 0.8, 25.0, 1e4, T16 - k - 1  # built at step k + 1, stepped up to T16
+    ours = _resumed_trace(lambda o, k: S.OneCycle(o, T16, anneal_strategy=strategy, last_epoch=k), k, steps,
+                          lr=0.37, initial_lr=peak, optimizer=optimizer)
+    theirs = _resumed_trace(lambda o, k: L.OneCycleLR(o, peak, T16, anneal_strategy=strategy, last_epoch=k), k,
+                            steps, lr=0.37, initial_lr=peak / div, optimizer=optimizer, max_lr=peak,
+                            min_lr=peak / div / final, max_momentum=0.95, base_momentum=0.85)
+    assert ours == theirs
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3, 4, 7])
+def test_warmup_cosine_built_with_last_epoch_keeps_the_rate_then_goes_on(k):
+    # SequentialLR has no working last_epoch; the parts' rule: keep the rate, LinearLR's ratios up to W - 1,
+    # the closed form at the milestone W = 3 (unless the construction step lands on it), then cosine ratios
+    W, eta_min, lr = 3, 0.01, 0.37
+    ours = [r for r, _ in _resumed_trace(lambda o, k: S.WarmupCosine(o, W, T16, eta_min, 0.2, last_epoch=k), k,
+                                         T16 - k, lr)]
+    if k < W - 1:
+        warm = [r for r, _ in _resumed_trace(lambda o, k: L.LinearLR(o, 0.2, 1.0, W, last_epoch=k), k, W - 1 - k, lr)]
+        rest = [r for r, _ in _resumed_trace(lambda o, k: L.CosineAnnealingLR(o, T16 - W, eta_min), -1, T16 - W + 1,
+                                             lr=1.0)]
+        assert ours == warm + rest
+    else:
+        rest = [r for r, _ in _resumed_trace(lambda o, k: L.CosineAnnealingLR(o, T16 - W, eta_min, last_epoch=k),
+                                             k - W, T16 - k, lr)]
+        assert ours == rest
+
+
+# ---- WarmupCosine composes like SequentialLR(LinearLR, CosineAnnealingLR), which resets at its milestone
+
+
+def _sequential(W, T, eta_min, f):
+    return lambda o: L.SequentialLR(o, [L.LinearLR(o, f, total_iters=W), L.CosineAnnealingLR(o, T - W, eta_min)],
+                                    milestones=[W])
+
+
+def test_warmup_cosine_chained_issue_example():
+    chain = {"chain": lambda o: L.ExponentialLR(o, 0.9)}
+    ours = _trace(lambda o: S.WarmupCosine(o, 3, 20, start_factor=0.2), lr=1.0, steps=4, **chain)
+    theirs = _trace(_sequential(3, 20, 0.0, 0.2), lr=1.0, steps=4, **chain)
+    assert ours == theirs
+    assert [round(r, 4) for r in ours] == [0.2, 0.42, 0.594, 0.9, 0.8031]  # reset to the closed form 1.0 at step 3
+
+
+@pytest.mark.parametrize("W, eta_min, f", [(1, 0.0, 0.5), (3, 0.01, 0.2), (5, 0.05, 0.1), (9, 0.0, 1.0)])
+@pytest.mark.parametrize("variant", [dict(chain=lambda o: L.ExponentialLR(o, 0.9)), dict(manual=1), dict(manual=6),
+                                     dict(resume_at=2), dict(chain=lambda o: L.StepLR(o, 2, 0.5), resume_at=0)])
+def test_warmup_cosine_equals_sequential_lr_bit_for_bit_when_composed(W, eta_min, f, variant):
+    ours = _trace(lambda o: S.WarmupCosine(o, W, T16, eta_min, f), **variant)
+    assert ours == _trace(_sequential(W, T16, eta_min, f), **variant)
+
+
+@pytest.mark.parametrize("lr_dtype", [torch.float32, torch.float64])
+def test_warmup_cosine_milestone_with_a_tensor_rate_like_sequential_lr(lr_dtype):
+    chain = {"chain": lambda o: L.ExponentialLR(o, 0.9)}
+    ours = _trace(lambda o: S.WarmupCosine(o, 4, T16, 0.01, 0.3), lr=torch.tensor(0.5, dtype=lr_dtype), **chain)
+    assert ours == _trace(_sequential(4, T16, 0.01, 0.3), lr=torch.tensor(0.5, dtype=lr_dtype), **chain)
+
+
+def test_one_cycle_chained_keeps_the_outer_factor_where_one_cycle_lr_drops_it():
+    # the documented difference: with ExponentialLR(gamma) after it, eta_t * gamma**t here, eta_t * gamma in torch
+    gamma, closed = 0.5, S.OneCycle(_opt16(1.0), T16).lr_at
+    chain = {"chain": lambda o: L.ExponentialLR(o, gamma), "lr": 1.0, "steps": T16 - 1}
+    ours = _trace(lambda o: S.OneCycle(o, T16, cycle_momentum=False), **chain)
+    theirs = _trace(lambda o: L.OneCycleLR(o, 1.0, T16, cycle_momentum=False), **chain)
+    np.testing.assert_allclose(ours, [closed(t, 1.0) * gamma**t for t in range(T16)], rtol=1e-12)
+    np.testing.assert_allclose(theirs, [closed(t, 1.0) * (gamma if t else 1.0) for t in range(T16)], rtol=1e-12)

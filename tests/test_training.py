@@ -1,5 +1,6 @@
 import copy
 import math
+import re
 
 import pytest
 import torch
@@ -8,7 +9,7 @@ from torch import nn
 
 from helpers.diagnostics import GradientMonitor
 from helpers.models import MLP, scale_init_
-from helpers.training import History, evaluate, fit
+from helpers.training import History, _scheduler_kind, evaluate, fit
 
 
 def _data(n=96, features=5, classes=3, seed=0):
@@ -293,6 +294,99 @@ def test_resume_from_same_kind_and_torch_counterpart_still_works(tmp_path):
         history = fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=torch.nn.functional.mse_loss,
                       scheduler=CosineAnnealing(opt, total_steps=10), resume_from=path, progress=False)
         assert history.steps > 0 and len(history.epoch_loss) == 2
+
+
+_L = torch.optim.lr_scheduler
+_INNER = {"step": lambda o: _L.StepLR(o, 3, 0.5), "exp": lambda o: _L.ExponentialLR(o, 0.9),
+          "cos": lambda o: _L.CosineAnnealingLR(o, 20), "lin": lambda o: _L.LinearLR(o, 1.0, 0.5, 10)}
+
+
+def _chained(*names):
+    return lambda o: _L.ChainedScheduler([_INNER[n](o) for n in names])
+
+
+def _sequential(*names):
+    return lambda o: _L.SequentialLR(o, [_INNER[n](o) for n in names], milestones=list(range(2, 2 * len(names), 2)))
+
+
+def _nested(*names):
+    return lambda o: _L.ChainedScheduler([_L.SequentialLR(o, [_INNER[n](o) for n in names], milestones=[2]),
+                                          _INNER["exp"](o)])
+
+
+_SAVED = _chained("step", "exp")  # the checkpoint's scheduler: ChainedScheduler[StepLR, ExponentialLR]
+_OTHER_COMPOSITES = {
+    "other inner kinds (hostile r13)": _chained("cos", "lin"),
+    "same kinds, other order": _chained("exp", "step"),
+    "one inner scheduler fewer": _chained("step"),
+    "one inner scheduler more": _chained("step", "exp", "lin"),
+    "SequentialLR of the same kinds": _sequential("step", "exp"),
+    "the second inner kind differs": _chained("step", "lin"),
+    "nested: a SequentialLR inside": _nested("step", "exp"),
+}
+
+
+def _refused_and_untouched(path, X, y, make_sched, old_kind=None):
+    """fit(resume_from=path) and load_checkpoint with ``make_sched``'s scheduler raise and modify nothing."""
+    from helpers.training import load_checkpoint
+
+    if old_kind != "keep":
+        payload = torch.load(path, weights_only=True)
+        payload["scheduler_kind"] = old_kind  # as written before inner kinds were recorded (or before any kind)
+        torch.save(payload, path)
+    for call, name in ((lambda net, opt, sched: fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=F.mse_loss,
+                                                   scheduler=sched, resume_from=path, progress=False),
+                        "resume_from"),
+                       (lambda net, opt, sched: load_checkpoint(path, net, opt, sched), "path")):
+        net = torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        sched = make_sched(opt)
+        before = (copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict()), copy.deepcopy(sched.state_dict()))
+        with pytest.raises(ValueError, match=f"{name} holds the state of scheduler .*but fit got scheduler "
+                                             f"{re.escape(_scheduler_kind(sched))}; pass a scheduler of the kind"):
+            call(net, opt, sched)
+        assert all(torch.equal(v, before[0][k]) for k, v in net.state_dict().items())
+        assert opt.state_dict() == before[1] and sched.state_dict() == before[2]
+
+
+@pytest.mark.parametrize("case", sorted(_OTHER_COMPOSITES))
+@pytest.mark.parametrize("old_kind", ["keep", "ChainedScheduler", None])
+def test_resume_refuses_a_composite_scheduler_with_other_inner_kinds(tmp_path, case, old_kind):
+    X, y, path = _resume_world(tmp_path, lambda n: torch.optim.SGD(n.parameters(), lr=0.1), _SAVED)
+    _refused_and_untouched(path, X, y, _OTHER_COMPOSITES[case], old_kind)
+
+
+def test_resume_names_the_inner_kinds_in_the_error(tmp_path):
+    X, y, path = _resume_world(tmp_path, lambda n: torch.optim.SGD(n.parameters(), lr=0.1), _SAVED)
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    expected = ("resume_from holds the state of scheduler ChainedScheduler[StepLR, ExponentialLR], but fit got "
+                "scheduler ChainedScheduler[CosineAnnealingLR, LinearLR]; pass a scheduler of the kind that wrote "
+                "the checkpoint")
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=F.mse_loss, scheduler=_chained("cos", "lin")(opt),
+            resume_from=path, progress=False)
+
+
+@pytest.mark.parametrize("old_kind", ["keep", "ChainedScheduler", None])
+@pytest.mark.parametrize("make", [_chained("step", "exp"), _nested("step", "lin")], ids=["chained", "nested"])
+def test_resume_with_the_same_composite_continues_like_an_uninterrupted_run(tmp_path, make, old_kind):
+    X, y, path = _resume_world(tmp_path, lambda n: torch.optim.SGD(n.parameters(), lr=0.1), make)
+    if old_kind != "keep":
+        payload = torch.load(path, weights_only=True)
+        payload["scheduler_kind"] = old_kind
+        torch.save(payload, path)
+    torch.manual_seed(0)  # _resume_world's data and initial weights
+    torch.randn(64, 3), torch.randn(64, 1)
+    full_net = torch.nn.Linear(3, 1)
+    full_opt = torch.optim.SGD(full_net.parameters(), lr=0.1)
+    fit(full_net, (X, y), epochs=2, optimizer=full_opt, loss_fn=F.mse_loss, scheduler=make(full_opt), progress=False)
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    fit(net, (X, y), epochs=2, optimizer=opt, loss_fn=F.mse_loss, scheduler=make(opt), resume_from=path,
+        progress=False)
+    assert opt.param_groups[0]["lr"] == full_opt.param_groups[0]["lr"]
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), full_net.parameters()))
 
 
 def test_evaluate_iterates_in_order():
