@@ -14,6 +14,8 @@ torch's error is raised as it is.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 try:
@@ -21,10 +23,13 @@ try:
 except ImportError:  # pragma: no cover - a torch without the private helper
     _group_tensors_by_device_and_dtype = None
 
-__all__ = ["TINY", "by_device_and_dtype", "copy_", "fast_norms", "graph_is_observed", "mul_", "norms", "refine",
-           "sub_"]
+__all__ = ["HUGE", "TINY", "by_device_and_dtype", "copy_", "exact_norms", "fast_norms", "graph_is_observed", "mul_",
+           "norms", "refine", "sub_"]
 
 TINY = 1e-12  # below this a float32 norm may have lost entries whose squares underflowed
+# above this a float32 norm's squares came within a few orders of magnitude of float32's largest number
+# (3.4e38), where they overflow to inf; a float16 norm above 65504 is inf itself
+HUGE = 1e18
 # what a private function raises when it is missing (AttributeError) or refuses an input
 _REFUSED = (AttributeError, TypeError, ValueError, RuntimeError)
 
@@ -112,15 +117,42 @@ def fast_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(result))
 
 
-def refine(values: list[float], tensors: list[torch.Tensor]) -> list[float]:
-    """``values`` (from :func:`fast_norms`) with those below :data:`TINY` recomputed by :func:`norms` (no underflow)."""
-    tiny = [i for i, v in enumerate(values) if v < TINY]
-    if not tiny:
+def refine(values: list[float], tensors) -> list[float]:
+    """``values`` (from :func:`fast_norms`) with the doubtful ones recomputed by :func:`exact_norms`.
+
+    Doubtful: below :data:`TINY` (squares may have underflowed), above :data:`HUGE` or not
+    finite (squares may have overflowed: float32 gradients of 1e19, float16 norms above 65504).
+    Only those entries are recomputed, so the common case costs one comparison per value.
+
+    Args:
+        values: the norms as Python floats, one per tensor.
+        tensors: the tensors, or a function giving the ``i``-th tensor (called for doubtful entries only).
+    """
+    doubtful = [i for i, v in enumerate(values) if not TINY <= v <= HUGE]  # NaN fails both comparisons
+    if not doubtful:
         return values
-    exact = norms([tensors[i] for i in tiny]).tolist()
+    tensor = tensors if callable(tensors) else tensors.__getitem__
     values = list(values)
-    for i, v in zip(tiny, exact):
+    for i, v in zip(doubtful, exact_norms([tensor(i) for i in doubtful])):
         values[i] = v
+    return values
+
+
+def exact_norms(tensors: list[torch.Tensor]) -> list[float]:
+    """The 2-norm of each tensor as Python floats, neither underflowing nor overflowing where the norm is finite.
+
+    :func:`norms` (squares summed in float64), then, for a result that is infinite although the
+    tensor's entries are finite (float64 entries of 1e200 have squares beyond float64's range),
+    the norm again after dividing by the largest absolute entry.
+
+    Example:
+        >>> exact_norms([torch.full((4,), 1e200, dtype=torch.float64), torch.tensor([3.0, 4.0])])
+        [2e+200, 5.0]
+    """
+    values = norms(tensors).tolist()
+    for i, v in enumerate(values):
+        if v == math.inf:
+            values[i] = _scaled_norm(tensors[i], _wide_dtype(tensors[i].device)).item()
     return values
 
 

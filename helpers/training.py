@@ -160,9 +160,12 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     *steps*, not epochs), ``monitor.step()`` if given.
 
     Divergence guard: before each step the weights (and buffers) that produced a finite
-    loss are kept; when a loss or the gradient norm is NaN or infinite, the step is not
+    loss are kept; when a loss or a gradient entry is NaN or infinite, the step is not
     taken, the kept weights are restored, and ``History.diverged`` /
-    ``History.diverged_at`` say where it happened.
+    ``History.diverged_at`` say where it happened. The gradient norm is taken in the
+    gradients' dtype; where its squares may have underflowed or overflowed (float32
+    gradients of :math:`10^{19}` are finite, their float32 norm is not) it is taken again in
+    float64, and that norm is recorded: huge but finite gradients are no divergence.
 
     Interruption: a ``KeyboardInterrupt`` (Ctrl-C, or the notebook's stop button) does
     not escape: ``fit`` returns the :class:`History` so far with ``interrupted=True``.
@@ -374,7 +377,7 @@ class _Run:
             loss.backward()
             loss_value, norm_value, accuracy = _measure(loss, output, y, params, device)
             del output, loss  # free the graph's buffers now, so the allocator reuses them
-            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            if not math.isfinite(loss_value) or not math.isfinite(norm_value) and not _finite_grads(params):
                 self._stop_diverged(loss_finite=math.isfinite(loss_value))
                 return None
             _fused.copy_(kept, state)  # the weights of a finite loss (state_dict's: detached); the ones to go back to
@@ -382,7 +385,8 @@ class _Run:
             clipped = None
             if clip is not None:
                 clip(params)
-                clipped = float(_global_norm(params, device))  # a second transfer, only when clipping
+                # a second transfer, only when clipping
+                clipped = _refined(float(_global_norm(params, device)), params)
             with guard.critical():
                 steps = history.steps
                 try:
@@ -447,8 +451,9 @@ def _measure(loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor, params: 
     numbers = torch.stack([loss.detach().float(), grad_norm.float(),
                            hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
     loss_value, norm_value, hit_count = numbers
-    if norm_value < _fused.TINY:  # float32 squares of tiny gradients underflow: again in float64
-        norm_value = _exact_global_norm(params)
+    if not math.isfinite(loss_value):  # the rare path: a float64 loss beyond float32's range is finite
+        loss_value = float(loss.detach())
+    norm_value = _refined(norm_value, params)
     if hits is None:
         return loss_value, norm_value, None
     return loss_value, norm_value, (hit_count / len(y) if len(y) else math.nan)  # an empty batch: no accuracy
@@ -710,9 +715,24 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
             "seed": payload["seed"], "batch_size": payload["batch_size"]}
 
 
+def _refined(norm_value: float, params: list[torch.Tensor]) -> float:
+    """The global gradient norm ``norm_value``, or, where its float32 squares may have underflowed (below
+    :data:`helpers._fused.TINY`) or overflowed (not finite), the exact one (:func:`_exact_global_norm`)."""
+    if _fused.TINY <= norm_value < math.inf:
+        return norm_value
+    return _exact_global_norm(params)
+
+
 def _exact_global_norm(params: list[torch.Tensor]) -> float:
+    """The global 2-norm of the gradients, from per-tensor norms in float64 combined by ``math.hypot`` (which
+    neither underflows nor overflows): ``inf`` only where an entry is infinite or the norm is beyond float64."""
     grads = [p.grad for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(_fused.norms(grads))) if grads else 0.0
+    return math.hypot(*_fused.exact_norms(grads)) if grads else 0.0
+
+
+def _finite_grads(params: list[torch.Tensor]) -> bool:
+    """Whether every gradient entry is finite (read on the rare path where the global norm is not)."""
+    return all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
 
 
 def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:

@@ -347,3 +347,75 @@ def test_an_empty_classification_batch_is_a_diverged_step_not_a_crash():
                   loss_fn=F.cross_entropy, progress=False)
     assert history.diverged and history.diverged_at == 0 and history.steps == 0
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def _exact_global_norm(params):
+    """The global 2-norm in float64 with the largest entry divided out (the truth for finite entries)."""
+    flat = torch.cat([p.grad.detach().double().flatten() for p in params])
+    peak = float(flat.abs().max())
+    return peak * float(torch.linalg.vector_norm(flat / peak))
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e19), (torch.float32, 1e35), (torch.float64, 1e200)])
+def test_huge_finite_gradients_are_recorded_and_are_no_divergence(dtype, scale):
+    # F1: every gradient entry is finite, but the float32 (float64) squares of the norm overflow
+    torch.manual_seed(0)
+    net = nn.Linear(64, 64).to(dtype)
+    X, y = torch.randn(32, 64, dtype=dtype), torch.zeros(32, 64, dtype=dtype)
+
+    def loss_fn(out, target):
+        return (out - target).sum() * scale
+
+    history = fit(net, (X, y), epochs=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=loss_fn,
+                  progress=False, batch_size=32)
+    net.zero_grad()
+    loss_fn(net(X), y).backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+    assert not history.diverged and history.steps == 2
+    assert history.grad_norm == pytest.approx([_exact_global_norm(net.parameters())] * 2, rel=1e-6)
+
+
+def test_a_norm_beyond_float64_with_finite_entries_is_recorded_as_inf_and_training_goes_on():
+    net = nn.Linear(8, 8).double()
+    net.weight.register_hook(lambda g: torch.full_like(g, 1e308))   # finite entries, a norm beyond float64
+    history = fit(net, (torch.randn(4, 8, dtype=torch.float64), torch.zeros(4, 8, dtype=torch.float64)), epochs=1,
+                  optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=F.mse_loss, progress=False)
+    assert not history.diverged and history.grad_norm == [math.inf]
+
+
+def test_an_infinite_gradient_entry_among_huge_ones_is_still_a_divergence():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 4)
+    corner = torch.zeros(4, 4, dtype=torch.bool)
+    corner[0, 0] = True
+    net.weight.register_hook(lambda g: torch.where(corner, math.inf, g * 1e19))
+    before = [p.detach().clone() for p in net.parameters()]
+    history = fit(net, (torch.randn(8, 4), torch.zeros(8, 4)), epochs=1,
+                  optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_fn=F.mse_loss, progress=False)
+    assert history.diverged and history.diverged_at == 0 and history.steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_clipping_huge_gradients_inside_fit_is_torchs_clipping():
+    # torch's clip_grad_norm_ divides by a float32 total norm that overflowed: the gradients become 0. fit does not
+    # change that; it records the true norm before clipping and the norm after it
+    import functools
+
+    from helpers.clipping import clip_grad_norm_
+
+    torch.manual_seed(0)
+    net = nn.Linear(64, 64)
+    X, y = torch.randn(32, 64), torch.zeros(32, 64)
+
+    def loss_fn(out, target):
+        return (out - target).sum() * 1e19
+
+    twin = copy.deepcopy(net)
+    loss_fn(twin(X), y).backward()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+    history = fit(net, (X, y), epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=1.0), loss_fn=loss_fn,
+                  progress=False, batch_size=32, clip=functools.partial(clip_grad_norm_, max_norm=1.0))
+    torch.optim.SGD(twin.parameters(), lr=1.0).step()
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), twin.parameters()))
+    assert not history.diverged and history.clipped == [True]
+    assert history.grad_norm[0] > 1e21 and history.clipped_grad_norm == [0.0]
