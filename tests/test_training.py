@@ -419,3 +419,97 @@ def test_clipping_huge_gradients_inside_fit_is_torchs_clipping():
     assert all(torch.equal(a, b) for a, b in zip(net.parameters(), twin.parameters()))
     assert not history.diverged and history.clipped == [True]
     assert history.grad_norm[0] > 1e21 and history.clipped_grad_norm == [0.0]
+
+
+def _mixed_modes(root_training: bool):
+    """A model whose modules are not all in one mode: a BatchNorm frozen in eval mode inside a training model,
+    or a Dropout left in training mode inside an evaluating one."""
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 3)))
+    net.train(root_training)
+    net[1].train(not root_training)
+    net[2][0].train(root_training)
+    net[2].train(not root_training)     # a container in the other mode, its child in the root's
+    return net
+
+
+def _modes(net):
+    return [m.training for m in net.modules()]
+
+
+@pytest.mark.parametrize("root_training", [True, False])
+def test_evaluate_puts_every_module_back_in_its_own_mode(root_training):
+    # F3: model.train(was_training) set every sub-module to the root's mode
+    net = _mixed_modes(root_training)
+    modes = _modes(net)
+    evaluate(net, _data(), F.cross_entropy)
+    assert _modes(net) == modes
+
+    def failing_loss(out, target):
+        raise RuntimeError("loss failed")
+
+    with pytest.raises(RuntimeError, match="loss failed"):
+        evaluate(net, _data(), failing_loss)
+    assert _modes(net) == modes
+
+
+def test_kept_modes_calls_train_only_where_a_mode_differs():
+    from helpers._modes import kept_modes
+
+    calls = []
+
+    class Counting(nn.Linear):
+        def train(self, mode=True):
+            calls.append(mode)
+            return super().train(mode)
+
+    net = nn.Sequential(Counting(2, 2), nn.BatchNorm1d(2))
+    net[1].eval()
+    with kept_modes(net):
+        pass
+    assert calls == []
+    with kept_modes(net):
+        net[0].training = False
+    assert calls == [True] and _modes(net) == [True, True, False]
+
+
+def test_evaluate_a_model_without_parameters_runs_where_the_data_are():
+    X, y = _data()
+    loss, accuracy = evaluate(nn.Identity(), (X[:, :3], y), F.cross_entropy)
+    assert loss == pytest.approx(float(F.cross_entropy(X[:, :3], y))) and 0 <= accuracy <= 1
+
+
+@pytest.mark.parametrize("data", [
+    lambda X, y: [],
+    lambda X, y: (),
+    lambda X, y: iter([]),
+    lambda X, y: (b for b in []),
+    lambda X, y: [(X[:0], y[:0])],
+    lambda X, y: ((X[:0], y[:0]) for _ in range(3)),
+], ids=["empty list", "empty tuple", "empty iterator", "empty generator", "one empty batch", "only empty batches"])
+def test_evaluate_on_no_example_says_the_set_is_empty(data):
+    X, y = _data()
+    net = _mixed_modes(True)
+    modes = _modes(net)
+    with pytest.raises(ValueError, match="data (is empty|holds no example)"):
+        evaluate(net, data(X, y), F.cross_entropy)
+    assert _modes(net) == modes
+
+
+def test_evaluate_skips_empty_batches():
+    X, y = _data()
+    net = MLP(5, 3, width=8, depth=1)
+    expected = evaluate(net, [(X[:40], y[:40]), (X[40:], y[40:])], F.cross_entropy)
+    assert evaluate(net, [(X[:40], y[:40]), (X[:0], y[:0]), (X[40:], y[40:])], F.cross_entropy) == expected
+
+
+@pytest.mark.parametrize("data, text", [
+    (lambda X, y: {"train": (X, y)}, "got dict .iterating it gives its keys"),
+    (lambda X, y: "xy", "got str .iterating it gives its characters"),
+    (lambda X, y: iter([(X, y), (X, y, y)]), r"batch 1 is \['Tensor', 'Tensor', 'Tensor'\]"),
+    (lambda X, y: iter([(X, y), X]), "batch 1 is Tensor"),
+    (lambda X, y: iter([(X, y.tolist())]), r"batch 0 is \['Tensor', 'list'\]"),
+], ids=["dict", "str", "a triple", "a bare tensor", "a list as y"])
+def test_evaluate_says_which_batch_is_not_a_pair(data, text):
+    X, y = _data()
+    with pytest.raises(TypeError, match=f"data .*{text}"):
+        evaluate(MLP(5, 3, width=8, depth=1), data(X, y), F.cross_entropy)
