@@ -120,6 +120,14 @@ CASES = {
     "init_weights_: misspelt kwarg": (lambda w: init.init_weights_(w.net, "xavier_uniform", gian=2.0), TypeError,
                                       "gian"),
     "init_weights_: no layer": (lambda w: init.init_weights_(nn.Tanh(), "orthogonal"), ValueError, "model"),
+    # F7: checked for every layer before the first one changes
+    "init_weights_: a lazy layer": (
+        lambda w: init.init_weights_(nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2)), "xavier_uniform"),
+        ValueError, "model has a lazy layer"),
+    "lsuv_: a lazy layer": (lambda w: init.lsuv_(nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2)), w.t),
+                            ValueError, "model has a lazy layer"),
+    "scale_init_: a lazy layer": (lambda w: models.scale_init_(nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2))),
+                                  ValueError, "model has a lazy layer"),
     "lsuv_: model a str": (lambda w: init.lsuv_("net", w.data[0]), TypeError, "model"),
     "lsuv_: x a list": (lambda w: init.lsuv_(w.net, w.data[0].tolist()), ValueError, "x"),
     "lsuv_: one example": (lambda w: init.lsuv_(w.net, w.data[0][:1]), ValueError, "x"),
