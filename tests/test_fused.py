@@ -190,3 +190,24 @@ def test_exact_norms_neither_underflow_nor_overflow_and_keep_true_infinities():
     beyond = torch.full((4,), 1.5e308, dtype=torch.float64)   # the norm itself is beyond float64: inf is the truth
     assert _fused.exact_norms([beyond, torch.zeros(0)]) == [math.inf, 0.0]
     assert _fused.exact_norms([]) == []
+
+
+def test_foreach_norms_and_groups_fall_back_to_the_same_numbers(private):
+    tensors = _tensors(7, (torch.float32, torch.float64, torch.float32))
+    for p in (2.0, 1.0, math.inf):
+        assert all(torch.equal(a, torch.linalg.vector_norm(t, p))
+                   for a, t in zip(_fused.foreach_norms(tensors, p), tensors))
+    groups = _fused.device_dtype_groups(tensors)
+    assert sorted(len(g) for g in groups) == [1, 2] and all(len({t.dtype for t in g}) == 1 for g in groups)
+    assert _fused.foreach_norms([], 2.0) == [] and _fused.device_dtype_groups([]) == []
+
+
+def test_foreach_support_follows_torch_and_its_fallback(monkeypatch):
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert _fused.foreach_supported(cpu) and not _fused.foreach_supported(meta)
+    assert _fused.uses_foreach([torch.ones(1)], cpu, None) and not _fused.uses_foreach([torch.ones(1)], meta, None)
+    assert not _fused.uses_foreach([nn.Parameter(torch.ones(1))], cpu, None)   # a subclass: torch's loop
+    assert _fused.uses_foreach([torch.ones(1)], meta, True) is True
+    assert _fused.uses_foreach([torch.ones(1)], cpu, False) is False
+    monkeypatch.setattr(_fused, "_device_has_foreach_support", None)
+    assert _fused.foreach_supported(cpu) and not _fused.foreach_supported(meta)

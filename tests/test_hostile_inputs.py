@@ -179,6 +179,31 @@ CASES = {
                                           "clip_value"),
     "clip_grad_value_: a non-tensor among tensors": (lambda w: clipping.clip_grad_value_([*w.params, "g"], 1e-3),
                                                      TypeError, "parameters"),
+    # F7: a clip_value the gradients' dtype cannot hold, refused before the first gradient is clamped
+    "clip_grad_value_: clip_value beyond float32": (lambda w: clipping.clip_grad_value_(w.params, 1e39), ValueError,
+                                                    "clip_value must fit every gradient's dtype, got 1e\\+39"),
+    "clip_grad_value_: beyond a float16 gradient": (
+        lambda w: clipping.clip_grad_value_([*w.params, _half_grad()], 1e5), ValueError, "torch.float16"),
+    "clip_grad_value_: a complex gradient": (lambda w: clipping.clip_grad_value_([*w.params, _complex_grad()], 1.0),
+                                             TypeError, "complex64"),
+    # F9: torch's foreach keyword and its spellings of numbers, and what is still refused
+    "clip_grad_value_: foreach a str": (lambda w: clipping.clip_grad_value_(w.params, 1.0, foreach="yes"), TypeError,
+                                        "foreach must be None, True or False"),
+    "clip_grad_value_: clip_value two numbers": (lambda w: clipping.clip_grad_value_(w.params, torch.ones(2)),
+                                                 TypeError, "clip_value as a tensor must hold one real number"),
+    "clip_grad_norm_: foreach 1": (lambda w: clipping.clip_grad_norm_(w.params, 1.0, foreach=1), TypeError,
+                                   "foreach"),
+    "clip_grad_norm_: foreach True on meta": (lambda w: clipping.clip_grad_norm_(_meta_param(), 1.0, foreach=True),
+                                              ValueError, "foreach=True needs torch's foreach kernels"),
+    "clip_grad_norm_: max_norm two numbers": (lambda w: clipping.clip_grad_norm_(w.params, torch.ones(2)), TypeError,
+                                              "max_norm as a tensor"),
+    "clip_grad_norm_: norm_type a complex tensor": (
+        lambda w: clipping.clip_grad_norm_(w.params, 1.0, norm_type=torch.tensor(2j)), TypeError, "norm_type"),
+    "get_total_norm: foreach a str": (lambda w: clipping.get_total_norm([p.grad for p in w.params], foreach="no"),
+                                      TypeError, "foreach"),
+    "clip_grads_with_norm_: foreach a str": (
+        lambda w: clipping.clip_grads_with_norm_(w.params, 1.0, torch.tensor(2.0), foreach="no"), TypeError,
+        "foreach"),
     "adaptive_clip_grad_: clipping 0": (lambda w: clipping.adaptive_clip_grad_(w.params, clipping=0), ValueError,
                                         "clipping"),
     "adaptive_clip_grad_: eps negative": (lambda w: clipping.adaptive_clip_grad_(w.params, eps=-1e-3), ValueError,
@@ -662,6 +687,24 @@ def test_new_errors_of_other_modules_are_clear_and_modify_nothing():
         assert _same(before, layer.state_dict())
     with pytest.raises(ValueError, match=r"nothing GradientMonitor can watch: .*ConvTranspose3d.*got ModuleList"):
         GradientMonitor(nn.ModuleList())
+
+
+def _half_grad():
+    p = nn.Parameter(torch.zeros(2, dtype=torch.float16))
+    p.grad = torch.tensor([-3.0, 6e4], dtype=torch.float16)
+    return p
+
+
+def _complex_grad():
+    p = nn.Parameter(torch.zeros(2, dtype=torch.complex64))
+    p.grad = torch.full((2,), 3 + 4j, dtype=torch.complex64)
+    return p
+
+
+def _meta_param():
+    p = nn.Parameter(torch.zeros(2, device="meta"))
+    p.grad = torch.zeros(2, device="meta")
+    return [p]
 
 
 def _inf_grad():
