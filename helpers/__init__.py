@@ -10,6 +10,7 @@ L0 foundation
     :mod:`helpers._fused`         torch's private multi-tensor functions, wrapped with a public fallback
     :mod:`helpers._flat`          many tensors as views of one buffer: one call steps them all (ensemble)
     :mod:`helpers._moved`         names that moved to another module say where, when imported from the old one
+    :mod:`helpers._modes`         every module's own training/evaluation mode, kept and put back
     :mod:`helpers._stacked_chain` N stacked Linear/activation chains: forward and backward written out (ensemble)
     :mod:`helpers.progress`       progress bars that stay out of regression-tested outputs
     :mod:`helpers.claims`         a notebook's measured claims, asserted with a tolerance or over seeds

@@ -14,17 +14,27 @@ torch's error is raised as it is.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 try:
     from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 except ImportError:  # pragma: no cover - a torch without the private helper
     _group_tensors_by_device_and_dtype = None
+try:
+    from torch.utils._foreach_utils import _device_has_foreach_support
+except ImportError:  # pragma: no cover - a torch without the private helper
+    _device_has_foreach_support = None
 
-__all__ = ["TINY", "by_device_and_dtype", "copy_", "fast_norms", "graph_is_observed", "mul_", "norms", "refine",
-           "sub_"]
+__all__ = ["HUGE", "TINY", "by_device_and_dtype", "copy_", "device_dtype_groups", "exact_norms", "fast_norms",
+           "foreach_norms", "foreach_supported", "graph_is_observed", "mul_", "norms", "refine", "sub_",
+           "uses_foreach"]
 
 TINY = 1e-12  # below this a float32 norm may have lost entries whose squares underflowed
+# above this a float32 norm's squares came within a few orders of magnitude of float32's largest number
+# (3.4e38), where they overflow to inf; a float16 norm above 65504 is inf itself
+HUGE = 1e18
 # what a private function raises when it is missing (AttributeError) or refuses an input
 _REFUSED = (AttributeError, TypeError, ValueError, RuntimeError)
 
@@ -85,16 +95,70 @@ def by_device_and_dtype(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     hash map) makes a total equal torch's bit for bit. The fallback keeps the groups in order
     of first appearance.
     """
+    return [t for group in device_dtype_groups(tensors) for t in group]
+
+
+def device_dtype_groups(tensors: list[torch.Tensor]) -> list[list[torch.Tensor]]:
+    """The groups of :func:`by_device_and_dtype`, one list per (device, dtype).
+
+    Example:
+        >>> sorted(len(g) for g in device_dtype_groups([torch.ones(1), torch.ones(2).double(), torch.ones(3)]))
+        [1, 2]
+    """
     if not tensors:
         return []
     try:
         grouped = _group_tensors_by_device_and_dtype([tensors])
-        return [t for (group,), _ in grouped.values() for t in group]
+        return [list(group) for (group,), _ in grouped.values()]
     except _REFUSED:
         groups: dict[tuple, list[torch.Tensor]] = {}
         for t in tensors:
             groups.setdefault((t.device, t.dtype), []).append(t)
-        return [t for group in groups.values() for t in group]
+        return list(groups.values())
+
+
+_FOREACH_DEVICES = ("cpu", "cuda", "xpu", "mtia")  # the fallback's list: torch's as of 2.13
+
+
+def foreach_supported(device: torch.device) -> bool:
+    """Whether torch has multi-tensor (``foreach``) kernels for ``device``, as ``torch.nn.utils``' clipping asks.
+
+    Example:
+        >>> foreach_supported(torch.device("cpu")), foreach_supported(torch.device("meta"))
+        (True, False)
+    """
+    try:
+        return bool(_device_has_foreach_support(device))
+    except _REFUSED:
+        return device.type in _FOREACH_DEVICES or device.type == torch._C._get_privateuse1_backend_name()
+
+
+def uses_foreach(tensors: list[torch.Tensor], device: torch.device, foreach: bool | None) -> bool:
+    """Whether ``torch.nn.utils``' clipping takes its multi-tensor path for one (device, dtype) group.
+
+    ``foreach=None``: where the device has such kernels and every tensor is a plain
+    ``torch.Tensor`` (no subclass); ``True``/``False``: as asked (the caller refuses ``True`` on a
+    device without kernels, as torch does).
+    """
+    if foreach is None:
+        return foreach_supported(device) and all(type(t) is torch.Tensor for t in tensors)
+    return foreach
+
+
+def foreach_norms(tensors: list[torch.Tensor], p: float) -> list[torch.Tensor]:
+    """The ``p``-norm of each tensor in its own dtype by ``torch._foreach_norm`` (torch's numbers); a loop of
+    ``torch.linalg.vector_norm`` where that function is missing or refuses the input.
+
+    Example:
+        >>> foreach_norms([torch.tensor([3.0, 4.0]), torch.tensor([-2.0])], 2.0)
+        [tensor(5.), tensor(2.)]
+    """
+    if not tensors:
+        return []
+    try:
+        return list(torch._foreach_norm(tensors, p))
+    except _REFUSED:
+        return [torch.linalg.vector_norm(t, p) for t in tensors]
 
 
 def fast_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
@@ -112,15 +176,42 @@ def fast_norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack(list(result))
 
 
-def refine(values: list[float], tensors: list[torch.Tensor]) -> list[float]:
-    """``values`` (from :func:`fast_norms`) with those below :data:`TINY` recomputed by :func:`norms` (no underflow)."""
-    tiny = [i for i, v in enumerate(values) if v < TINY]
-    if not tiny:
+def refine(values: list[float], tensors) -> list[float]:
+    """``values`` (from :func:`fast_norms`) with the doubtful ones recomputed by :func:`exact_norms`.
+
+    Doubtful: below :data:`TINY` (squares may have underflowed), above :data:`HUGE` or not
+    finite (squares may have overflowed: float32 gradients of 1e19, float16 norms above 65504).
+    Only those entries are recomputed, so the common case costs one comparison per value.
+
+    Args:
+        values: the norms as Python floats, one per tensor.
+        tensors: the tensors, or a function giving the ``i``-th tensor (called for doubtful entries only).
+    """
+    doubtful = [i for i, v in enumerate(values) if not TINY <= v <= HUGE]  # NaN fails both comparisons
+    if not doubtful:
         return values
-    exact = norms([tensors[i] for i in tiny]).tolist()
+    tensor = tensors if callable(tensors) else tensors.__getitem__
     values = list(values)
-    for i, v in zip(tiny, exact):
+    for i, v in zip(doubtful, exact_norms([tensor(i) for i in doubtful])):
         values[i] = v
+    return values
+
+
+def exact_norms(tensors: list[torch.Tensor]) -> list[float]:
+    """The 2-norm of each tensor as Python floats, neither underflowing nor overflowing where the norm is finite.
+
+    :func:`norms` (squares summed in float64), then, for a result that is infinite although the
+    tensor's entries are finite (float64 entries of 1e200 have squares beyond float64's range),
+    the norm again after dividing by the largest absolute entry.
+
+    Example:
+        >>> exact_norms([torch.full((4,), 1e200, dtype=torch.float64), torch.tensor([3.0, 4.0])])
+        [2e+200, 5.0]
+    """
+    values = norms(tensors).tolist()
+    for i, v in enumerate(values):
+        if v == math.inf:
+            values[i] = _scaled_norm(tensors[i], _wide_dtype(tensors[i].device)).item()
     return values
 
 

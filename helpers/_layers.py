@@ -20,10 +20,13 @@ imports upward.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import nn
+from torch.nn.parameter import is_lazy
 
-__all__ = ["WEIGHTED_LAYERS", "RECURRENT_PREFIXES", "describe_kinds", "recurrent_weights"]
+__all__ = ["WEIGHTED_LAYERS", "RECURRENT_PREFIXES", "check_materialised", "describe_kinds", "recurrent_weights"]
 
 WEIGHTED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d,
                    nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -38,3 +41,29 @@ def describe_kinds() -> str:
 def recurrent_weights(module: nn.Module) -> dict[str, torch.Tensor]:
     """``{parameter name: tensor}`` of a module's own ``weight_ih*``/``weight_hh*`` matrices (empty if none)."""
     return {name: p for name, p in module.named_parameters(recurse=False) if name.startswith(RECURRENT_PREFIXES)}
+
+
+def check_materialised(name: str, layers: dict[str, nn.Module]) -> None:
+    """Raise ``ValueError`` if a parameter or buffer of one of ``layers`` is still uninitialised (a lazy module).
+
+    A lazy layer (``nn.LazyLinear`` …) learns its shapes on its first forward pass; before that,
+    torch refuses any use of its weight. Checking every layer first means a function that changes
+    layers one by one fails before it has changed any.
+
+    Args:
+        name: the argument's name, used in the message (``"model"``).
+        layers: ``{layer name: module}``; each module's own parameters and buffers are checked.
+
+    Example:
+        >>> check_materialised("model", {"0": nn.Linear(3, 2), "1": nn.LazyLinear(2)})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: model has a lazy layer whose shapes are not known yet: '1' (LazyLinear: weight, bias); ...
+    """
+    for layer_name, layer in layers.items():
+        tensors = itertools.chain(layer.named_parameters(recurse=False), layer.named_buffers(recurse=False))
+        lazy = [tensor_name for tensor_name, tensor in tensors if is_lazy(tensor)]
+        if lazy:
+            raise ValueError(f"{name} has a lazy layer whose shapes are not known yet: {layer_name!r} "
+                             f"({type(layer).__name__}: {', '.join(lazy)}); run one batch through the model "
+                             "before initialising it")

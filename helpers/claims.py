@@ -17,8 +17,42 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from helpers._checks import check_real
+
 __all__ = ["claim", "claim_close", "claim_true", "MIN_SEEDS", "seed_spread", "claim_seeds", "claim_gap",
            "describe_seeds"]
+
+
+def _number(name: str, value) -> float:
+    """``value`` as a float: a real number, or a tensor or array holding one. A string, None or several
+    numbers are refused (TypeError naming ``name``), even where ``float()`` would take them."""
+    if value is None or isinstance(value, str | bytes):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} ({value!r})")
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())  # numpy's float() takes only a 0-d array; torch's takes any one element
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as error:  # float()'s message names neither argument nor value
+        shape = getattr(value, "shape", None)
+        what = f"of shape {tuple(shape)}" if shape is not None else f"({value!r})"
+        raise TypeError(f"{name} must be one number (a float, or a tensor or array of one element), got "
+                        f"{type(value).__name__} {what}") from error
+
+
+def _check_bounds(low, high) -> tuple[float | None, float | None]:
+    """``low`` and ``high`` as floats or None: at least one given, neither NaN, ``low <= high``."""
+    if low is None and high is None:
+        raise ValueError("a claim needs low, high or both")
+    bounds = {}
+    for bound_name, bound in (("low", low), ("high", high)):
+        if isinstance(bound, bool):
+            raise TypeError(f"{bound_name} must be a real number or None, got {bound!r}")
+        bounds[bound_name] = None if bound is None else _number(bound_name, bound)
+        if bounds[bound_name] is not None and math.isnan(bounds[bound_name]):
+            raise ValueError(f"{bound_name} must be a real number or None, got {bound!r}")
+    if low is not None and high is not None and bounds["low"] > bounds["high"]:
+        raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
+    return bounds["low"], bounds["high"]
 
 
 def claim(statement: str, value: float, *, low: float | None = None, high: float | None = None) -> None:
@@ -26,22 +60,20 @@ def claim(statement: str, value: float, *, low: float | None = None, high: float
 
     Args:
         statement: the fact, in words, as the learner should read it.
-        value: the measured number.
+        value: the measured number (a real number, or a tensor or array holding one).
         low, high: the accepted range (either may be omitted, not both).
 
     Raises:
         AssertionError: naming the statement, the value and the range.
+        TypeError: ``value``, ``low`` or ``high`` is not a number (a string, None, several numbers).
+        ValueError: no bound, a NaN bound, or ``low > high`` (a range nothing satisfies).
 
     Example:
         >>> claim("the loss went down", 0.3, high=1.0)
         ✓ the loss went down
     """
-    if low is None and high is None:
-        raise ValueError("claim needs low, high or both")
-    try:
-        value = float(value)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"value must be a number, got {type(value).__name__} ({value!r})") from error
+    low, high = _check_bounds(low, high)
+    value = _number("value", value)
     inside = not math.isnan(value) and (low is None or value >= low) and (high is None or value <= high)
     if not inside:
         raise AssertionError(f"claim failed: {statement}: measured {value!r}, accepted [{low}, {high}]")
@@ -52,7 +84,13 @@ def claim_close(statement: str, value: float, expected: float, *, rel: float = 0
     """Assert ``|value - expected| <= max(rel·max(|value|, |expected|), abs)`` and print ``✓ statement``.
 
     ``abs`` makes a claim about an expected 0 possible (a relative tolerance alone never
-    accepts anything but 0 there).
+    accepts anything but 0 there). ``value`` and ``expected`` are real numbers, or tensors or
+    arrays holding one; ``rel`` and ``abs`` finite real numbers >= 0.
+
+    Raises:
+        AssertionError: naming the statement, the two numbers and the tolerances.
+        TypeError: an argument is not a number (a string, None, a tensor of several numbers).
+        ValueError: a negative or non-finite tolerance.
 
     Example:
         >>> claim_close("the slope equals the depth", 9.98, 10, rel=0.01)
@@ -60,9 +98,9 @@ def claim_close(statement: str, value: float, expected: float, *, rel: float = 0
         >>> claim_close("the mean is zero", 3e-9, 0.0, abs=1e-6)
         ✓ the mean is zero
     """
-    if not (rel >= 0 and abs >= 0):  # math.isclose's own message names neither
-        raise ValueError(f"rel and abs must be non-negative, got rel={rel!r}, abs={abs!r}")
-    if not math.isclose(float(value), float(expected), rel_tol=rel, abs_tol=abs):
+    rel, abs = check_real("rel", rel, minimum=0.0), check_real("abs", abs, minimum=0.0)
+    value, expected = _number("value", value), _number("expected", expected)
+    if not math.isclose(value, expected, rel_tol=rel, abs_tol=abs):
         raise AssertionError(f"claim failed: {statement}: measured {value!r}, expected {expected!r} "
                              f"± {rel:.0%} (relative) or ± {abs!r} (absolute)")
     print(f"✓ {statement}")
@@ -132,7 +170,8 @@ def claim_seeds(statement: str, values, *, low: float | None = None, high: float
 
     Raises:
         AssertionError: naming the statement, the per-seed values and the range.
-        ValueError: fewer than 5 seeds, no bound, or a bad ``require``.
+        TypeError: ``low`` or ``high`` is not a number.
+        ValueError: fewer than 5 seeds, no bound, a NaN bound, ``low > high``, or a bad ``require``.
 
     Example:
         >>> claim_seeds("the deep net trains", [0.91, 0.93, 0.9, 0.95, 0.92], low=0.85, require="all")
@@ -140,13 +179,7 @@ def claim_seeds(statement: str, values, *, low: float | None = None, high: float
         >>> claim_seeds("it beats chance", [0.5, 0.2, 0.6, 0.7, 0.4], low=0.3, require=4)
         ✓ it beats chance (at least 4 of 5 seeds)
     """
-    if low is None and high is None:
-        raise ValueError("claim_seeds needs low, high or both")
-    for bound_name, bound in (("low", low), ("high", high)):
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int | float) or math.isnan(bound)):
-            raise ValueError(f"{bound_name} must be a real number or None, got {bound!r}")
-    if low is not None and high is not None and low > high:
-        raise ValueError(f"low must be <= high, got low={low!r}, high={high!r}")
+    low, high = _check_bounds(low, high)
     array = _seed_values("values", values)
     n = array.size
     inside = np.isfinite(array) & (array >= (-math.inf if low is None else low)) & \

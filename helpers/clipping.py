@@ -26,7 +26,7 @@ from numbers import Real
 import torch
 
 from helpers._checks import check_real
-from helpers._fused import by_device_and_dtype
+from helpers._fused import device_dtype_groups, foreach_norms, foreach_supported, uses_foreach
 
 __all__ = ["grad_norms", "total_norm_from_norms", "get_total_norm", "clip_grads_with_norm_",
            "clip_grad_norm_", "clip_grad_value_", "unitwise_norm", "adaptive_clip_grad_",
@@ -35,12 +35,49 @@ __all__ = ["grad_norms", "total_norm_from_norms", "get_total_norm", "clip_grads_
 _EPS = 1e-6  # added to the total norm before dividing, as torch.nn.utils does
 
 
+def _scalar(name: str, value, *, strings: bool = False):
+    """``value``, with a one-element real tensor (and, if ``strings``, a numeric string) as a float.
+
+    torch's clipping calls ``float()`` on its numbers, so it takes ``torch.tensor(1.0)`` (and
+    ``norm_type="inf"``, which it documents) as well as ``1.0``; anything else is returned as it is.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} as a tensor must hold one real number, got a tensor of shape "
+                            f"{tuple(value.shape)} and dtype {value.dtype}")
+        return float(value)
+    if strings and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise TypeError(f"{name} must be a number; as a string it must spell one, such as '2' or 'inf', "
+                            f"got {value!r}") from None
+    return value
+
 
 def _check_max_norm(max_norm) -> float:
-    """A real max_norm >= 0; +inf is accepted, as torch does (it leaves the gradients as they are)."""
-    if isinstance(max_norm, Real) and not isinstance(max_norm, bool) and max_norm == math.inf:
+    """A real max_norm >= 0 (or a one-element tensor); +inf is accepted, as torch does (it leaves the gradients as
+    they are)."""
+    return _check_bound("max_norm", max_norm)
+
+
+def _check_bound(name: str, value) -> float:
+    """A real number (or one-element tensor) >= 0 or +inf, as a float."""
+    value = _scalar(name, value)
+    if isinstance(value, Real) and not isinstance(value, bool) and value == math.inf:
         return math.inf
-    return check_real("max_norm", max_norm, minimum=0.0)
+    return check_real(name, value, minimum=0.0)
+
+
+def _check_foreach(foreach, grads: list[torch.Tensor]) -> bool | None:
+    """``foreach`` if it is None, True or False; True only where every gradient's device has foreach kernels."""
+    if foreach is not None and not isinstance(foreach, bool):
+        raise TypeError(f"foreach must be None, True or False, got {type(foreach).__name__} ({foreach!r})")
+    unsupported = sorted({g.device.type for g in grads if not foreach_supported(g.device)})
+    if foreach and unsupported:
+        raise ValueError(f"foreach=True needs torch's foreach kernels, which {unsupported[0]} tensors lack "
+                         "(torch raises too); pass foreach=None or False")
+    return foreach
 
 def _as_list(parameters, name: str = "parameters") -> list[torch.Tensor]:
     if isinstance(parameters, torch.Tensor):
@@ -55,8 +92,8 @@ def _as_list(parameters, name: str = "parameters") -> list[torch.Tensor]:
 
 
 def _check_norm_type(norm_type) -> float:
-    if isinstance(norm_type, str) and norm_type.strip().lower() == "inf":
-        return math.inf
+    """A real number > 0 or inf; torch's spellings too: ``"inf"``, ``"2"``, a one-element tensor."""
+    norm_type = _scalar("norm_type", norm_type, strings=True)
     if isinstance(norm_type, bool) or not isinstance(norm_type, Real):
         raise TypeError(f"norm_type must be a positive real number or inf, got {type(norm_type).__name__} "
                         f"({norm_type!r})")
@@ -85,6 +122,14 @@ def grad_norms(grads: Iterable[torch.Tensor], norm_type: float = 2.0) -> list[to
 
 def _grad_norms(grads: list[torch.Tensor], p: float) -> list[torch.Tensor]:
     return [torch.linalg.vector_norm(g, p) if g.numel() else g.new_zeros(()) for g in grads]
+
+
+def _group_norms(group: list[torch.Tensor], p: float, foreach: bool | None) -> list[torch.Tensor]:
+    """The norms of one (device, dtype) group, by the kernel torch's clipping uses for it with ``foreach``."""
+    if not uses_foreach(group, group[0].device, foreach):
+        return _grad_norms(group, p)
+    filled = iter(foreach_norms([g for g in group if g.numel()], p))   # an empty tensor has norm 0 (see grad_norms)
+    return [next(filled) if g.numel() else g.new_zeros(()) for g in group]
 
 
 def total_norm_from_norms(norms: Iterable[torch.Tensor], norm_type: float = 2.0) -> torch.Tensor:
@@ -117,13 +162,15 @@ def _total_norm_from_norms(norms: list[torch.Tensor], p: float) -> torch.Tensor:
 
 
 def get_total_norm(grads: Iterable[torch.Tensor], norm_type: float = 2.0,
-                   error_if_nonfinite: bool = False) -> torch.Tensor:
+                   error_if_nonfinite: bool = False, foreach: bool | None = None) -> torch.Tensor:
     r"""The :math:`p`-norm of all ``grads`` viewed as one long vector (``tensor(0.)`` if there are none).
 
     Args:
         grads: tensors; ``None`` entries are skipped.
         norm_type: :math:`p > 0` or ``inf``.
         error_if_nonfinite: raise ``RuntimeError`` if the total norm is NaN or infinite.
+        foreach: as ``torch.nn.utils.get_total_norm``'s: None (torch's multi-tensor kernels where the
+            device has them), True or False; the norms are then taken by the same kernels as torch's.
 
     Example:
         >>> float(get_total_norm([torch.tensor([3.0]), None, torch.tensor([4.0])]))
@@ -132,12 +179,15 @@ def get_total_norm(grads: Iterable[torch.Tensor], norm_type: float = 2.0,
     p = _check_norm_type(norm_type)
     if not isinstance(grads, torch.Tensor) and isinstance(grads, Iterable) and not isinstance(grads, str | bytes):
         grads = [g for g in grads if g is not None]
-    return _get_total_norm(_as_list(grads, "grads"), p, bool(error_if_nonfinite))
+    grads = _as_list(grads, "grads")
+    return _get_total_norm(grads, p, bool(error_if_nonfinite), _check_foreach(foreach, grads))
 
 
-def _get_total_norm(grads: list[torch.Tensor], p: float, error_if_nonfinite: bool) -> torch.Tensor:
+def _get_total_norm(grads: list[torch.Tensor], p: float, error_if_nonfinite: bool,
+                    foreach: bool | None = None) -> torch.Tensor:
     # grouped as torch groups them: the order of the groups changes the rounding of the total
-    total = _total_norm_from_norms(_grad_norms(by_device_and_dtype(grads), p), p)
+    norms = [n for group in device_dtype_groups(grads) for n in _group_norms(group, p, foreach)]
+    total = _total_norm_from_norms(norms, p)
     if error_if_nonfinite and not bool(torch.isfinite(total)):
         raise RuntimeError(f"The total norm of order {p} of the gradients is non-finite ({float(total)}), "
                            "so it cannot be clipped. Pass error_if_nonfinite=False to clip anyway "
@@ -146,7 +196,7 @@ def _get_total_norm(grads: list[torch.Tensor], p: float, error_if_nonfinite: boo
 
 
 @torch.no_grad()
-def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor) -> None:
+def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor, foreach: bool | None = None) -> None:
     r"""Scale every gradient by :math:`\min\big(1, \tfrac{\text{max\_norm}}{\text{total\_norm} + 10^{-6}}\big)`.
 
     The scale is applied even when it is 1, without a branch, so that no value has to be
@@ -154,8 +204,10 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor)
 
     Args:
         parameters: a tensor or tensors whose ``.grad`` is scaled (``None`` grads skipped).
-        max_norm: the largest allowed total norm, >= 0.
+        max_norm: the largest allowed total norm, >= 0 (a number or a one-element tensor).
         total_norm: the norm of all gradients together, e.g. from :func:`get_total_norm`.
+        foreach: accepted as ``torch.nn.utils.clip_grads_with_norm_`` accepts it (None, True or False);
+            the numbers do not depend on it.
 
     Example:
         >>> w = torch.zeros(2, requires_grad=True); w.grad = torch.tensor([6.0, 8.0])
@@ -167,6 +219,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: torch.Tensor)
     if not isinstance(total_norm, torch.Tensor) or total_norm.numel() != 1:
         got = f"shape {tuple(total_norm.shape)}" if isinstance(total_norm, torch.Tensor) else type(total_norm).__name__
         raise TypeError(f"total_norm must be a tensor with one element (e.g. from get_total_norm), got {got}")
+    _check_foreach(foreach, [p.grad for p in params if p.grad is not None])
     _clip_grads_with_norm(params, max_norm, total_norm)
 
 
@@ -183,7 +236,7 @@ def _clip_grads_with_norm(params: list[torch.Tensor], max_norm: float, total_nor
 
 
 def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
-                    error_if_nonfinite: bool = False) -> torch.Tensor:
+                    error_if_nonfinite: bool = False, foreach: bool | None = None) -> torch.Tensor:
     r"""Rescale all gradients together so that their global norm is at most ``max_norm``.
 
     With :math:`g` all gradients stacked into one vector,
@@ -197,12 +250,16 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     Args:
         parameters: a tensor or an iterable of tensors; parameters whose ``.grad`` is
             ``None`` are skipped.
-        max_norm: :math:`c`, the largest allowed norm, >= 0.
-        norm_type: :math:`p > 0`, or ``float("inf")`` (or ``"inf"``) for the largest
-            absolute entry.
+        max_norm: :math:`c`, the largest allowed norm, >= 0 (``inf``: no clipping). As in torch,
+            a one-element tensor is taken for its number.
+        norm_type: :math:`p > 0`, or ``float("inf")`` for the largest absolute entry. As in
+            torch, a string (``"inf"``, ``"2"``) or a one-element tensor is taken for its number.
         error_if_nonfinite: if True, raise ``RuntimeError`` when the total norm is NaN or
             infinite, before any gradient is touched. If False such a norm turns the
             gradients into NaN (or 0 for the finite entries when it is ``inf``).
+        foreach: as torch's: None (torch's multi-tensor kernels where the device has them),
+            True (refused on a device without them) or False. The norms are taken by the same
+            kernels as torch's with the same ``foreach``, so the numbers are torch's.
 
     Returns:
         The total norm **before** clipping, a scalar tensor (``tensor(0.)`` when no
@@ -219,15 +276,17 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     params = _as_list(parameters)
     max_norm = _check_max_norm(max_norm)
     p = _check_norm_type(norm_type)
+    grads = [q.grad for q in params if q.grad is not None]
+    foreach = _check_foreach(foreach, grads)
     if is_generator and not params:
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.", stacklevel=2)
-    total = _get_total_norm([q.grad for q in params if q.grad is not None], p, bool(error_if_nonfinite))
+    total = _get_total_norm(grads, p, bool(error_if_nonfinite), foreach)
     _clip_grads_with_norm(params, max_norm, total)
     return total
 
 
 @torch.no_grad()
-def clip_grad_value_(parameters, clip_value: float) -> None:
+def clip_grad_value_(parameters, clip_value: float, foreach: bool | None = None) -> None:
     r"""Clamp every gradient entry into :math:`[-v, v]`.
 
     .. math:: g_i \leftarrow \min\big(\max(g_i, -v), v\big)
@@ -239,7 +298,15 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
 
     Args:
         parameters: a tensor or an iterable of tensors; ``None`` grads are skipped.
-        clip_value: :math:`v \ge 0`.
+        clip_value: :math:`v \ge 0` (a number or a one-element tensor); ``inf`` leaves the gradients
+            as they are. It must fit every gradient's dtype (float16: at most 65504), as torch requires.
+        foreach: as torch's: None, True (refused on a device without multi-tensor kernels) or False;
+            the numbers do not depend on it.
+
+    Raises:
+        ValueError: ``clip_value`` is negative, NaN or beyond a gradient's dtype, where torch would
+            clamp some gradients and then fail on that one; here nothing is changed.
+        TypeError: a complex gradient (torch cannot clamp those either).
 
     Example:
         >>> w = torch.zeros(3, requires_grad=True); w.grad = torch.tensor([-5.0, 0.5, 2.0])
@@ -247,10 +314,25 @@ def clip_grad_value_(parameters, clip_value: float) -> None:
         tensor([-1.0000,  0.5000,  1.0000])
     """
     params = _as_list(parameters)
-    clip_value = check_real("clip_value", clip_value, minimum=0.0)
-    for p in params:
-        if p.grad is not None:
-            p.grad.clamp_(min=-clip_value, max=clip_value)
+    clip_value = _check_bound("clip_value", clip_value)
+    grads = [p.grad for p in params if p.grad is not None]
+    _check_foreach(foreach, grads)
+    _check_fits_dtypes(clip_value, grads)
+    for g in grads:
+        g.clamp_(min=-clip_value, max=clip_value)
+
+
+def _check_fits_dtypes(clip_value: float, grads: list[torch.Tensor]) -> None:
+    """Raise, before any gradient is clamped, where torch's clamp would refuse one of ``grads``."""
+    for dtype in dict.fromkeys(g.dtype for g in grads):
+        if dtype.is_complex:
+            raise TypeError(f"clip_grad_value_ cannot clamp a gradient of dtype {dtype} (complex numbers have no "
+                            "order; torch refuses it too): clip by norm instead")
+        largest = torch.finfo(dtype).max if dtype.is_floating_point else math.inf
+        if math.isfinite(clip_value) and clip_value > largest:
+            raise ValueError(f"clip_value must fit every gradient's dtype, got {clip_value!r}, beyond {dtype}'s "
+                             f"largest number {largest!r} (torch cannot convert it either); pass a clip_value "
+                             f"<= {largest!r}, or inf for no clipping")
 
 
 def unitwise_norm(x: torch.Tensor) -> torch.Tensor:

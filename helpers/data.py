@@ -6,7 +6,7 @@ import contextlib
 import math
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -398,8 +398,9 @@ def check_data(name: str, data, required: bool) -> None:
         required: whether ``None`` is refused (else ``None`` passes).
 
     Raises:
-        TypeError: ``data`` is neither form (or is ``None`` while ``required``).
-        ValueError: ``X`` and ``y`` differ in length, or are empty.
+        TypeError: ``data`` is neither form (or is ``None`` while ``required``); a dict or a
+            string is refused too (iterating one gives keys or characters, not batches).
+        ValueError: ``X`` and ``y`` differ in length, or are empty; or ``data`` is an empty list.
 
     Example:
         >>> check_data("train_data", (torch.zeros(3, 2), torch.zeros(2)), required=True)
@@ -411,8 +412,14 @@ def check_data(name: str, data, required: bool) -> None:
         if required:
             raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of (x, y) batches, got None")
         return
+    if isinstance(data, Mapping | str | bytes):
+        gives = "keys" if isinstance(data, Mapping) else "characters"
+        raise TypeError(f"{name} must be a (X, y) tuple of tensors or an iterable of (x, y) batches, got "
+                        f"{type(data).__name__} (iterating it gives its {gives}, not batches)")
+    if isinstance(data, tuple | list) and not data:
+        raise ValueError(f"{name} is empty: an empty {type(data).__name__} holds no (x, y) batch")
     if isinstance(data, tuple | list) and not is_xy(data):
-        if data and all(isinstance(b, tuple | list) and len(b) == 2 for b in data):
+        if all(isinstance(b, tuple | list) and len(b) == 2 for b in data):
             return  # a list of (x, y) batches
         raise TypeError(f"{name} as a tuple must be (X, y), two tensors, or a list of (x, y) batches; got "
                         f"{len(data)} items of types {[type(t).__name__ for t in data]}")

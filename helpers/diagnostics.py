@@ -92,7 +92,9 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     Call it after ``loss.backward()``. A layer whose weight has no gradient yet
     (``.grad is None``) reports ``0.0``; biases are not included. The squares are summed
     in float64, so gradients as small as :math:`10^{-43}` (float32's smallest) do not
-    underflow to a norm of 0.
+    underflow to a norm of 0, and float32 gradients of :math:`10^{19}` do not overflow to
+    ``inf``; a norm that overflows even float64 (entries of :math:`10^{200}`) is taken again
+    after dividing by the largest entry. ``inf`` means an entry is infinite (NaN: an entry is NaN).
 
     Args:
         model: a module containing layers of :data:`helpers._layers.WEIGHTED_LAYERS` or recurrent
@@ -110,7 +112,7 @@ def layer_grad_norms(model: nn.Module) -> dict[str, float]:
     weights = watched_weights(model)
     grads = [w.grad for w in weights.values()]
     present = [g.detach() for g in grads if g is not None]
-    values = iter(_fused.norms(present).tolist())  # one multi-tensor norm, one transfer to the host
+    values = iter(_fused.exact_norms(present))  # one multi-tensor norm, one transfer to the host
     return {name: (next(values) if g is not None else 0.0) for name, g in zip(weights, grads)}
 
 
@@ -303,9 +305,13 @@ class GradientMonitor:
     Protocol: attach, train as usual, and call :meth:`step` after each
     ``optimizer.step()`` (:func:`helpers.training.fit` does this for you).
 
-    The gradient norms are taken together, in one multi-tensor norm (in float64, so tiny
-    gradients do not underflow to 0), when the last watched gradient of the backward pass
-    has been accumulated; a step copies its numbers to the host once.
+    The gradient norms are taken together, in one multi-tensor norm in the gradients' own
+    dtype, when the last watched gradient of the backward pass has been accumulated; a step
+    copies its numbers to the host once. The few norms there whose squares may have underflowed
+    (below :data:`helpers._fused.TINY`) or overflowed (above :data:`helpers._fused.HUGE`, or not
+    finite: float32 gradients of :math:`10^{19}`, a float16 norm above 65504) are taken again in
+    float64 (:func:`helpers._fused.refine`), and so are such weight and update norms: a
+    reported ``inf`` means an entry is infinite.
 
     Args:
         model: the network to watch.
@@ -482,8 +488,10 @@ class GradientMonitor:
             n = len(names)
             sizes, changes, values = values[:n], values[n:2 * n], values[2 * n:]
             grads, values = values[:len(grad_names)], values[len(grad_names):]
-            # float32 norms below ~1e-12 may have lost entries to underflow: those few again, in float64
+            # norms whose squares may have underflowed (below ~1e-12) or overflowed (huge, inf): those few
+            # again, in float64; self._previous now holds the changes, so a weight before the step is new + change
             changes = _fused.refine(changes, self._previous)
+            sizes = _fused.refine(sizes, lambda i: weights[i] + self._previous[i])
             grads = _fused.refine(grads, [self._pending[g] for g in grad_names])
             ratios = [c / max(z, 1e-12) for c, z in zip(changes, sizes)]
             rows = {n: values[3 * i:3 * i + 3] for i, n in enumerate(act_names)}

@@ -606,6 +606,22 @@ def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | Non
     return factors
 
 
+def _nonfinite_members(suspects: torch.Tensor, grads: list[torch.Tensor], numbers: torch.Tensor) -> torch.Tensor:
+    """Of the members whose global gradient norm is not finite, those with a non-finite gradient entry.
+
+    As :func:`helpers.training.fit` does: float32 gradients of 1e19 are finite while their float32
+    norm is not; such a member is no divergence, and its exact norm (float64, per tensor, combined
+    by ``math.hypot``) replaces the inf in ``numbers[1]`` (the recorded norms).
+    """
+    diverged = suspects.clone()
+    for i in torch.nonzero(suspects).flatten().tolist():
+        member = [g[i] for g in grads]
+        if all(bool(torch.isfinite(g).all()) for g in member):
+            diverged[i] = False
+            numbers[1, i] = math.hypot(*_fused.exact_norms(member))
+    return diverged
+
+
 def _one_value(t: torch.Tensor) -> bool:
     """Whether every entry of a 1-D float tensor is the same number, to the bit (so 0.0 and -0.0 differ)."""
     bits = t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
@@ -821,9 +837,11 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
     ``torch.nn.utils.clip_grad_norm_``), update with rate
     :math:`\eta^{(i)}_t = \text{lr}[i]\cdot\text{lr\_factors}(t)[i]`.
 
-    A member whose loss or gradient norm is not finite is *frozen*: its weights go back
+    A member whose loss or a gradient entry is not finite is *frozen*: its weights go back
     to the last ones with a finite loss (as ``fit``'s divergence guard does), it takes
     no further step, and ``diverged[i]`` / ``diverged_at[i]`` record it; the others go on.
+    A gradient norm that overflows while every entry is finite is no divergence (as in ``fit``):
+    its float64 value is recorded.
 
     Args:
         ensemble: the :class:`Ensemble` to train (in place).
@@ -1058,6 +1076,8 @@ class _Run:
         loss_v, norm_v = numbers[0], numbers[1]
         bad_loss = self.active & ~torch.isfinite(loss_v)
         bad_norm = self.active & ~bad_loss & ~torch.isfinite(norm_v)
+        if bad_norm.any():  # the rare path: fit's rule, a norm that overflowed with finite entries goes on
+            bad_norm = _nonfinite_members(bad_norm, grads, numbers)
         with torch.no_grad():
             if bad_loss.any():       # these members' weights produced a non-finite loss: back to the kept ones
                 mask = bad_loss.to(self.params[0].device)

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from helpers._checks import check_choice, check_module, check_real
-from helpers._layers import WEIGHTED_LAYERS, describe_kinds
+from helpers._layers import WEIGHTED_LAYERS, check_materialised, describe_kinds
 
 __all__ = ["NONLINEARITIES", "FAN_MODES", "calculate_gain", "fans", "xavier_uniform_", "xavier_normal_",
            "kaiming_uniform_", "kaiming_normal_", "orthogonal_", "SCHEMES", "init_weights_", "lsuv_"]
@@ -368,10 +368,11 @@ def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
     """
     check_module("model", model)
     check_choice("scheme", scheme, SCHEMES)
-    layers = [m for m in model.modules() if isinstance(m, WEIGHTED_LAYERS)]
+    layers = {name: m for name, m in model.named_modules() if isinstance(m, WEIGHTED_LAYERS)}
     if not layers:
         raise ValueError(f"model has no layer to initialise (looked for {describe_kinds()}), got "
                          f"{type(model).__name__}")
+    check_materialised("model", layers)  # every layer, before the first one changes
     function = _SCHEME_FUNCTIONS[scheme]
     # validate the keyword arguments on an empty tensor (draws nothing from the generator)
     # before touching the model
@@ -381,7 +382,7 @@ def init_weights_(model: nn.Module, scheme: str, **kwargs) -> nn.Module:
             function(torch.empty(0, 2), **kwargs)
     except TypeError as error:
         raise TypeError(f"bad keyword arguments {sorted(kwargs)} for scheme {scheme!r}: {error}") from None
-    for layer in layers:
+    for layer in layers.values():
         function(layer.weight, **kwargs)
         if layer.bias is not None:
             with torch.no_grad():
@@ -437,6 +438,7 @@ def lsuv_(model: nn.Module, x: torch.Tensor, *, target_std: float = 1.0, tol: fl
     if not layers:
         raise ValueError(f"model has no layer to initialise (looked for {describe_kinds()}), got "
                          f"{type(model).__name__}")
+    check_materialised("model", dict(model.named_modules()))  # its state is kept (cloned) below
     kept = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         model(x)  # a batch the model cannot take is the caller's mistake: say so before changing anything

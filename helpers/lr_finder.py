@@ -26,6 +26,7 @@ from helpers._checks import (
     check_real,
     check_trainable,
 )
+from helpers._modes import kept_modes
 from helpers.data import check_data, is_xy, shuffled_batches
 
 __all__ = ["LRFinderResult", "lr_finder", "suggest_lr"]
@@ -199,17 +200,16 @@ def _check_arguments(model, train_data, loss_fn, optimizer, *, start_lr, end_lr,
 
 @contextlib.contextmanager
 def _restored(model: torch.nn.Module, optimizer: torch.optim.Optimizer):
-    """Put the model's and the optimizer's states and the model's mode back on leaving, whatever happened."""
+    """Put the model's and the optimizer's states and every module's own mode back on leaving, whatever happened."""
     model_state = copy.deepcopy(model.state_dict())
     optimizer_state = copy.deepcopy(optimizer.state_dict())
-    was_training = model.training
-    try:
-        yield
-    finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optimizer_state)
-        optimizer.zero_grad(set_to_none=True)
-        model.train(was_training)
+    with kept_modes(model):
+        try:
+            yield
+        finally:
+            model.load_state_dict(model_state)
+            optimizer.load_state_dict(optimizer_state)
+            optimizer.zero_grad(set_to_none=True)
 
 
 def _sweep(model, optimizer, loss_fn, stream, *, start_lr: float, end_lr: float, num_steps: int, beta: float,

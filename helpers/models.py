@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from helpers._checks import check_bool, check_choice, check_int, check_int_sequence, check_module, check_real
-from helpers._layers import WEIGHTED_LAYERS
+from helpers._layers import WEIGHTED_LAYERS, check_materialised
 from helpers.activations import ACTIVATION_NAMES, make_activation
 from helpers.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, RMSNorm
 from helpers.regularization import Dropout
@@ -355,6 +355,7 @@ def scale_init_(model: nn.Module, gain: float = 1.0, bias: float = 0.0) -> nn.Mo
     check_module("model", model)
     check_real("gain", gain, minimum=0.0, strict_minimum=True)
     check_real("bias", bias)
+    check_materialised("model", {name: m for name, m in model.named_modules() if isinstance(m, WEIGHTED_LAYERS)})
     for module in model.modules():
         if isinstance(module, WEIGHTED_LAYERS):
             fan_in = module.weight[0].numel()

@@ -52,14 +52,43 @@ def _advance_step(state: dict) -> float:
     return step.item()
 
 
-def _adam_defaults(lr, betas, eps, weight_decay, **flags) -> dict:
-    """Validated hyper-parameters of the Adam family, as a param-group defaults dict."""
+# what torch.optim stores for its implementation options when they are not given
+_IMPLEMENTATION_DEFAULTS = {"foreach": None, "differentiable": False, "fused": None, "capturable": False}
+# why the per-parameter updates here cannot honour the others
+_NOT_HONOURED = {
+    "differentiable": "a step runs in place under torch.no_grad(), so autograd cannot differentiate through it",
+    "fused": "there is no fused kernel: the update is written one parameter at a time, for reading",
+    "capturable": "a step reads the step count on the host, which a CUDA graph cannot capture",
+}
+
+
+def _implementation_options(optimizer: str, foreach, **options) -> dict:
+    """torch.optim's implementation options, checked, as torch stores them in the defaults.
+
+    ``foreach`` (None, True or False) chooses how torch loops over the parameters, not what a
+    step computes: every value gives the same numbers here. ``differentiable``, ``fused`` and
+    ``capturable`` change what a step is; they are accepted when off (False, or None for fused)
+    and refused when on, naming torch's optimizer, which has them.
+    """
+    if foreach is not None and not isinstance(foreach, bool):
+        raise TypeError(f"foreach must be None, True or False, got {type(foreach).__name__} ({foreach!r})")
+    for name, value in options.items():
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{name} must be a bool, got {type(value).__name__} ({value!r})")
+        if value:
+            raise ValueError(f"{name}=True is not supported by helpers.optim.{optimizer}: {_NOT_HONOURED[name]}; "
+                             f"pass {name}=False, or use torch.optim.{optimizer}")
+    return {"foreach": foreach, **options}
+
+
+def _adam_defaults(lr, betas, eps, weight_decay, options: dict, **flags) -> dict:
+    """Validated hyper-parameters of the Adam family (``options``: :func:`_implementation_options`), as defaults."""
     check_lr("lr", lr)
     betas = _check_betas(betas)
     check_real("eps", eps, minimum=0.0)
     check_real("weight_decay", weight_decay, minimum=0.0)
     return {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
-            **{name: bool(value) for name, value in flags.items()}}
+            **{name: bool(value) for name, value in flags.items()}, **options}
 
 
 def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False, complex_decay: bool = False):
@@ -120,13 +149,23 @@ class _PerParameter(torch.optim.Optimizer):
         raise NotImplementedError
 
     _flags: tuple[str, ...] = ("maximize",)
+    _options: tuple[str, ...] = ("foreach", "differentiable")  # torch's implementation options this class takes
 
     def __setstate__(self, state: dict) -> None:
-        """Accept every state dict torch.optim loads: missing flags are False, an int ``step`` a tensor."""
+        """Accept every state dict torch.optim loads: missing flags are False, an int ``step`` a tensor.
+
+        A state dict whose groups turn on an option the updates here cannot honour (``fused``,
+        ``capturable``, ``differentiable``) is refused before anything is loaded.
+        """
+        for group in state.get("param_groups", []):
+            options = {k: group[k] for k in _NOT_HONOURED if k in self._options and k in group}
+            _implementation_options(type(self).__name__, group.get("foreach"), **options)
         super().__setstate__(state)
         for group in self.param_groups:
             for flag in self._flags:
                 group.setdefault(flag, False)
+            for option in self._options:
+                group.setdefault(option, _IMPLEMENTATION_DEFAULTS[option])
             for p in group["params"]:
                 p_state = self.state.get(p, {})
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
@@ -156,6 +195,9 @@ class SGD(_PerParameter):
         weight_decay: :math:`\lambda \ge 0`.
         nesterov: use Nesterov momentum (needs momentum > 0 and dampening 0).
         maximize: ascend instead of descend.
+        foreach, differentiable, fused: torch's implementation options, for drop-in use:
+            ``foreach`` may be None, True or False (the numbers are the same); ``differentiable``
+            and ``fused`` must be off (False, None), as there is no such implementation here.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([1.0]))
@@ -167,7 +209,9 @@ class SGD(_PerParameter):
     """
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None):
+        options = _implementation_options("SGD", foreach, differentiable=differentiable, fused=fused)
         check_lr("lr", lr)
         check_real("momentum", momentum, minimum=0.0)
         check_real("dampening", dampening, minimum=0.0, maximum=1.0)
@@ -176,10 +220,11 @@ class SGD(_PerParameter):
             raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum={momentum!r}, "
                              f"dampening={dampening!r}")
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
-                    "nesterov": bool(nesterov), "maximize": bool(maximize)}
+                    "nesterov": bool(nesterov), "maximize": bool(maximize), **options}
         super().__init__(params, defaults)
 
     _flags = ("maximize", "nesterov")
+    _options = ("foreach", "differentiable", "fused")
 
     def _update(self, p, d, group, state):
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]
@@ -218,6 +263,9 @@ class Adam(_PerParameter):
         maximize: ascend instead of descend.
         decoupled_weight_decay: shrink the weights directly, as :class:`AdamW` (torch >= 2.6 has
             the same flag).
+        foreach, capturable, differentiable, fused: torch's implementation options, for drop-in
+            use: ``foreach`` may be None, True or False (the numbers are the same); the others must
+            be off (False, None), as there is no such implementation here.
 
     A complex parameter is treated as pairs of reals (each part has its own second moment),
     and ``lr`` may be a one-element tensor, as in ``torch.optim.Adam``. The weight decay of a
@@ -235,12 +283,16 @@ class Adam(_PerParameter):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
-                 decoupled_weight_decay: bool = False):
-        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay, amsgrad=amsgrad, maximize=maximize,
-                                                decoupled_weight_decay=decoupled_weight_decay))
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None, decoupled_weight_decay: bool = False):
+        options = _implementation_options(type(self).__name__, foreach, capturable=capturable,
+                                          differentiable=differentiable, fused=fused)
+        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay, options, amsgrad=amsgrad,
+                                                maximize=maximize, decoupled_weight_decay=decoupled_weight_decay))
 
     _flags = ("maximize", "amsgrad", "decoupled_weight_decay")
+    _options = ("foreach", "capturable", "differentiable", "fused")
 
     def _update(self, p, g, group, state):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
@@ -270,6 +322,7 @@ class AdamW(Adam):
     Args:
         params, lr, betas, eps, amsgrad, maximize: as for :class:`Adam`.
         weight_decay: :math:`\lambda \ge 0`, default 0.01 like ``torch.optim.AdamW``.
+        foreach, capturable, differentiable, fused: as for :class:`Adam`.
 
     Example:
         >>> w = torch.nn.Parameter(torch.tensor([2.0]))
@@ -279,9 +332,12 @@ class AdamW(Adam):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None, capturable: bool = False, differentiable: bool = False,
+                 fused: bool | None = None):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
-                         maximize=maximize, decoupled_weight_decay=True)
+                         maximize=maximize, decoupled_weight_decay=True, foreach=foreach, capturable=capturable,
+                         differentiable=differentiable, fused=fused)
 
     def __setstate__(self, state: dict) -> None:
         """As ``torch.optim.AdamW``: a loaded state dict always gets decoupled decay."""
@@ -312,6 +368,7 @@ class RAdam(_PerParameter):
         weight_decay: :math:`\lambda \ge 0`.
         decoupled_weight_decay: shrink the weights directly (as :class:`AdamW`) instead of
             adding :math:`\lambda\theta` to the gradient (default, as ``torch.optim.RAdam``).
+        foreach, capturable, differentiable: as for :class:`Adam` (torch's RAdam has no ``fused``).
 
     A complex parameter is treated as pairs of reals, its weight decay included (applied to
     the real view, as in ``torch.optim.RAdam``'s single-tensor kernel, to the bit).
@@ -324,8 +381,10 @@ class RAdam(_PerParameter):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *, maximize: bool = False):
-        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay,
+                 weight_decay: float = 0.0, decoupled_weight_decay: bool = False, *, foreach: bool | None = None,
+                 maximize: bool = False, capturable: bool = False, differentiable: bool = False):
+        options = _implementation_options("RAdam", foreach, capturable=capturable, differentiable=differentiable)
+        super().__init__(params, _adam_defaults(lr, betas, eps, weight_decay, options,
                                                 decoupled_weight_decay=decoupled_weight_decay, maximize=maximize))
 
     @staticmethod
@@ -343,6 +402,7 @@ class RAdam(_PerParameter):
         return ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
 
     _flags = ("maximize", "decoupled_weight_decay")
+    _options = ("foreach", "capturable", "differentiable")
 
     def _update(self, p, g, group, state):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]

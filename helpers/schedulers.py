@@ -47,6 +47,12 @@ class _Chainable(LRScheduler):
     schedulers); ``_get_closed_form_lr`` evaluates the closed form from ``base_lrs``.
     """
 
+    def __init__(self, optimizer, last_epoch: int = -1):
+        # torch's LRScheduler compares last_epoch with -1 and otherwise looks for 'initial_lr' (a KeyError about
+        # the optimizer for 'a', 2.5 or -5): say what is wrong with last_epoch itself, before the optimizer changes
+        check_int("last_epoch", last_epoch, minimum=-1)
+        super().__init__(optimizer, last_epoch)
+
     def lr_at(self, t: int, base_lr: float) -> float:
         raise NotImplementedError
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import signal
@@ -18,6 +19,7 @@ from torch import nn
 
 from helpers import _fused
 from helpers._checks import check_callable, check_int, check_module, check_optimizer, check_trainable
+from helpers._modes import kept_modes
 from helpers.data import check_data, is_xy, ordered_batches, shuffled_batches
 from helpers.device import keep_freed_memory
 from helpers.progress import progress_enabled
@@ -123,28 +125,72 @@ def _correct(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor | None:
 @torch.no_grad()
 def evaluate(model: nn.Module, data, loss_fn: Callable, batch_size: int = 512,
              device=None) -> tuple[float, float]:
-    """Mean loss and accuracy (NaN when not a classification) of ``model`` on ``data``, in eval mode."""
+    """Mean loss and accuracy (NaN when not a classification) of ``model`` on ``data``, in eval mode.
+
+    Afterwards every module is back in its own mode (:func:`helpers._modes.kept_modes`): a layer
+    kept in eval mode inside a training model stays in eval mode. Batches without examples are skipped.
+
+    Args:
+        model: the network.
+        data: ``(X, y)`` tensors (cut into batches of ``batch_size``, in order) or an iterable of
+            ``(x, y)`` batches of tensors.
+        loss_fn: maps (output, target) to a scalar mean loss.
+        batch_size: examples per batch of tensor data, >= 1.
+        device: where to evaluate; default: where the model's parameters (or buffers) are. A model
+            with neither is run where the batches are.
+
+    Raises:
+        TypeError: a bad argument, or a batch of ``data`` that is not an ``(x, y)`` pair of tensors.
+        ValueError: ``data`` holds no example (an empty evaluation set has no mean loss).
+
+    Example:
+        >>> net = torch.nn.Linear(3, 2)
+        >>> loss, accuracy = evaluate(net, (torch.randn(8, 3), torch.randint(0, 2, (8,))),
+        ...                           torch.nn.functional.cross_entropy)
+        >>> 0.0 <= accuracy <= 1.0
+        True
+    """
     check_module("model", model)
     check_data("data", data, required=True)
     check_callable("loss_fn", loss_fn)
     check_int("batch_size", batch_size, minimum=1)
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total_loss, correct, count, classification = 0.0, 0, 0, True
-    try:
-        batches = ordered_batches(data, batch_size) if is_xy(data) else data  # in order: nothing to shuffle
-        for x, y in batches:
-            x, y = x.to(device), y.to(device)
-            out = model(x)
-            total_loss += float(loss_fn(out, y)) * len(x)
-            hits = _correct(out, y)
-            classification &= hits is not None
-            correct += int(hits) if hits is not None else 0
-            count += len(x)
-    finally:
-        model.train(was_training)
+    device = device or _model_device(model)
+    batches = ordered_batches(data, batch_size) if is_xy(data) else data  # in order: nothing to shuffle
+    with kept_modes(model):
+        model.eval()
+        total_loss, correct, count, classification = _evaluate_batches(model, batches, loss_fn, device)
+    if count == 0:
+        raise ValueError(f"data holds no example (the {type(data).__name__} gave no batch, or only empty ones): "
+                         "an empty evaluation set has no mean loss")
     return total_loss / count, (correct / count if classification else math.nan)
+
+
+def _model_device(model: nn.Module) -> torch.device | None:
+    """Where the model's first parameter (or buffer) is; None for a model with neither."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else None
+
+
+def _evaluate_batches(model: nn.Module, batches, loss_fn: Callable, device) -> tuple[float, int, int, bool]:
+    """Summed loss, correct predictions, examples, and whether every batch was a classification."""
+    total_loss, correct, count, classification = 0.0, 0, 0, True
+    for index, batch in enumerate(batches):
+        if not (isinstance(batch, tuple | list) and len(batch) == 2
+                and all(isinstance(t, torch.Tensor) for t in batch)):
+            kinds = [type(t).__name__ for t in batch] if isinstance(batch, tuple | list) else type(batch).__name__
+            raise TypeError(f"data must give (x, y) pairs of tensors; batch {index} is {kinds}")
+        x, y = batch
+        if len(x) == 0:
+            continue
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        out = model(x)
+        total_loss += float(loss_fn(out, y)) * len(x)
+        hits = _correct(out, y)
+        classification &= hits is not None
+        correct += int(hits) if hits is not None else 0
+        count += len(x)
+    return total_loss, correct, count, classification
 
 
 def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Optimizer,
@@ -160,9 +206,12 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     *steps*, not epochs), ``monitor.step()`` if given.
 
     Divergence guard: before each step the weights (and buffers) that produced a finite
-    loss are kept; when a loss or the gradient norm is NaN or infinite, the step is not
+    loss are kept; when a loss or a gradient entry is NaN or infinite, the step is not
     taken, the kept weights are restored, and ``History.diverged`` /
-    ``History.diverged_at`` say where it happened.
+    ``History.diverged_at`` say where it happened. The gradient norm is taken in the
+    gradients' dtype; where its squares may have underflowed or overflowed (float32
+    gradients of :math:`10^{19}` are finite, their float32 norm is not) it is taken again in
+    float64, and that norm is recorded: huge but finite gradients are no divergence.
 
     Interruption: a ``KeyboardInterrupt`` (Ctrl-C, or the notebook's stop button) does
     not escape: ``fit`` returns the :class:`History` so far with ``interrupted=True``.
@@ -378,7 +427,7 @@ class _Run:
             loss.backward()
             loss_value, norm_value, accuracy = _measure(loss, output, y, params, device)
             del output, loss  # free the graph's buffers now, so the allocator reuses them
-            if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            if not math.isfinite(loss_value) or not math.isfinite(norm_value) and not _finite_grads(params):
                 self._stop_diverged(loss_finite=math.isfinite(loss_value))
                 return None
             _fused.copy_(kept, state)  # the weights of a finite loss (state_dict's: detached); the ones to go back to
@@ -386,7 +435,8 @@ class _Run:
             clipped = None
             if clip is not None:
                 clip(params)
-                clipped = float(_global_norm(params, device))  # a second transfer, only when clipping
+                # a second transfer, only when clipping
+                clipped = _refined(float(_global_norm(params, device)), params)
             with guard.critical():
                 steps = history.steps
                 try:
@@ -451,8 +501,9 @@ def _measure(loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor, params: 
     numbers = torch.stack([loss.detach().float(), grad_norm.float(),
                            hits.float() if hits is not None else grad_norm.new_zeros(())]).tolist()
     loss_value, norm_value, hit_count = numbers
-    if norm_value < _fused.TINY:  # float32 squares of tiny gradients underflow: again in float64
-        norm_value = _exact_global_norm(params)
+    if not math.isfinite(loss_value):  # the rare path: a float64 loss beyond float32's range is finite
+        loss_value = float(loss.detach())
+    norm_value = _refined(norm_value, params)
     if hits is None:
         return loss_value, norm_value, None
     return loss_value, norm_value, (hit_count / len(y) if len(y) else math.nan)  # an empty batch: no accuracy
@@ -766,9 +817,24 @@ def load_checkpoint(path: str | os.PathLike, model: nn.Module, optimizer: torch.
             "seed": payload["seed"], "batch_size": payload["batch_size"]}
 
 
+def _refined(norm_value: float, params: list[torch.Tensor]) -> float:
+    """The global gradient norm ``norm_value``, or, where its float32 squares may have underflowed (below
+    :data:`helpers._fused.TINY`) or overflowed (not finite), the exact one (:func:`_exact_global_norm`)."""
+    if _fused.TINY <= norm_value < math.inf:
+        return norm_value
+    return _exact_global_norm(params)
+
+
 def _exact_global_norm(params: list[torch.Tensor]) -> float:
+    """The global 2-norm of the gradients, from per-tensor norms in float64 combined by ``math.hypot`` (which
+    neither underflows nor overflows): ``inf`` only where an entry is infinite or the norm is beyond float64."""
     grads = [p.grad for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(_fused.norms(grads))) if grads else 0.0
+    return math.hypot(*_fused.exact_norms(grads)) if grads else 0.0
+
+
+def _finite_grads(params: list[torch.Tensor]) -> bool:
+    """Whether every gradient entry is finite (read on the rare path where the global norm is not)."""
+    return all(bool(torch.isfinite(p.grad).all()) for p in params if p.grad is not None)
 
 
 def _global_norm(params: list[torch.Tensor], device) -> torch.Tensor:

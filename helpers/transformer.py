@@ -33,6 +33,7 @@ from torch import nn
 
 from helpers import init as course_init
 from helpers._checks import check_bool, check_choice, check_int, check_module, check_real
+from helpers._modes import kept_modes
 from helpers._moved import moved
 from helpers.normalization import LayerNorm, RMSNorm
 
@@ -698,16 +699,15 @@ def attention_stats(model: nn.Module, tokens: torch.Tensor) -> dict[str, dict[st
     layers = {name: m for name, m in model.named_modules() if isinstance(m, MultiheadSelfAttention)}
     if not layers:
         raise ValueError(f"model has no MultiheadSelfAttention layer, got {type(model).__name__}")
-    was_training = model.training
-    model.eval()
-    try:
-        for m in layers.values():
-            m.record_stats = True
-        model(tokens)
-    finally:
-        for m in layers.values():
-            m.record_stats = False
-        model.train(was_training)
+    with kept_modes(model):
+        model.eval()
+        try:
+            for m in layers.values():
+                m.record_stats = True
+            model(tokens)
+        finally:
+            for m in layers.values():
+                m.record_stats = False
     return {name: {k: float(v) for k, v in m.stats.items()} for name, m in layers.items()}
 
 

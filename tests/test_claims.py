@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from helpers.claims import claim, claim_close, claim_gap, claim_seeds, claim_true, describe_seeds, seed_spread
 
@@ -109,3 +110,43 @@ def test_claim_gap_counts_a_diverged_seed_as_the_worst():
     with pytest.raises(AssertionError):          # 2 of 5 'better' seeds diverged: its median drops to 0.9 ... or NaN
         claim_gap("x", [0.9, 0.9, math.nan, math.nan, math.nan], [0.5] * 5)
     claim_gap("a run that trains beats one that diverges", [0.9] * 5, [0.1, math.nan, math.nan, math.nan, 0.2])
+
+
+# ---- F8: bad arguments are a TypeError/ValueError naming them, not an AssertionError or float()'s message
+
+@pytest.mark.parametrize("call, error, text", [
+    (lambda: claim_close("x", 1.0, 1.0, rel="0.1"), TypeError, r"rel must be a real number, got str \('0.1'\)"),
+    (lambda: claim_close("x", 1.0, 1.0, abs=None), TypeError, "abs must be a real number, got NoneType"),
+    (lambda: claim_close("x", 1.0, 1.0, rel=math.nan), ValueError, "rel must be finite"),
+    (lambda: claim_close("x", 1.0, 1.0, abs=-1e-3), ValueError, "abs must be >= 0.0"),
+    (lambda: claim_close("x", None, 1), TypeError, "value must be a number, got NoneType"),
+    (lambda: claim_close("x", 1.0, None), TypeError, "expected must be a number, got NoneType"),
+    (lambda: claim_close("x", "1.0", 1.0), TypeError, r"value must be a number, got str \('1.0'\)"),
+    (lambda: claim_close("x", 1.0, b"1"), TypeError, "expected must be a number, got bytes"),
+    (lambda: claim_close("x", torch.tensor([1.0, 1.0]), 1.0), TypeError,
+     r"value must be one number .*got Tensor of shape \(2,\)"),
+    (lambda: claim_close("x", 1.0, np.array([1.0, 2.0])), TypeError, r"expected must be one number .*shape \(2,\)"),
+    (lambda: claim_close("x", [1.0], 1.0), TypeError, "value must be one number .*got list"),
+    (lambda: claim("x", 1.0, low="a"), TypeError, r"low must be a number, got str \('a'\)"),
+    (lambda: claim("x", 1.0, high=[2.0]), TypeError, "high must be one number"),
+    (lambda: claim("x", 1.0, low=True), TypeError, "low must be a real number or None, got True"),
+    (lambda: claim("x", 1.0, low=2, high=0), ValueError, "low must be <= high, got low=2, high=0"),
+    (lambda: claim("x", 1.0, low=math.nan), ValueError, "low must be a real number or None, got nan"),
+    (lambda: claim("x", 1.0, high=np.float32("nan")), ValueError, "high must be a real number or None"),
+    (lambda: claim("x", "1.0", low=0.0), TypeError, r"value must be a number, got str \('1.0'\)"),
+    (lambda: claim("x", None, low=0.0), TypeError, "value must be a number, got NoneType"),
+    (lambda: claim_seeds("x", GOOD, low="a"), TypeError, "low must be a number"),
+], ids=lambda v: "" if callable(v) else str(v)[:30])
+def test_claims_name_a_bad_argument(call, error, text, capsys):
+    with pytest.raises(error, match=text):
+        call()
+    assert capsys.readouterr().out == ""      # no ✓ printed
+
+
+def test_claims_take_one_number_in_any_form(capsys):
+    claim("a tensor value and bounds", torch.tensor(0.5), low=torch.tensor(0.0), high=np.float32(1.0))
+    claim("a one-element array", np.array([0.5]), low=0)
+    claim_close("a 0-d tensor", torch.tensor(9.98), np.float64(10.0), rel=0.01, abs=np.float32(0.0))
+    claim_seeds("numpy bounds", GOOD, low=np.float32(0.5), high=torch.tensor(1.0))
+    claim("an infinite bound", 1e300, high=math.inf)
+    assert capsys.readouterr().out.count("✓") == 5

@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 import torch
@@ -291,3 +292,134 @@ def test_norm_type_is_validated_once_per_call(monkeypatch):
     w.grad = torch.ones(2)
     _clipping.clip_grad_norm_([w], 1.0)
     assert len(calls) == 1
+
+
+# --- F9: torch's keywords and spellings; F7: clip_value checked against every dtype before any change
+
+def _torch_error(call):
+    try:
+        call()
+    except Exception as error:  # noqa: BLE001 - which one torch raises is the point
+        return error
+    return None
+
+
+@pytest.mark.parametrize("foreach", [None, True, False])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+@pytest.mark.parametrize("dtypes", [[torch.float32] * 3, MIXED], ids=["float32", "mixed"])
+def test_foreach_gives_torchs_numbers_for_the_same_foreach(foreach, norm_type, dtypes):
+    for seed in range(10):
+        ours, theirs = _mixed_params(seed, dtypes, 10.0), _mixed_params(seed, dtypes, 10.0)
+        n1 = _clipping.clip_grad_norm_(ours, 1.0, norm_type, foreach=foreach)
+        n2 = torch.nn.utils.clip_grad_norm_(theirs, 1.0, norm_type, foreach=foreach)
+        assert torch.equal(n1, n2) and all(torch.equal(p.grad, q.grad) for p, q in zip(ours, theirs))
+        t1 = _clipping.get_total_norm([p.grad for p in ours], norm_type, foreach=foreach)
+        t2 = torch.nn.utils.get_total_norm([q.grad for q in theirs], norm_type, foreach=foreach)
+        assert torch.equal(t1, t2)
+        _clipping.clip_grads_with_norm_(ours, 0.5, t1, foreach=foreach)
+        torch.nn.utils.clip_grads_with_norm_(theirs, 0.5, t2, foreach=foreach)
+        _clipping.clip_grad_value_(ours, 0.01, foreach=foreach)
+        torch.nn.utils.clip_grad_value_(theirs, 0.01, foreach=foreach)
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(ours, theirs))
+
+
+def test_an_empty_gradient_keeps_its_zero_inf_norm_on_the_foreach_path():
+    # torch's foreach kernel refuses the inf norm of an empty tensor; ours gives 0, in the tensors' order
+    a, b, c = (nn.Parameter(torch.zeros(n)) for n in (3, 0, 2))
+    a.grad, b.grad, c.grad = torch.tensor([1.0, -5.0, 2.0]), torch.zeros(0), torch.tensor([4.0, 0.5])
+    for foreach in (None, True, False):
+        assert float(get_total_norm([a.grad, b.grad, c.grad], math.inf, foreach=foreach)) == 5.0
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"max_norm": torch.tensor(1.0)}, {"max_norm": torch.tensor([0.5], dtype=torch.float64)},
+    {"max_norm": 1.0, "norm_type": torch.tensor(2.0)}, {"max_norm": 1.0, "norm_type": torch.tensor(1)},
+    {"max_norm": 1.0, "norm_type": "2"}, {"max_norm": 1.0, "norm_type": "inf"}, {"max_norm": 1.0, "norm_type": "1.5"},
+    {"max_norm": 1.0, "norm_type": " Infinity "}, {"max_norm": math.inf}, {"max_norm": torch.tensor(math.inf)},
+], ids=str)
+def test_torchs_spellings_of_the_numbers_give_torchs_result(kwargs):
+    ours, theirs = _pair(dtype=torch.float32, scale=10.0)
+    n1, n2 = clip_grad_norm_(ours, **kwargs), nn.utils.clip_grad_norm_(theirs, **kwargs)
+    assert torch.equal(n1, n2)
+    _same_grads(ours, theirs, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("clip_value", [torch.tensor(0.5), torch.tensor([2.0]), math.inf, torch.tensor(math.inf)],
+                         ids=str)
+def test_clip_value_as_a_tensor_or_inf_equals_torch(clip_value):
+    ours, theirs = _pair(dtype=torch.float32, scale=10.0)
+    before = [p.grad.clone() for p in ours if p.grad is not None]
+    clip_grad_value_(ours, clip_value)
+    nn.utils.clip_grad_value_(theirs, clip_value)
+    _same_grads(ours, theirs, rtol=0, atol=0)
+    if float(clip_value) == math.inf:   # a no-op, as torch's
+        assert all(torch.equal(b, p.grad) for b, p in zip(before, ours))
+
+
+def _value_pair(dtypes):
+    made = []
+    for _ in range(2):
+        params = []
+        for i, dtype in enumerate(dtypes):
+            p = nn.Parameter(torch.zeros(2, dtype=dtype))
+            p.grad = torch.tensor([-1e6 if dtype.is_floating_point and torch.finfo(dtype).max > 1e6 else -3.0,
+                                   2.0 + i], dtype=dtype)
+            params.append(p)
+        made.append(params)
+    return made
+
+
+@pytest.mark.parametrize("dtypes, clip_value", [
+    ([torch.float32, torch.float16], 1e5), ([torch.float16, torch.float32], 65505.0),
+    ([torch.float64, torch.bfloat16], 3.4e38), ([torch.float32], 1e39), ([torch.float64, torch.float32], 1e300),
+], ids=str)
+def test_a_clip_value_beyond_a_gradients_dtype_is_refused_before_any_change(dtypes, clip_value):
+    # F7: the float32 gradient was clamped, then torch's conversion error for float16 came
+    ours, theirs = _value_pair(dtypes)
+    before = [p.grad.clone() for p in ours]
+    assert isinstance(_torch_error(lambda: nn.utils.clip_grad_value_(theirs, clip_value)), RuntimeError)
+    got = re.escape(repr(clip_value))
+    with pytest.raises(ValueError, match=rf"clip_value must fit every gradient's dtype, got {got}, beyond torch\.\w+"):
+        clip_grad_value_(ours, clip_value)
+    assert all(torch.equal(b, p.grad) for b, p in zip(before, ours))
+
+
+@pytest.mark.parametrize("dtypes, clip_value", [
+    ([torch.float32, torch.float16], 65504.0), ([torch.float32, torch.bfloat16], 3.3e38),
+    ([torch.float64, torch.float32], 3.4e38), ([torch.float16], math.inf), ([torch.float64], 1e300),
+], ids=str)
+def test_a_clip_value_that_fits_every_dtype_equals_torch(dtypes, clip_value):
+    ours, theirs = _value_pair(dtypes)
+    clip_grad_value_(ours, clip_value)
+    nn.utils.clip_grad_value_(theirs, clip_value)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(ours, theirs))
+
+
+def test_a_complex_gradient_is_refused_before_any_change_as_torch_refuses_it():
+    def make():
+        a, b = nn.Parameter(torch.zeros(2)), nn.Parameter(torch.zeros(2, dtype=torch.complex64))
+        a.grad, b.grad = torch.tensor([5.0, -5.0]), torch.full((2,), 3 + 4j, dtype=torch.complex64)
+        return [a, b]
+
+    assert _torch_error(lambda: nn.utils.clip_grad_value_(make(), 1.0)) is not None
+    params = make()
+    with pytest.raises(TypeError, match="cannot clamp a gradient of dtype torch.complex64"):
+        clip_grad_value_(params, 1.0)
+    assert params[0].grad.tolist() == [5.0, -5.0]
+    clip_grad_norm_(make(), 1.0)   # a norm is defined for complex gradients
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: clip_grad_norm_(p, 1.0, foreach=True), lambda p: clip_grad_value_(p, 1.0, foreach=True),
+    lambda p: get_total_norm([q.grad for q in p], foreach=True),
+    lambda p: clip_grads_with_norm_(p, 1.0, torch.tensor(2.0, device="meta"), foreach=True),
+], ids=["clip_grad_norm_", "clip_grad_value_", "get_total_norm", "clip_grads_with_norm_"])
+def test_foreach_true_on_a_device_without_foreach_kernels_is_refused_as_torch_refuses_it(call):
+    p = nn.Parameter(torch.zeros(2, device="meta"))
+    p.grad = torch.zeros(2, device="meta")
+    assert isinstance(_torch_error(lambda: torch.nn.utils.clip_grad_norm_([p], 1.0, foreach=True)), RuntimeError)
+    with pytest.raises(ValueError, match="foreach=True needs torch's foreach kernels, which meta tensors lack"):
+        call([p])
+    for foreach in (None, False):      # the loop works there, as torch's
+        clip_grad_norm_([p], 1.0, foreach=foreach)
+        clip_grad_value_([p], 1.0, foreach=foreach)

@@ -224,3 +224,20 @@ def test_digits_bad_device_is_refused_before_the_cache_is_written(tmp_path, monk
     with pytest.raises(ValueError, match="device must name a torch device.*'banana'"):
         digits(device="banana")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("data, error, text", [
+    ({"train": (torch.zeros(2, 3), torch.zeros(2))}, TypeError, "got dict .iterating it gives its keys, not batches"),
+    ({}, TypeError, "got dict"),
+    ("xy", TypeError, "got str .iterating it gives its characters"),
+    (b"xy", TypeError, "got bytes"),
+    ([], ValueError, "train_data is empty: an empty list holds no .x, y. batch"),
+    ((), ValueError, "train_data is empty: an empty tuple"),
+])
+def test_check_data_refuses_iterables_that_hold_no_batches(data, error, text):
+    from helpers.data import check_data
+
+    with pytest.raises(error, match=text):
+        check_data("train_data", data, required=True)
+    check_data("train_data", [(torch.zeros(2, 3), torch.zeros(2))], required=True)   # a list of batches passes
+    check_data("train_data", iter([]), required=True)   # an iterator's emptiness shows only when it is read

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -273,3 +275,54 @@ def test_monitor_with_a_frozen_layer():
         record, _, _ = _one_step(net, monitor, x, y)
     assert set(record.grad_norm) == {"fc2", "out"}
     assert record.update_ratio["fc1"] == 0.0 and record.update_ratio["out"] > 0
+
+
+def _exact_norm(t):
+    """The 2-norm in float64 with the largest entry divided out: the truth for any finite entries."""
+    t = t.detach().double()
+    peak = float(t.abs().max())
+    return peak * float(torch.linalg.vector_norm(t / peak)) if peak else 0.0
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e20), (torch.float32, 1e30), (torch.float16, 1e4),
+                                          (torch.float16, 100.0), (torch.bfloat16, 1.0), (torch.float64, 1e200)])
+def test_monitor_and_layer_grad_norms_report_huge_finite_gradients_and_updates(dtype, scale):
+    # F1: float32 gradients of ~1e19 have a finite norm of ~1e21 whose float32 squares overflow; float16 norms
+    # above 65504 are inf in float16; float64 squares of 1e200 overflow float64
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 2)).to(dtype)
+    before = [p.detach().clone() for p in (net[0].weight, net[2].weight)]
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    with GradientMonitor(net) as monitor:
+        (net(torch.randn(8, 64).to(dtype)).sum() * scale).backward()
+        grads = [net[0].weight.grad, net[2].weight.grad]
+        assert all(bool(torch.isfinite(g).all()) for g in grads)
+        expected = {"0": _exact_norm(grads[0]), "2": _exact_norm(grads[1])}
+        opt.step()
+        record = monitor.step()
+    rel = max(torch.finfo(dtype).eps, 1e-6)
+    assert record.grad_norm == pytest.approx(expected, rel=rel)
+    assert layer_grad_norms(net) == pytest.approx(expected, rel=1e-9)
+    after = [net[0].weight, net[2].weight]
+    ratios = {name: _exact_norm((a - b).double()) / _exact_norm(b) for name, a, b in zip(("0", "2"), after, before)}
+    assert all(math.isfinite(r) for r in record.update_ratio.values())
+    assert record.update_ratio == pytest.approx(ratios, rel=max(rel, 1e-5))
+
+
+def test_monitor_refines_huge_weights_and_keeps_true_infinities():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    with torch.no_grad():
+        net[0].weight.mul_(1e25)            # weights whose float32 norm overflows: the ratio must not collapse to 0
+    opt = torch.optim.SGD(net[0].parameters(), lr=1e20)  # a change that shows next to weights of 1e25
+    corner = torch.zeros(2, 3, dtype=torch.bool)
+    corner[0, 0] = True
+    net[1].weight.register_hook(lambda g: torch.where(corner, math.inf, g))  # one infinite entry
+    with GradientMonitor(net) as monitor:
+        before = net[0].weight.detach().clone()
+        net(torch.randn(8, 4)).sum().backward()
+        opt.step()
+        record = monitor.step()
+    assert record.grad_norm["1"] == math.inf        # an infinite entry: inf is the truth, and reported
+    change = _exact_norm(net[0].weight.detach().double() - before.double())
+    assert 0 < record.update_ratio["0"] == pytest.approx(change / _exact_norm(before), rel=1e-5)

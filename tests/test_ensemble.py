@@ -499,3 +499,24 @@ def test_the_momentum_buffer_equals_torchs_sgd_bit_for_bit(dtype, nesterov, weig
         theirs.grad = grad.clone()
         reference.step()
         assert torch.equal(optimizer.state[0][0], reference.state[theirs]["momentum_buffer"])
+
+
+def test_a_member_with_huge_finite_gradients_goes_on_like_fit():
+    # F1: float32 gradients of ~1e19 have a finite norm whose float32 squares overflow; fit goes on, so must a member
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 16), torch.zeros(32, 16)
+    models = [nn.Linear(16, 16), nn.Linear(16, 16)]
+    scales = torch.tensor([1.0, 1e19])
+
+    def loss(out, target):
+        return (out - target).flatten(1).sum(dim=1) * scales
+
+    h = fit_ensemble(Ensemble(copy.deepcopy(models)), (X, y), epochs=2, lr=1e-30, loss=loss, progress_bar=False,
+                     batch_size=32)
+    assert h.diverged.tolist() == [False, False]
+    for i, model in enumerate(models):
+        alone = fit(model, (X, y), epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=1e-30),
+                    loss_fn=lambda out, target, s=float(scales[i]): (out - target).sum() * s, progress=False,
+                    batch_size=32)
+        assert not alone.diverged and alone.grad_norm[0] > (1e21 if i else 0)
+        _assert_same_history(h.member(i), alone, f"member {i}:")

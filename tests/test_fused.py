@@ -2,6 +2,7 @@
 that gives the same numbers when the private function is missing or refuses its input."""
 
 import itertools
+import math
 import re
 from pathlib import Path
 
@@ -139,3 +140,74 @@ def test_only_fused_calls_torch_private_functions():
                      if p.name != "_fused.py"
                      and re.search(r"torch\._foreach_|_foreach_utils", p.read_text("utf-8")))
     assert not callers, f"call helpers._fused's wrappers instead of torch's private functions in {callers}"
+
+
+def _exact(t):
+    """The 2-norm in float64 by hand, with the largest entry divided out (no overflow, no underflow)."""
+    t = t.detach().double()
+    peak = float(t.abs().max())
+    return peak * float(torch.linalg.vector_norm(t / peak)) if peak else 0.0
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e19), (torch.float32, 1e30), (torch.float16, 3e3),
+                                          (torch.float16, 300.0), (torch.float64, 1e200)])
+def test_refine_redoes_norms_whose_squares_overflowed(dtype, scale):
+    # F1: float32 entries of 1e19 have squares beyond float32's range; a float16 norm above 65504 is inf
+    g = torch.Generator().manual_seed(0)
+    tensors = [(torch.randn(64, 64, generator=g, dtype=torch.float64) * scale).to(dtype),
+               torch.randn(5, generator=g).to(dtype)]
+    assert all(bool(torch.isfinite(t).all()) for t in tensors)
+    fast = _fused.fast_norms(tensors).float().tolist()
+    refined = _fused.refine(fast, tensors)
+    rel = max(torch.finfo(dtype).eps, torch.finfo(torch.float32).eps)   # the monitor reads float32 values
+    for value, t in zip(refined, tensors):
+        assert value == pytest.approx(_exact(t), rel=rel)
+
+
+def test_refine_leaves_the_common_values_alone_and_redoes_only_the_doubtful_ones():
+    # a stand-in tensor whose norm differs from the value shows whether a value was recomputed
+    asked = []
+    stand_in = torch.tensor([3.0, 4.0])
+
+    def tensor(i):
+        asked.append(i)
+        return stand_in
+
+    values = [1.0, math.inf, 2e18, 1e-13, math.nan, 1e18, _fused.TINY]
+    assert _fused.refine(values, tensor) == [1.0, 5.0, 5.0, 5.0, 5.0, 1e18, _fused.TINY]
+    assert asked == [1, 2, 3, 4]
+    assert _fused.refine([1.0, 2.0], lambda i: pytest.fail("a common value was recomputed")) == [1.0, 2.0]
+
+
+def test_exact_norms_neither_underflow_nor_overflow_and_keep_true_infinities():
+    big = torch.full((4,), 1e200, dtype=torch.float64)
+    assert _fused.exact_norms([big, torch.tensor([3.0, 4.0])]) == [2e200, 5.0]
+    assert _fused.exact_norms([torch.full((4,), 1e-30)]) == [pytest.approx(2e-30, rel=1e-7)]
+    assert _fused.exact_norms([torch.full((4,), 1e19)]) == [pytest.approx(2e19, rel=1e-7)]
+    with_inf = torch.tensor([1e200, math.inf], dtype=torch.float64)
+    with_nan = torch.tensor([1e200, math.nan], dtype=torch.float64)
+    assert _fused.exact_norms([with_inf])[0] == math.inf and math.isnan(_fused.exact_norms([with_nan])[0])
+    beyond = torch.full((4,), 1.5e308, dtype=torch.float64)   # the norm itself is beyond float64: inf is the truth
+    assert _fused.exact_norms([beyond, torch.zeros(0)]) == [math.inf, 0.0]
+    assert _fused.exact_norms([]) == []
+
+
+def test_foreach_norms_and_groups_fall_back_to_the_same_numbers(private):
+    tensors = _tensors(7, (torch.float32, torch.float64, torch.float32))
+    for p in (2.0, 1.0, math.inf):
+        assert all(torch.equal(a, torch.linalg.vector_norm(t, p))
+                   for a, t in zip(_fused.foreach_norms(tensors, p), tensors))
+    groups = _fused.device_dtype_groups(tensors)
+    assert sorted(len(g) for g in groups) == [1, 2] and all(len({t.dtype for t in g}) == 1 for g in groups)
+    assert _fused.foreach_norms([], 2.0) == [] and _fused.device_dtype_groups([]) == []
+
+
+def test_foreach_support_follows_torch_and_its_fallback(monkeypatch):
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert _fused.foreach_supported(cpu) and not _fused.foreach_supported(meta)
+    assert _fused.uses_foreach([torch.ones(1)], cpu, None) and not _fused.uses_foreach([torch.ones(1)], meta, None)
+    assert not _fused.uses_foreach([nn.Parameter(torch.ones(1))], cpu, None)   # a subclass: torch's loop
+    assert _fused.uses_foreach([torch.ones(1)], meta, True) is True
+    assert _fused.uses_foreach([torch.ones(1)], cpu, False) is False
+    monkeypatch.setattr(_fused, "_device_has_foreach_support", None)
+    assert _fused.foreach_supported(cpu) and not _fused.foreach_supported(meta)

@@ -120,6 +120,14 @@ CASES = {
     "init_weights_: misspelt kwarg": (lambda w: init.init_weights_(w.net, "xavier_uniform", gian=2.0), TypeError,
                                       "gian"),
     "init_weights_: no layer": (lambda w: init.init_weights_(nn.Tanh(), "orthogonal"), ValueError, "model"),
+    # F7: checked for every layer before the first one changes
+    "init_weights_: a lazy layer": (
+        lambda w: init.init_weights_(nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2)), "xavier_uniform"),
+        ValueError, "model has a lazy layer"),
+    "lsuv_: a lazy layer": (lambda w: init.lsuv_(nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2)), w.t),
+                            ValueError, "model has a lazy layer"),
+    "scale_init_: a lazy layer": (lambda w: models.scale_init_(nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2))),
+                                  ValueError, "model has a lazy layer"),
     "lsuv_: model a str": (lambda w: init.lsuv_("net", w.data[0]), TypeError, "model"),
     "lsuv_: x a list": (lambda w: init.lsuv_(w.net, w.data[0].tolist()), ValueError, "x"),
     "lsuv_: one example": (lambda w: init.lsuv_(w.net, w.data[0][:1]), ValueError, "x"),
@@ -171,6 +179,31 @@ CASES = {
                                           "clip_value"),
     "clip_grad_value_: a non-tensor among tensors": (lambda w: clipping.clip_grad_value_([*w.params, "g"], 1e-3),
                                                      TypeError, "parameters"),
+    # F7: a clip_value the gradients' dtype cannot hold, refused before the first gradient is clamped
+    "clip_grad_value_: clip_value beyond float32": (lambda w: clipping.clip_grad_value_(w.params, 1e39), ValueError,
+                                                    "clip_value must fit every gradient's dtype, got 1e\\+39"),
+    "clip_grad_value_: beyond a float16 gradient": (
+        lambda w: clipping.clip_grad_value_([*w.params, _half_grad()], 1e5), ValueError, "torch.float16"),
+    "clip_grad_value_: a complex gradient": (lambda w: clipping.clip_grad_value_([*w.params, _complex_grad()], 1.0),
+                                             TypeError, "complex64"),
+    # F9: torch's foreach keyword and its spellings of numbers, and what is still refused
+    "clip_grad_value_: foreach a str": (lambda w: clipping.clip_grad_value_(w.params, 1.0, foreach="yes"), TypeError,
+                                        "foreach must be None, True or False"),
+    "clip_grad_value_: clip_value two numbers": (lambda w: clipping.clip_grad_value_(w.params, torch.ones(2)),
+                                                 TypeError, "clip_value as a tensor must hold one real number"),
+    "clip_grad_norm_: foreach 1": (lambda w: clipping.clip_grad_norm_(w.params, 1.0, foreach=1), TypeError,
+                                   "foreach"),
+    "clip_grad_norm_: foreach True on meta": (lambda w: clipping.clip_grad_norm_(_meta_param(), 1.0, foreach=True),
+                                              ValueError, "foreach=True needs torch's foreach kernels"),
+    "clip_grad_norm_: max_norm two numbers": (lambda w: clipping.clip_grad_norm_(w.params, torch.ones(2)), TypeError,
+                                              "max_norm as a tensor"),
+    "clip_grad_norm_: norm_type a complex tensor": (
+        lambda w: clipping.clip_grad_norm_(w.params, 1.0, norm_type=torch.tensor(2j)), TypeError, "norm_type"),
+    "get_total_norm: foreach a str": (lambda w: clipping.get_total_norm([p.grad for p in w.params], foreach="no"),
+                                      TypeError, "foreach"),
+    "clip_grads_with_norm_: foreach a str": (
+        lambda w: clipping.clip_grads_with_norm_(w.params, 1.0, torch.tensor(2.0), foreach="no"), TypeError,
+        "foreach"),
     "adaptive_clip_grad_: clipping 0": (lambda w: clipping.adaptive_clip_grad_(w.params, clipping=0), ValueError,
                                         "clipping"),
     "adaptive_clip_grad_: eps negative": (lambda w: clipping.adaptive_clip_grad_(w.params, eps=-1e-3), ValueError,
@@ -201,6 +234,14 @@ CASES = {
     "SGD: nesterov without momentum": (lambda w: optim.SGD(w.params, lr=0.1, nesterov=True), ValueError,
                                        "nesterov"),
     "SGD: no parameters": (lambda w: optim.SGD([], lr=0.1), ValueError, "param"),
+    # F9: torch's implementation options: foreach taken, the others refused by name when on
+    "SGD: fused on": (lambda w: optim.SGD(w.params, lr=0.1, fused=True), ValueError, "fused=True is not supported"),
+    "SGD: foreach a str": (lambda w: optim.SGD(w.params, lr=0.1, foreach="yes"), TypeError, "foreach"),
+    "Adam: capturable on": (lambda w: optim.Adam(w.params, capturable=True), ValueError, "capturable=True"),
+    "AdamW: differentiable on": (lambda w: optim.AdamW(w.params, differentiable=True), ValueError,
+                                 "differentiable=True"),
+    "RAdam: differentiable a str": (lambda w: optim.RAdam(w.params, differentiable="no"), TypeError,
+                                    "differentiable must be a bool"),
     "SGD: a str for the parameters": (lambda w: optim.SGD("weights", lr=0.1), TypeError, "param"),
     "Adam: one beta": (lambda w: optim.Adam(w.params, betas=(0.9,)), TypeError, "betas"),
     "Adam: beta1 = 1": (lambda w: optim.Adam(w.params, betas=(1.0, 0.999)), ValueError, r"betas\[0\]"),
@@ -213,6 +254,13 @@ CASES = {
     "StepDecay: step_size 0": (_sched(schedulers.StepDecay, 0), ValueError, "step_size"),
     "StepDecay: step_size a float": (_sched(schedulers.StepDecay, 2.5), TypeError, "step_size"),
     "StepDecay: gamma 0": (_sched(schedulers.StepDecay, 2, gamma=0.0), ValueError, "gamma"),
+    # F8: last_epoch named (torch's KeyError about initial_lr said nothing about it)
+    "StepDecay: last_epoch a str": (_sched(schedulers.StepDecay, 2, last_epoch="a"), TypeError, "last_epoch"),
+    "CosineAnnealing: last_epoch -5": (_sched(schedulers.CosineAnnealing, 10, last_epoch=-5), ValueError,
+                                       "last_epoch must be an int >= -1"),
+    "OneCycle: last_epoch 2.5": (_sched(schedulers.OneCycle, 10, last_epoch=2.5), TypeError, "last_epoch"),
+    "WarmupStableDecay: last_epoch None": (_sched(schedulers.WarmupStableDecay, 2, 3, 10, last_epoch=None),
+                                           TypeError, "last_epoch"),
     "ExponentialDecay: gamma negative": (_sched(schedulers.ExponentialDecay, -0.5), ValueError, "gamma"),
     "ExponentialDecay: gamma a str": (_sched(schedulers.ExponentialDecay, "0.9"), TypeError, "gamma"),
     "ExponentialDecay: optimizer a model": (lambda w: schedulers.ExponentialDecay(w.net, 0.9), TypeError,
@@ -352,6 +400,17 @@ CASES.update({
     "loss_spikes: factor 0.5": (lambda w: checkup.loss_spikes([1.0, 2.0, 3.0], factor=0.5), ValueError, "factor"),
     "loss_spikes: window 0": (lambda w: checkup.loss_spikes([1.0, 2.0, 3.0], window=0), ValueError, "window"),
     "claim: value a word": (lambda w: claims.claim("x", "one", low=0.0), TypeError, "value"),
+    # F8: TypeError/ValueError naming the argument, never AssertionError or float()'s message
+    "claim: value a numeric str": (lambda w: claims.claim("x", "1.0", low=0.0), TypeError, "value must be a number"),
+    "claim: low a str": (lambda w: claims.claim("x", 1.0, low="a"), TypeError, "low must be a number"),
+    "claim: low above high": (lambda w: claims.claim("x", 1.0, low=2, high=0), ValueError, "low must be <= high"),
+    "claim: low NaN": (lambda w: claims.claim("x", 1.0, low=NAN), ValueError, "low must be a real number"),
+    "claim_close: rel a str": (lambda w: claims.claim_close("x", 1.0, 1.0, rel="0.1"), TypeError, "rel"),
+    "claim_close: abs None": (lambda w: claims.claim_close("x", 1.0, 1.0, abs=None), TypeError, "abs"),
+    "claim_close: value None": (lambda w: claims.claim_close("x", None, 1), TypeError, "value must be a number"),
+    "claim_close: value two numbers": (lambda w: claims.claim_close("x", w.v[:2], 1.0), TypeError,
+                                       "value must be one number"),
+    "claim_close: value a str": (lambda w: claims.claim_close("x", "1.0", 1.0), TypeError, "value must be a number"),
     "claim: neither low nor high": (lambda w: claims.claim("x", 1.0), ValueError, "low, high"),
     "claim_close: rel negative": (lambda w: claims.claim_close("x", 1.0, 1.0, rel=-1.0), ValueError, "rel"),
     "describe_seeds: a str": (lambda w: claims.describe_seeds("abc"), TypeError, "values"),
@@ -535,6 +594,20 @@ CASES.update({
                                ValueError, "batch_size"),
     "evaluate: data an int": (lambda w: training.evaluate(w.net, 42, F.mse_loss), TypeError, "data"),
     "evaluate: loss_fn a str": (lambda w: training.evaluate(w.net, w.data, "mse"), TypeError, "loss_fn"),
+    # F3: an empty evaluation set, a dict, a batch that is not a pair: clear errors, not ZeroDivisionError / unpacking
+    "evaluate: an empty list": (lambda w: training.evaluate(w.net, [], F.mse_loss), ValueError, "data is empty"),
+    "evaluate: an empty generator": (lambda w: training.evaluate(w.net, (b for b in []), F.mse_loss), ValueError,
+                                     "data holds no example"),
+    "evaluate: only empty batches": (lambda w: training.evaluate(w.net, [(w.data[0][:0], w.data[1][:0])], F.mse_loss),
+                                     ValueError, "data holds no example"),
+    "evaluate: a dict": (lambda w: training.evaluate(w.net, {"val": w.data}, F.mse_loss), TypeError,
+                         "data .*got dict"),
+    "evaluate: a batch not a pair": (lambda w: training.evaluate(w.net, iter([w.data, w.data[0]]), F.mse_loss),
+                                     TypeError, "data must give .x, y. pairs of tensors; batch 1 is Tensor"),
+    "fit: train_data a dict": (lambda w: _fit(w, train_data={"train": w.data}), TypeError, "train_data .*got dict"),
+    "fit: train_data an empty list": (lambda w: _fit(w, train_data=[]), ValueError, "train_data is empty"),
+    "lr_finder: train_data a str": (lambda w: lr_finder.lr_finder(w.net, "xy", F.mse_loss, w.opt), TypeError,
+                                    "train_data .*got str"),
     "fit: epochs 0": (lambda w: _fit(w, epochs=0), ValueError, "epochs"),
     "fit: optimizer a str": (lambda w: _fit(w, optimizer="sgd"), TypeError, "optimizer"),
     "fit: loss_fn a str": (lambda w: _fit(w, loss_fn="mse"), TypeError, "loss_fn"),
@@ -666,6 +739,24 @@ def test_resume_with_other_inner_schedulers_is_refused_and_modifies_nothing(tmp_
             _fit(w, optimizer=opt, scheduler=sched, resume_from=path)
         assert all(_same(before[k], v) for k, v in _snapshot(w).items())
         assert _same(sched_before, sched.state_dict())
+
+
+def _half_grad():
+    p = nn.Parameter(torch.zeros(2, dtype=torch.float16))
+    p.grad = torch.tensor([-3.0, 6e4], dtype=torch.float16)
+    return p
+
+
+def _complex_grad():
+    p = nn.Parameter(torch.zeros(2, dtype=torch.complex64))
+    p.grad = torch.full((2,), 3 + 4j, dtype=torch.complex64)
+    return p
+
+
+def _meta_param():
+    p = nn.Parameter(torch.zeros(2, device="meta"))
+    p.grad = torch.zeros(2, device="meta")
+    return [p]
 
 
 def _inf_grad():

@@ -278,3 +278,30 @@ def test_init_weights_and_lsuv_on_half_models():
     torch.testing.assert_close(w.T @ w, torch.eye(6), atol=0.05, rtol=0)
     steps = hinit.lsuv_(net, torch.randn(64, 6).bfloat16())
     assert list(steps) == ["0", "2"]
+
+
+def _with_lazy_layer():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.LazyLinear(2))
+
+
+@pytest.mark.parametrize("call", [
+    lambda net: course.init_weights_(net, "xavier_uniform"),
+    lambda net: course.init_weights_(net, "orthogonal", gain=2.0),
+    lambda net: course.lsuv_(net, torch.randn(16, 3)),
+], ids=["init_weights_ xavier", "init_weights_ orthogonal", "lsuv_"])
+def test_a_lazy_layer_is_refused_before_any_layer_changes(call):
+    # F7: init_weights_ re-initialised the first Linear, then failed on the lazy one
+    net = _with_lazy_layer()
+    before = net[0].weight.detach().clone()
+    with pytest.raises(ValueError, match=r"model has a lazy layer whose shapes are not known yet: '2' "
+                                         r"\(LazyLinear: weight, bias\)"):
+        call(net)
+    assert torch.equal(net[0].weight, before)
+    net(torch.randn(16, 3))      # materialised by a forward pass: now it initialises
+    call(net)
+
+
+def test_a_lazy_module_that_is_not_initialised_does_not_stop_init_weights_():
+    net = nn.Sequential(nn.Linear(3, 4), nn.LazyBatchNorm1d())   # init_weights_ touches only the Linear
+    course.init_weights_(net, "kaiming_normal")

@@ -146,3 +146,32 @@ def test_lr_finder_empty_generator_says_so():
     net, X, y = _lrf_world()
     with pytest.raises(ValueError, match="yielded no batch"):
         lr_finder(net, (b for b in []), F.mse_loss, torch.optim.SGD(net.parameters()))
+
+
+@pytest.mark.parametrize("root_training", [True, False])
+def test_lr_finder_puts_every_module_back_in_its_own_mode(root_training):
+    # F3: model.train(was_training) set every sub-module to the root's mode (a frozen BatchNorm came back training)
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(nn.Dropout(0.2), nn.Linear(4, 2)))
+    net.train(root_training)
+    net[1].train(not root_training)
+    net[2].train(not root_training)
+    net[2][0].train(root_training)
+    modes = [m.training for m in net.modules()]
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(64, 3, generator=g), torch.randint(0, 2, (64,), generator=g)
+    lr_finder(net, (X, y), F.cross_entropy, torch.optim.SGD(net.parameters(), lr=0.1), num_steps=5)
+    assert [m.training for m in net.modules()] == modes
+
+    def failing_loss(out, target):
+        raise RuntimeError("loss failed")
+
+    with pytest.raises(RuntimeError, match="loss failed"):
+        lr_finder(net, (X, y), failing_loss, torch.optim.SGD(net.parameters(), lr=0.1), num_steps=5)
+    assert [m.training for m in net.modules()] == modes
+
+
+def test_lr_finder_refuses_a_dict_of_batches():
+    X, y = _regression()
+    net = nn.Linear(8, 1)
+    with pytest.raises(TypeError, match="train_data .*got dict .iterating it gives its keys"):
+        lr_finder(net, {"a": (X, y)}, F.mse_loss, torch.optim.SGD(net.parameters(), lr=0.1))

@@ -332,3 +332,12 @@ def test_from_scratch_activations_in_residual_conv_and_dense_models():
     assert isinstance(DenseBlock(4, 2, 1, from_scratch=True).act1, activations.ReLU)
     with pytest.raises(TypeError, match="from_scratch must be a bool"):
         MLP(4, 2, width=4, depth=1, from_scratch=1)
+
+
+def test_scale_init_refuses_a_lazy_layer_before_changing_any():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.LazyLinear(2))
+    before = net[0].weight.detach().clone()
+    with pytest.raises(ValueError, match="model has a lazy layer whose shapes are not known yet: '2'"):
+        scale_init_(net, gain=2.0)
+    assert torch.equal(net[0].weight, before)

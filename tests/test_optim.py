@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -314,3 +316,67 @@ def test_our_state_dict_loads_into_torch(name, kwargs):
     a = _resume(torch.optim, name, kwargs, ours.state_dict(), p_after, grads)
     b = _resume(optim, name, kwargs, ours.state_dict(), p_after, grads)
     assert torch.equal(a, b)
+
+
+# --- F9: torch's implementation options (foreach, differentiable, fused, capturable)
+
+_OPTIONS = {"SGD": ("foreach", "differentiable", "fused"), "Adam": ("foreach", "capturable", "differentiable", "fused"),
+            "AdamW": ("foreach", "capturable", "differentiable", "fused"),
+            "RAdam": ("foreach", "capturable", "differentiable")}
+
+
+@pytest.mark.parametrize("foreach", [None, True, False])
+@pytest.mark.parametrize("name, kwargs", COMPLEX_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in COMPLEX_CASES])
+def test_foreach_is_accepted_and_changes_no_number(name, kwargs, foreach):
+    plain, _ = _steps(optim, name, kwargs, torch.float64)
+    ours, opt = _steps(optim, name, dict(kwargs, foreach=foreach), torch.float64)
+    theirs, _ = _steps(torch.optim, name, dict(kwargs, foreach=False), torch.float64)   # torch's per-tensor loop
+    assert torch.equal(ours, plain) and torch.equal(ours, theirs)
+    assert opt.param_groups[0]["foreach"] is foreach
+
+
+@pytest.mark.parametrize("name", sorted(_OPTIONS))
+def test_the_options_torch_takes_are_taken_when_off_and_stored_as_torch_stores_them(name):
+    p = [nn.Parameter(torch.ones(2))]
+    off = {"foreach": None, "differentiable": False, "fused": None, "capturable": False}
+    ours = getattr(optim, name)(p, lr=0.1, **{k: off[k] for k in _OPTIONS[name]})
+    theirs = getattr(torch.optim, name)(p, lr=0.1)
+    assert set(ours.param_groups[0]) == set(theirs.param_groups[0])
+    assert all(ours.param_groups[0][k] == theirs.param_groups[0][k] for k in _OPTIONS[name])
+    if "fused" in _OPTIONS[name]:
+        getattr(optim, name)(p, lr=0.1, fused=False)
+    missing = {"capturable", "fused"} - set(_OPTIONS[name])
+    for option in missing:             # an option torch's optimizer has not: refused as by torch
+        with pytest.raises(TypeError, match=option):
+            getattr(optim, name)(p, lr=0.1, **{option: False})
+
+
+@pytest.mark.parametrize("name, option", [(n, o) for n, options in sorted(_OPTIONS.items()) for o in options
+                                          if o != "foreach"])
+def test_an_option_that_cannot_be_honoured_is_refused_by_name(name, option):
+    p = [nn.Parameter(torch.ones(2))]
+    getattr(torch.optim, name)(p, lr=0.1, **{option: True})            # torch takes it ...
+    with pytest.raises(ValueError, match=rf"{option}=True is not supported by helpers.optim.{name}: .*"
+                                         rf"use torch.optim.{name}"):
+        getattr(optim, name)(p, lr=0.1, **{option: True})             # ... these updates cannot honour it
+    with pytest.raises(TypeError, match=f"{option} must be a bool"):
+        getattr(optim, name)(p, lr=0.1, **{option: "yes"})
+
+
+@pytest.mark.parametrize("name", sorted(_OPTIONS))
+def test_a_state_dict_asking_for_an_option_that_cannot_be_honoured_is_refused_before_loading(name):
+    p_after, ours = _steps(optim, name, dict(lr=0.1), torch.float64, steps=3)
+    saved = copy.deepcopy(ours.state_dict())
+    for option in (o for o in _OPTIONS[name] if o != "foreach"):
+        asking = copy.deepcopy(saved)
+        asking["param_groups"][0][option] = True
+        with pytest.raises(ValueError, match=f"{option}=True is not supported"):
+            ours.load_state_dict(asking)
+        assert ours.param_groups[0][option] in (False, None)
+        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict()["state"][0].values(),
+                                                      saved["state"][0].values()) if torch.is_tensor(a))
+    without = copy.deepcopy(saved)
+    for option in _OPTIONS[name]:
+        without["param_groups"][0].pop(option)     # an older state dict: the defaults come back
+    ours.load_state_dict(without)
+    assert all(ours.param_groups[0][o] in (None, False) for o in _OPTIONS[name])

@@ -612,3 +612,42 @@ def test_one_cycle_chained_keeps_the_outer_factor_where_one_cycle_lr_drops_it():
     theirs = _trace(lambda o: L.OneCycleLR(o, 1.0, T16, cycle_momentum=False), **chain)
     np.testing.assert_allclose(ours, [closed(t, 1.0) * gamma**t for t in range(T16)], rtol=1e-12)
     np.testing.assert_allclose(theirs, [closed(t, 1.0) * (gamma if t else 1.0) for t in range(T16)], rtol=1e-12)
+
+
+# ---- F8: last_epoch is checked like torch accepts it (an int >= -1), before the optimizer changes
+
+_EVERY_SCHEDULE = {
+    "StepDecay": lambda o, e: S.StepDecay(o, 2, last_epoch=e),
+    "ExponentialDecay": lambda o, e: S.ExponentialDecay(o, 0.9, last_epoch=e),
+    "LinearDecay": lambda o, e: S.LinearDecay(o, 10, last_epoch=e),
+    "CosineAnnealing": lambda o, e: S.CosineAnnealing(o, 10, last_epoch=e),
+    "WarmupCosine": lambda o, e: S.WarmupCosine(o, 2, 10, last_epoch=e),
+    "OneCycle": lambda o, e: S.OneCycle(o, 10, last_epoch=e),
+    "WarmupStableDecay": lambda o, e: S.WarmupStableDecay(o, 2, 3, 10, last_epoch=e),
+}
+
+
+@pytest.mark.parametrize("last_epoch, error, text", [
+    ("a", TypeError, r"last_epoch must be an int, got str \('a'\)"),
+    (2.5, TypeError, r"last_epoch must be an int, got float \(2.5\)"),
+    (True, TypeError, "last_epoch must be an int, got bool"),
+    (None, TypeError, "last_epoch must be an int, got NoneType"),
+    (-5, ValueError, "last_epoch must be an int >= -1, got -5"),
+    (-2, ValueError, "last_epoch must be an int >= -1, got -2"),
+])
+@pytest.mark.parametrize("name", sorted(_EVERY_SCHEDULE))
+def test_a_bad_last_epoch_is_named_before_the_optimizer_changes(name, last_epoch, error, text):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=0.5, momentum=0.9)
+    with pytest.raises(error, match=text):
+        _EVERY_SCHEDULE[name](opt, last_epoch)
+    assert opt.param_groups[0]["lr"] == 0.5 and "initial_lr" not in opt.param_groups[0]
+
+
+@pytest.mark.parametrize("name", sorted(_EVERY_SCHEDULE))
+def test_last_epoch_minus_one_and_a_resumed_int_work_as_in_torch(name):
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=0.5, momentum=0.9)
+    _EVERY_SCHEDULE[name](opt, np.int64(-1))                  # an integral type that is not int
+    _EVERY_SCHEDULE[name](opt, 3)                             # resuming: the optimizer has initial_lr now
+    fresh = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=0.5, momentum=0.9)
+    with pytest.raises(KeyError, match="initial_lr"):          # torch's own error for resuming a fresh optimizer
+        _EVERY_SCHEDULE[name](fresh, 3)

@@ -441,3 +441,169 @@ def test_an_empty_classification_batch_is_a_diverged_step_not_a_crash():
                   loss_fn=F.cross_entropy, progress=False)
     assert history.diverged and history.diverged_at == 0 and history.steps == 0
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def _exact_global_norm(params):
+    """The global 2-norm in float64 with the largest entry divided out (the truth for finite entries)."""
+    flat = torch.cat([p.grad.detach().double().flatten() for p in params])
+    peak = float(flat.abs().max())
+    return peak * float(torch.linalg.vector_norm(flat / peak))
+
+
+@pytest.mark.parametrize("dtype, scale", [(torch.float32, 1e19), (torch.float32, 1e35), (torch.float64, 1e200)])
+def test_huge_finite_gradients_are_recorded_and_are_no_divergence(dtype, scale):
+    # F1: every gradient entry is finite, but the float32 (float64) squares of the norm overflow
+    torch.manual_seed(0)
+    net = nn.Linear(64, 64).to(dtype)
+    X, y = torch.randn(32, 64, dtype=dtype), torch.zeros(32, 64, dtype=dtype)
+
+    def loss_fn(out, target):
+        return (out - target).sum() * scale
+
+    history = fit(net, (X, y), epochs=2, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=loss_fn,
+                  progress=False, batch_size=32)
+    net.zero_grad()
+    loss_fn(net(X), y).backward()
+    assert all(bool(torch.isfinite(p.grad).all()) for p in net.parameters())
+    assert not history.diverged and history.steps == 2
+    assert history.grad_norm == pytest.approx([_exact_global_norm(net.parameters())] * 2, rel=1e-6)
+
+
+def test_a_norm_beyond_float64_with_finite_entries_is_recorded_as_inf_and_training_goes_on():
+    net = nn.Linear(8, 8).double()
+    net.weight.register_hook(lambda g: torch.full_like(g, 1e308))   # finite entries, a norm beyond float64
+    history = fit(net, (torch.randn(4, 8, dtype=torch.float64), torch.zeros(4, 8, dtype=torch.float64)), epochs=1,
+                  optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=F.mse_loss, progress=False)
+    assert not history.diverged and history.grad_norm == [math.inf]
+
+
+def test_an_infinite_gradient_entry_among_huge_ones_is_still_a_divergence():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 4)
+    corner = torch.zeros(4, 4, dtype=torch.bool)
+    corner[0, 0] = True
+    net.weight.register_hook(lambda g: torch.where(corner, math.inf, g * 1e19))
+    before = [p.detach().clone() for p in net.parameters()]
+    history = fit(net, (torch.randn(8, 4), torch.zeros(8, 4)), epochs=1,
+                  optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_fn=F.mse_loss, progress=False)
+    assert history.diverged and history.diverged_at == 0 and history.steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_clipping_huge_gradients_inside_fit_is_torchs_clipping():
+    # torch's clip_grad_norm_ divides by a float32 total norm that overflowed: the gradients become 0. fit does not
+    # change that; it records the true norm before clipping and the norm after it
+    import functools
+
+    from helpers.clipping import clip_grad_norm_
+
+    torch.manual_seed(0)
+    net = nn.Linear(64, 64)
+    X, y = torch.randn(32, 64), torch.zeros(32, 64)
+
+    def loss_fn(out, target):
+        return (out - target).sum() * 1e19
+
+    twin = copy.deepcopy(net)
+    loss_fn(twin(X), y).backward()
+    torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+    history = fit(net, (X, y), epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=1.0), loss_fn=loss_fn,
+                  progress=False, batch_size=32, clip=functools.partial(clip_grad_norm_, max_norm=1.0))
+    torch.optim.SGD(twin.parameters(), lr=1.0).step()
+    assert all(torch.equal(a, b) for a, b in zip(net.parameters(), twin.parameters()))
+    assert not history.diverged and history.clipped == [True]
+    assert history.grad_norm[0] > 1e21 and history.clipped_grad_norm == [0.0]
+
+
+def _mixed_modes(root_training: bool):
+    """A model whose modules are not all in one mode: a BatchNorm frozen in eval mode inside a training model,
+    or a Dropout left in training mode inside an evaluating one."""
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 3)))
+    net.train(root_training)
+    net[1].train(not root_training)
+    net[2][0].train(root_training)
+    net[2].train(not root_training)     # a container in the other mode, its child in the root's
+    return net
+
+
+def _modes(net):
+    return [m.training for m in net.modules()]
+
+
+@pytest.mark.parametrize("root_training", [True, False])
+def test_evaluate_puts_every_module_back_in_its_own_mode(root_training):
+    # F3: model.train(was_training) set every sub-module to the root's mode
+    net = _mixed_modes(root_training)
+    modes = _modes(net)
+    evaluate(net, _data(), F.cross_entropy)
+    assert _modes(net) == modes
+
+    def failing_loss(out, target):
+        raise RuntimeError("loss failed")
+
+    with pytest.raises(RuntimeError, match="loss failed"):
+        evaluate(net, _data(), failing_loss)
+    assert _modes(net) == modes
+
+
+def test_kept_modes_calls_train_only_where_a_mode_differs():
+    from helpers._modes import kept_modes
+
+    calls = []
+
+    class Counting(nn.Linear):
+        def train(self, mode=True):
+            calls.append(mode)
+            return super().train(mode)
+
+    net = nn.Sequential(Counting(2, 2), nn.BatchNorm1d(2))
+    net[1].eval()
+    with kept_modes(net):
+        pass
+    assert calls == []
+    with kept_modes(net):
+        net[0].training = False
+    assert calls == [True] and _modes(net) == [True, True, False]
+
+
+def test_evaluate_a_model_without_parameters_runs_where_the_data_are():
+    X, y = _data()
+    loss, accuracy = evaluate(nn.Identity(), (X[:, :3], y), F.cross_entropy)
+    assert loss == pytest.approx(float(F.cross_entropy(X[:, :3], y))) and 0 <= accuracy <= 1
+
+
+@pytest.mark.parametrize("data", [
+    lambda X, y: [],
+    lambda X, y: (),
+    lambda X, y: iter([]),
+    lambda X, y: (b for b in []),
+    lambda X, y: [(X[:0], y[:0])],
+    lambda X, y: ((X[:0], y[:0]) for _ in range(3)),
+], ids=["empty list", "empty tuple", "empty iterator", "empty generator", "one empty batch", "only empty batches"])
+def test_evaluate_on_no_example_says_the_set_is_empty(data):
+    X, y = _data()
+    net = _mixed_modes(True)
+    modes = _modes(net)
+    with pytest.raises(ValueError, match="data (is empty|holds no example)"):
+        evaluate(net, data(X, y), F.cross_entropy)
+    assert _modes(net) == modes
+
+
+def test_evaluate_skips_empty_batches():
+    X, y = _data()
+    net = MLP(5, 3, width=8, depth=1)
+    expected = evaluate(net, [(X[:40], y[:40]), (X[40:], y[40:])], F.cross_entropy)
+    assert evaluate(net, [(X[:40], y[:40]), (X[:0], y[:0]), (X[40:], y[40:])], F.cross_entropy) == expected
+
+
+@pytest.mark.parametrize("data, text", [
+    (lambda X, y: {"train": (X, y)}, "got dict .iterating it gives its keys"),
+    (lambda X, y: "xy", "got str .iterating it gives its characters"),
+    (lambda X, y: iter([(X, y), (X, y, y)]), r"batch 1 is \['Tensor', 'Tensor', 'Tensor'\]"),
+    (lambda X, y: iter([(X, y), X]), "batch 1 is Tensor"),
+    (lambda X, y: iter([(X, y.tolist())]), r"batch 0 is \['Tensor', 'list'\]"),
+], ids=["dict", "str", "a triple", "a bare tensor", "a list as y"])
+def test_evaluate_says_which_batch_is_not_a_pair(data, text):
+    X, y = _data()
+    with pytest.raises(TypeError, match=f"data .*{text}"):
+        evaluate(MLP(5, 3, width=8, depth=1), data(X, y), F.cross_entropy)

@@ -504,3 +504,14 @@ def test_loss_spikes_is_scale_sensible_for_negative_losses_and_checks_its_input(
             loss_spikes(bad)
         for word in words:
             assert word in str(info.value), (word, str(info.value))
+
+
+def test_attention_stats_puts_every_module_back_in_its_own_mode():
+    # F3: model.train(was_training) set every sub-module to the root's mode
+    torch.manual_seed(0)
+    lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=2, max_len=4)
+    lm.train()
+    lm.blocks[0].eval()
+    modes = [m.training for m in lm.modules()]
+    attention_stats(lm, torch.zeros(2, 4, dtype=torch.long))
+    assert [m.training for m in lm.modules()] == modes
