@@ -339,8 +339,9 @@ def _unit_fractions(monitor: GradientMonitor, saturated: float, dead: float) -> 
             continue
         worst = max(fractions, key=fractions.get)
         over = [n for n, v in fractions.items() if v > limit]
+        also = [n for n in over if n != worst]       # the worst layer is named already
         findings.append(_finding(check, not over, f"{fractions[worst]:.0%} {what} in {worst}"
-                                 + (f"; over {limit:.0%} in {_names(over)}" if over
+                                 + (f"; also over {limit:.0%} in {_names(also)}" if also
                                     else f" (fails above {limit:.0%})"), fractions[worst]))
     return findings
 

@@ -52,6 +52,15 @@ def test_large_init_tanh_net_is_flagged_saturated():
     assert "vanishing" not in report.problems
 
 
+def test_unit_fraction_message_names_each_layer_once():
+    net = _net(depth=8)
+    init_weights_(net, "normal", std=1.0, generator=torch.Generator().manual_seed(0))
+    text = next(f.detail for f in checkup(*_train(net)).findings if f.check == "saturation")
+    worst = text.split(" in ")[1].split(";")[0]
+    named = [n.strip() for n in text.replace(" and ", ", ").replace(";", ",").split(" in ", 1)[1].split(",")]
+    assert named.count(worst) == 1, text
+
+
 def test_relu_at_a_huge_learning_rate_has_dead_units_and_large_updates():
     report = checkup(*_train(_net(activation="relu"), lr=3.0))
     assert {"dead units", "large updates"} <= set(report.problems)
