@@ -63,6 +63,7 @@ from helpers._checks import (
     check_trainable,
 )
 from helpers._flat import Layout, chunks
+from helpers._modes import kept_modes
 from helpers._stacked_chain import chain_forward_backward, chain_plan
 from helpers.data import check_data, is_xy
 from helpers.device import keep_freed_memory
@@ -156,7 +157,6 @@ class Ensemble:
                        for name in states[0] if name in trainable}
         self.buffers = {name: torch.stack([s[name].detach() for s in states])
                         for name in states[0] if name not in self.params}
-        self.training = True
         self._per_member_input = False   # fit_ensemble sets it while each member has its own batches
         # first and last weight in the model's own order (input to output), not the set's order above
         weights = [name for name, _ in models[0].named_parameters()
@@ -171,11 +171,18 @@ class Ensemble:
         stacked = torch.stack([t.detach() for t in tensors])    # a copy: it shares no memory with the models
         return stacked.transpose(1, 2).contiguous() if name in self._transposed else stacked
 
+    @property
+    def training(self) -> bool:
+        """Whether the ensemble is in training mode: the mode of its architecture's root module. Each
+        sub-module has its own (``self.base``'s, copied from ``models[0]``): a BatchNorm put in eval mode
+        before stacking keeps its running statistics while the rest trains, as in the model alone."""
+        return self.base.training
+
     def train(self, mode: bool = True) -> Ensemble:
-        """Training mode (batch statistics, dropout on) or evaluation mode; returns ``self``."""
+        """Training mode (batch statistics, dropout on) or evaluation mode for every module, as
+        :meth:`torch.nn.Module.train`; returns ``self``."""
         if not isinstance(mode, bool):
             raise TypeError(f"mode must be a bool, got {type(mode).__name__}")
-        self.training = mode
         self.base.train(mode)
         return self
 
@@ -205,7 +212,7 @@ class Ensemble:
         state = {name: (t[i].t() if name in self._transposed else t[i]).detach().clone()
                  for name, t in {**self.params, **self.buffers}.items()}
         model.load_state_dict(state, strict=True)
-        return model.train(self.training)
+        return model                     # in the ensemble's modes, module by module (a deep copy of base)
 
     @torch.no_grad()
     def evaluate(self, data, loss: str | Callable = "cross_entropy", batch_size: int = 512):
@@ -216,20 +223,20 @@ class Ensemble:
         """
         X, y = _check_xy("data", data)
         loss_fn = _loss_function(loss)
-        was_training, per_member = self.training, self._per_member_input
-        self.eval()
+        per_member = self._per_member_input
         self._per_member_input = False            # every member sees the same evaluation data
         total, hits, count = 0.0, 0.0, 0
         try:
-            for start in range(0, len(X), batch_size):
-                xb, yb = X[start:start + batch_size], y[start:start + batch_size]
-                out = self(xb)
-                total = total + loss_fn(out, yb).double() * len(xb)
-                correct = _hits(out, yb)
-                hits = hits + (correct.double() if correct is not None else math.nan)
-                count += len(xb)
+            with kept_modes(self.base):           # afterwards each module is back in its own mode
+                self.eval()
+                for start in range(0, len(X), batch_size):
+                    xb, yb = X[start:start + batch_size], y[start:start + batch_size]
+                    out = self(xb)
+                    total = total + loss_fn(out, yb).double() * len(xb)
+                    correct = _hits(out, yb)
+                    hits = hits + (correct.double() if correct is not None else math.nan)
+                    count += len(xb)
         finally:
-            self.train(was_training)
             self._per_member_input = per_member
         return (total / count).cpu().numpy(), np.asarray((hits / count).cpu() if torch.is_tensor(hits) else
                                                          np.full(self.n, math.nan))
@@ -250,6 +257,7 @@ def _check_models(models) -> tuple[list[nn.Module], list[dict[str, torch.Tensor]
     states = [m.state_dict() for m in models]
     shapes = {k: (tuple(v.shape), v.dtype, v.device) for k, v in states[0].items()}
     layout = repr(first) if len(models) > 1 else ""     # once: a deep model's repr is not free
+    first_modes = [(name, sub.training) for name, sub in first.named_modules()]
     check_trainable("models[0]", first)
     for i, m in enumerate(models[1:], start=1):
         if type(m) is not type(first):
@@ -262,8 +270,11 @@ def _check_models(models) -> tuple[list[nn.Module], list[dict[str, torch.Tensor]
         if repr(m) != layout:
             raise ValueError(f"models[{i}] is configured differently from models[0] (same tensors, other layers or "
                              f"settings): {repr(m)[:200]!r} vs {layout[:200]!r}")
-        if m.training != first.training:
-            raise ValueError(f"models[{i}] is in {'training' if m.training else 'eval'} mode, models[0] is not")
+        if first_modes != (mine := [(name, sub.training) for name, sub in m.named_modules()]):
+            name, training = next(a for a, b in zip(mine, first_modes) if a != b)
+            raise ValueError(f"models[{i}]'s module {name or '(root)'!r} is in {'training' if training else 'eval'} "
+                             "mode, the same module of models[0] is not: an ensemble runs every member in "
+                             "models[0]'s modes, module by module")
     return models, states
 
 
@@ -375,12 +386,12 @@ def _batch_norm(ens: Ensemble, name: str, module: nn.Module, h: torch.Tensor) ->
         raise ValueError(f"{name}: the stacked path normalises (N, B, features) only, got {tuple(h.shape)}")
     buffers = ens.buffers
     mean_buf, var_buf = buffers.get(f"{name}.running_mean"), buffers.get(f"{name}.running_var")
-    if ens.training or mean_buf is None:
+    if module.training or mean_buf is None:          # the module's own mode (a frozen one keeps its statistics)
         count = h.shape[1]
         if count <= 1:
             raise ValueError(f"batch norm needs more than 1 value per channel in training mode, got {tuple(h.shape)}")
         var, mean = torch.var_mean(h, dim=1, correction=0, keepdim=True)
-        if ens.training and mean_buf is not None:
+        if module.training and mean_buf is not None:
             with torch.no_grad():
                 tracked = buffers[f"{name}.num_batches_tracked"]
                 tracked.add_(1)
@@ -949,20 +960,17 @@ def _check_targets(ens: Ensemble, X, y, loss_fn) -> None:
     if loss_fn is _cross_entropy and (y.dim() != 1 or y.is_floating_point() or y.is_complex()):
         raise ValueError(f"loss='cross_entropy' needs integer class labels of shape (n,), got {tuple(y.shape)} "
                          f"{y.dtype}")
-    was_training = ens.training
-    ens.eval()
-    try:
-        with torch.no_grad():
-            losses = loss_fn(ens(X[:2]), y[:2])
-    finally:
-        ens.train(was_training)
+    with kept_modes(ens.base), torch.no_grad():
+        ens.eval()
+        losses = loss_fn(ens(X[:2]), y[:2])
     if not isinstance(losses, torch.Tensor) or tuple(losses.shape) != (ens.n,):
         got = tuple(losses.shape) if isinstance(losses, torch.Tensor) else type(losses).__name__
         raise ValueError(f"loss must give one mean loss per member, shape ({ens.n},), got {got}")
 
 
 def _train(run, ensemble, X, y, epochs, batch_size, generators, ticks) -> None:
-    ensemble.train()
+    if not ensemble.training:    # as fit: a model in eval mode as a whole trains; else each module keeps its mode
+        ensemble.train()
     for _ in range(epochs):
         for index in _index_batches(len(X), batch_size, generators):
             xb, yb = X[index], y[index]
@@ -1178,7 +1186,6 @@ class _Run:
 
     def evaluate(self):
         val_loss, val_acc = self.ens.evaluate(self.val_data, self.loss_fn)
-        self.ens.train()
         dead = (~self.active).numpy()
         self.epochs["val_loss"].append(torch.from_numpy(np.where(dead, math.nan, val_loss)))
         self.epochs["val_accuracy"].append(torch.from_numpy(np.where(dead, math.nan, val_acc)))

@@ -117,7 +117,9 @@ def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: 
     sweep stops early once the loss is not finite or
     :math:`\bar L_i > \text{diverge\_factor}\cdot\min_{j\le i}\bar L_j`. Afterwards the
     model's and the optimizer's states are restored exactly, so training can start from the
-    same weights.
+    same weights. The sweep trains in the modes :func:`helpers.training.fit` would (a model in eval
+    mode as a whole in training mode; otherwise each module in its own, a frozen BatchNorm
+    frozen); afterwards every module is back in its own mode.
 
     Two rules suggest a learning rate: ``"min/10"`` (default), a tenth of the rate at the
     lowest smoothed loss, and ``"steepest"``, the rate where the smoothed loss falls fastest
@@ -218,7 +220,8 @@ def _sweep(model, optimizer, loss_fn, stream, *, start_lr: float, end_lr: float,
     ``stream`` runs out: the rates, losses and smoothed losses of the steps taken, diverged, exhausted."""
     lrs, losses, smoothed = [], [], []
     average, best = 0.0, math.inf
-    model.train()
+    if not model.training:   # as fit: a model in eval mode as a whole trains; else each module keeps its mode
+        model.train()
     for i in range(num_steps):
         lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
         for group in optimizer.param_groups:

@@ -222,6 +222,12 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     before it has changed any weight (batch norm's running statistics, which the forward
     pass updates, do keep that pass's update). Autograd is left enabled.
 
+    Modes: a model in eval mode as a whole (``model.training`` false, e.g. after an
+    evaluation) is put in training mode, every module of it. A model in training mode trains
+    in the modes its modules have, as a plain PyTorch loop would: a BatchNorm put in eval
+    mode to freeze its running statistics stays frozen. Evaluations of ``val_data`` leave every
+    module in its own mode.
+
     Checkpoints: with ``checkpoint_path``, a checkpoint (:func:`save_checkpoint`) is
     written at the end of every epoch, replacing the previous one atomically. With
     ``resume_from``, training continues from such a checkpoint: weights, optimizer and
@@ -388,7 +394,8 @@ class _Run:
 
     def train(self, epochs: range) -> History:
         """Train for ``epochs``; stop early when training diverges or a ``KeyboardInterrupt`` arrives."""
-        self.model.train()
+        if not self.model.training:     # left in eval mode as a whole (e.g. after an evaluation): train it all
+            self.model.train()          # otherwise every module keeps the mode its user gave it
         grad_enabled = torch.is_grad_enabled()
         try:
             with self.guard:

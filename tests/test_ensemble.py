@@ -520,3 +520,53 @@ def test_a_member_with_huge_finite_gradients_goes_on_like_fit():
                     batch_size=32)
         assert not alone.diverged and alone.grad_norm[0] > (1e21 if i else 0)
         _assert_same_history(h.member(i), alone, f"member {i}:")
+
+
+def _frozen_norm_models(n, frozen=True):
+    models = _models(dict(norm="batch"), n)
+    for model in models:
+        if frozen:
+            model.norm2.eval()          # a BatchNorm frozen in eval mode inside a training model
+    return models
+
+
+@pytest.mark.parametrize("backend", ["stacked", "vmap"])
+def test_a_frozen_batch_norm_stays_frozen_and_members_equal_fit(backend):
+    X, y = _data()
+    models = _frozen_norm_models(2)
+    ens = Ensemble(copy.deepcopy(models), backend=backend)
+    before = ens.buffers["norm2.running_mean"].clone()
+    h = fit_ensemble(ens, (X, y), epochs=2, lr=[0.01, 0.03], momentum=0.9, progress_bar=False, batch_size=32,
+                     val_data=(X, y))
+    assert torch.equal(ens.buffers["norm2.running_mean"], before)
+    assert not torch.equal(ens.buffers["norm1.running_mean"], _frozen_norm_models(1)[0].norm1.running_mean)
+    assert ens.training and not ens.base.norm2.training
+    for i, model in enumerate(models):
+        alone = fit(model, (X, y), epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=[0.01, 0.03][i],
+                                                                        momentum=0.9),
+                    loss_fn=F.cross_entropy, progress=False, batch_size=32, val_data=(X, y))
+        np.testing.assert_allclose(h.member(i).loss, alone.loss, rtol=1e-4, atol=1e-5)
+        member = ens.member(i)
+        assert [m.training for m in member.modules()] == [m.training for m in model.modules()]
+        for a, b in zip(member.state_dict().values(), model.state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_and_an_ensemble_left_in_eval_mode():
+    X, y = _data()
+    ens = Ensemble(_frozen_norm_models(2))
+    modes = [m.training for m in ens.base.modules()]
+    ens.evaluate((X, y))
+    assert [m.training for m in ens.base.modules()] == modes
+    ens.eval()                          # eval mode as a whole: fit_ensemble trains every module, as fit does
+    before = ens.buffers["norm2.running_mean"].clone()
+    fit_ensemble(ens, (X, y), epochs=1, lr=0.01, progress_bar=False, batch_size=32)
+    assert ens.training and all(m.training for m in ens.base.modules())
+    assert not torch.equal(ens.buffers["norm2.running_mean"], before)
+
+
+def test_members_in_other_modes_module_by_module_are_refused_by_name():
+    models = _frozen_norm_models(2, frozen=False)
+    models[1].norm2.eval()
+    with pytest.raises(ValueError, match=r"models\[1\]'s module 'norm2' is in eval mode"):
+        Ensemble(models)

@@ -175,3 +175,18 @@ def test_lr_finder_refuses_a_dict_of_batches():
     net = nn.Linear(8, 1)
     with pytest.raises(TypeError, match="train_data .*got dict .iterating it gives its keys"):
         lr_finder(net, {"a": (X, y)}, F.mse_loss, torch.optim.SGD(net.parameters(), lr=0.1))
+
+
+def test_lr_finder_sweeps_in_the_modes_fit_would_train_in():
+    seen = []
+    net = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    net[1].register_forward_pre_hook(lambda module, args: seen.append(module.training))
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(64, 3, generator=g), torch.randint(0, 2, (64,), generator=g)
+    net[1].eval()                       # frozen inside a training model: stays frozen during the sweep
+    lr_finder(net, (X, y), F.cross_entropy, torch.optim.SGD(net.parameters(), lr=0.1), num_steps=5)
+    assert seen and not any(seen)
+    seen.clear()
+    net.eval()                          # eval mode as a whole: the sweep trains it all, then puts it back
+    lr_finder(net, (X, y), F.cross_entropy, torch.optim.SGD(net.parameters(), lr=0.1), num_steps=5)
+    assert seen and all(seen) and not any(m.training for m in net.modules())

@@ -607,3 +607,20 @@ def test_evaluate_says_which_batch_is_not_a_pair(data, text):
     X, y = _data()
     with pytest.raises(TypeError, match=f"data .*{text}"):
         evaluate(MLP(5, 3, width=8, depth=1), data(X, y), F.cross_entropy)
+
+
+def test_fit_keeps_a_frozen_batch_norm_frozen_and_trains_a_model_left_in_eval_mode():
+    # a BatchNorm put in eval mode inside a training model keeps its running statistics, as in a plain loop;
+    # a model left in eval mode as a whole (after an evaluation) is trained, every module of it
+    X, y = _data()
+    frozen = _mixed_modes(True)
+    before = frozen[1].running_mean.clone()
+    fit(frozen, (X, y), epochs=1, optimizer=torch.optim.SGD(frozen.parameters(), lr=0.1), loss_fn=F.cross_entropy,
+        progress=False, batch_size=32)
+    assert torch.equal(frozen[1].running_mean, before) and not frozen[1].training
+
+    everything = _mixed_modes(True).eval()
+    fit(everything, (X, y), epochs=1, optimizer=torch.optim.SGD(everything.parameters(), lr=0.1),
+        loss_fn=F.cross_entropy, progress=False, batch_size=32)
+    assert all(m.training for m in everything.modules())
+    assert not torch.equal(everything[1].running_mean, before)
