@@ -56,8 +56,8 @@ def _scalar(name: str, value, *, strings: bool = False):
 
 
 def _check_max_norm(max_norm) -> float:
-    """A real max_norm >= 0 (or a one-element tensor); +inf is accepted, as torch does (it leaves the gradients as
-    they are)."""
+    """A real max_norm >= 0 (or a one-element tensor); +inf is accepted, as torch does (it leaves finite-norm
+    gradients as they are; an infinite norm gives inf/inf = NaN there too)."""
     return _check_bound("max_norm", max_norm)
 
 
@@ -250,8 +250,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0,
     Args:
         parameters: a tensor or an iterable of tensors; parameters whose ``.grad`` is
             ``None`` are skipped.
-        max_norm: :math:`c`, the largest allowed norm, >= 0 (``inf``: no clipping). As in torch,
-            a one-element tensor is taken for its number.
+        max_norm: :math:`c`, the largest allowed norm, >= 0 (``inf``: no clipping while the norm is
+            finite; as in torch, an infinite norm, even of finite entries, gives :math:`\infty/\infty` = NaN
+            gradients). As in torch, a one-element tensor is taken for its number.
         norm_type: :math:`p > 0`, or ``float("inf")`` for the largest absolute entry. As in
             torch, a string (``"inf"``, ``"2"``) or a one-element tensor is taken for its number.
         error_if_nonfinite: if True, raise ``RuntimeError`` when the total norm is NaN or

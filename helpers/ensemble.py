@@ -45,7 +45,7 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from numbers import Integral
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -223,6 +223,7 @@ class Ensemble:
         """
         X, y = _check_xy("data", data)
         loss_fn = _loss_function(loss)
+        check_int("batch_size", batch_size, minimum=1)
         per_member = self._per_member_input
         self._per_member_input = False            # every member sees the same evaluation data
         total, hits, count = 0.0, 0.0, 0
@@ -596,17 +597,25 @@ def _per_member(name: str, value, n: int, *, minimum: float, strict: bool = Fals
         raise ValueError(f"{name} must be one number or {n} numbers (one per member), got {len(values)}")
     out = []
     for v in values:
-        if allow_inf and isinstance(v, int | float) and not isinstance(v, bool) and v == math.inf:
+        if allow_inf and isinstance(v, Real) and not isinstance(v, bool) and v == math.inf:
             out.append(math.inf)
         else:
             out.append(check_real(f"{name} entries", v, minimum=minimum, strict_minimum=strict))
     return torch.tensor(out, dtype=torch.float64)
 
 
-def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | None:
-    if lr_factors is None or callable(lr_factors):
-        return lr_factors
-    factors = torch.as_tensor(np.asarray(lr_factors, dtype=np.float64))
+def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | None:
+    """The factors of every step, (steps, n) float64, checked before training starts: a callable is
+    called for every step here, so a bad value at a late step is refused before any step is taken."""
+    if lr_factors is None:
+        return None
+    if callable(lr_factors):
+        return torch.stack([_factor_of_step(lr_factors, t, n) for t in range(steps)])
+    try:
+        factors = torch.as_tensor(np.asarray(lr_factors, dtype=np.float64))
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"lr_factors must be a callable or an array of numbers, got {type(lr_factors).__name__} "
+                         f"({error})") from None
     if factors.dim() == 1:
         factors = factors.unsqueeze(1).expand(-1, n)
     if factors.dim() != 2 or factors.shape[1] != n or factors.shape[0] < steps:
@@ -615,6 +624,18 @@ def _lr_factors(lr_factors, steps: int, n: int) -> torch.Tensor | Callable | Non
     if not torch.isfinite(factors).all() or (factors < 0).any():
         raise ValueError("lr_factors must be finite and >= 0")
     return factors
+
+
+def _factor_of_step(lr_factors: Callable, t: int, n: int) -> torch.Tensor:
+    """``lr_factors(t)`` as (n,) float64: one number for every member, or one each."""
+    f = lr_factors(t)
+    try:
+        f = torch.as_tensor(f, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"lr_factors({t}) must return a number or {n} numbers, got {f!r}") from None
+    if f.shape not in ((), (n,)) or not torch.isfinite(f).all() or (f < 0).any():
+        raise ValueError(f"lr_factors({t}) must return a finite number >= 0 or {n} of them, got {f.tolist()}")
+    return f.expand(n)
 
 
 def _nonfinite_members(suspects: torch.Tensor, grads: list[torch.Tensor], numbers: torch.Tensor) -> torch.Tensor:
@@ -874,7 +895,8 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
             weight and bias — ``weight`` and ``bias`` themselves for a bare ``nn.Linear`` — as
             Brock et al. 2021, §4.1, advise). ``History.clipped`` records
             whether the rule changed the gradient.
-        lr_factors: ``None``, a callable ``step -> factor`` (a float or (N,)), or an
+        lr_factors: ``None``, a callable ``step -> factor`` (a float or (N,); called for every
+            step before the first, so that a bad value is refused before training), or an
             array (steps,) or (steps, N) of factors: a schedule, e.g. read off
             a ``helpers.schedulers`` scheduler.
         loss: ``"cross_entropy"``, ``"mse"`` or a callable (output (N, B, …), target) -> (N,).
@@ -928,8 +950,8 @@ def fit_ensemble(ensemble: Ensemble, train_data, *, epochs: int, lr, optimizer: 
     thresholds = None if clip is None else _per_member("clip", clip, n, minimum=0.0, strict=True, allow_inf=True)
     rules = _clip_rules(clip_rule, n)
     loss_fn = _loss_function(loss)
-    if isinstance(seed, torch.Tensor) and seed.dim() == 0:
-        seed = int(seed) if not seed.is_floating_point() else seed
+    if isinstance(seed, torch.Tensor | np.ndarray) and seed.ndim <= 1:
+        seed = seed.tolist()            # ints stay ints; a float is refused below, by name
     seeds = [seed] if isinstance(seed, Integral) else list(seed) if isinstance(seed, Sequence) else None
     if seeds is None or len(seeds) not in (1, n):
         raise TypeError(f"seed must be an int or a sequence of {n} ints (one per member), got {seed!r}")
@@ -1054,17 +1076,8 @@ class _Run:
 
     def _rate(self) -> torch.Tensor:
         rate = self.rates
-        if self.factors is not None:
-            f = self.factors(self.t) if callable(self.factors) else self.factors[self.t]
-            try:
-                f = torch.as_tensor(f, dtype=torch.float64, device=rate.device)
-            except (TypeError, ValueError, RuntimeError):
-                raise ValueError(f"lr_factors({self.t}) must return a number or {self.ens.n} numbers, "
-                                 f"got {f!r}") from None
-            if f.shape not in ((), (self.ens.n,)) or not torch.isfinite(f).all() or (f < 0).any():
-                raise ValueError(f"lr_factors({self.t}) must return a finite number >= 0 or {self.ens.n} of them, "
-                                 f"got {f.tolist()}")
-            rate = rate * f
+        if self.factors is not None:     # checked for every step before the first (_lr_factors)
+            rate = rate * self.factors[self.t].to(rate.device)
         return rate
 
     def step(self, xb, yb):
@@ -1108,6 +1121,8 @@ class _Run:
             clipped = torch.zeros(n, dtype=torch.bool)
             if self.thresholds is not None and all(r == "norm" for r in self.rules):
                 coef = (self.thresholds / (norm + 1e-6)).clamp(max=1.0)
+                # inf: that member unclipped, even where its float norm overflowed (inf / inf would be NaN)
+                coef = torch.where(torch.isinf(self.thresholds), torch.ones((), dtype=coef.dtype), coef)
                 clipped = (coef < 1.0).cpu()
                 _fused.mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
             elif self.thresholds is not None:

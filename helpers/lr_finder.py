@@ -67,6 +67,10 @@ def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
         smoothed: the (smoothed) loss at each.
         skip_start: points to ignore at the start (the moving average is noisy there).
 
+    Raises:
+        ValueError: if ``lrs`` and ``smoothed`` differ in shape or are not 1-D, or ``lrs`` is not
+            finite, positive and strictly increasing.
+
     Example:
         >>> lrs = np.geomspace(1e-4, 1.0, 41)
         >>> loss = 1 - np.tanh(np.log10(lrs) + 2)          # falls fastest at 1e-2
@@ -77,6 +81,9 @@ def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
     if lrs.shape != smoothed.shape or lrs.ndim != 1:
         raise ValueError(f"lrs and smoothed must be 1-D and of equal length, got shapes {lrs.shape} and "
                          f"{smoothed.shape}")
+    if lrs.size and not (np.isfinite(lrs).all() and (lrs > 0).all() and (np.diff(lrs) > 0).all()):
+        raise ValueError(f"lrs must be finite, > 0 and strictly increasing, got {lrs.tolist()[:8]}"
+                         f"{' …' if lrs.size > 8 else ''}")
     check_int("skip_start", skip_start, minimum=0)
     end = int(np.nanargmin(smoothed)) + 1 if np.isfinite(smoothed).any() else len(smoothed)
     lo = min(skip_start, max(end - 2, 0))
@@ -84,6 +91,10 @@ def suggest_lr(lrs, smoothed, skip_start: int = 0) -> float:
         return float(lrs[lo])
     slopes = np.gradient(smoothed[lo:end], np.log(lrs[lo:end]))
     return float(lrs[lo + int(np.argmin(slopes))])
+
+
+def _no_examples(x) -> bool:
+    return isinstance(x, torch.Tensor) and x.dim() > 0 and x.shape[0] == 0
 
 
 def _batch_stream(data, batch_size: int, seed: int):
@@ -94,12 +105,14 @@ def _batch_stream(data, batch_size: int, seed: int):
         empty = True
         batches = shuffled_batches(data, batch_size, generator) if is_xy(data) else data
         for batch in batches:
+            if isinstance(batch, tuple | list) and batch and _no_examples(batch[0]):
+                continue        # no examples: their mean loss is NaN, which says nothing about the rate
             empty, yielded = False, True
             yield batch
         if empty:
             if yielded:
                 return  # a one-shot iterator (a generator) is used up: the sweep ends with what it has
-            raise ValueError("train_data yielded no batch")
+            raise ValueError("train_data yielded no batch with examples")
 
 
 def lr_finder(model: torch.nn.Module, train_data, loss_fn: Callable, optimizer: torch.optim.Optimizer, *,

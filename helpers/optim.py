@@ -15,11 +15,11 @@ from helpers._checks import check_lr, check_real
 __all__ = ["SGD", "Adam", "AdamW", "RAdam"]
 
 
-def _check_betas(betas) -> tuple[float, float]:
+def _check_betas(betas, name: str = "betas") -> tuple[float, float]:
     if not isinstance(betas, tuple | list) or len(betas) != 2:
-        raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        raise TypeError(f"{name} must be a pair (beta1, beta2), got {betas!r}")
     for i, beta in enumerate(betas):
-        check_real(f"betas[{i}]", beta, minimum=0.0, maximum=1.0, strict_maximum=True)
+        check_real(f"{name}[{i}]", beta, minimum=0.0, maximum=1.0, strict_maximum=True)
     return float(betas[0]), float(betas[1])
 
 
@@ -129,8 +129,33 @@ def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False,
     return t, m, v
 
 
+# how each hyper-parameter is checked, in the constructors' defaults and in a parameter group's own values
+_HYPER_CHECKS = {
+    "lr": check_lr,
+    "momentum": lambda name, v: check_real(name, v, minimum=0.0),
+    "dampening": lambda name, v: check_real(name, v, minimum=0.0, maximum=1.0),
+    "weight_decay": lambda name, v: check_real(name, v, minimum=0.0),
+    "eps": lambda name, v: check_real(name, v, minimum=0.0),
+    "betas": lambda name, v: _check_betas(v, name),
+}
+
+
 class _PerParameter(torch.optim.Optimizer):
     """Runs the closure, then ``self._update(p, g, group, state)`` for every parameter with a gradient."""
+
+    def add_param_group(self, param_group: dict) -> None:
+        """torch's, once the group's own hyper-parameters pass the checks the constructor's defaults pass
+        (torch takes ``lr=-1`` in a group and ascends): a bad one is refused before the group is added."""
+        if isinstance(param_group, dict):
+            where = f"param_groups[{len(self.param_groups)}]"
+            for key, value in param_group.items():
+                if key in _HYPER_CHECKS:
+                    _HYPER_CHECKS[key](f"{where}['{key}']", value)
+            self._check_group({**self.defaults, **param_group}, where)
+        super().add_param_group(param_group)
+
+    def _check_group(self, group: dict, where: str) -> None:
+        """Rules between a group's hyper-parameters (its own values over the defaults)."""
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -142,7 +167,10 @@ class _PerParameter(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
-                    self._update(p, _grad(p, group["maximize"]), group, self.state[p])
+                    state = self.state[p]
+                    self._update(p, _grad(p, group["maximize"]), group, state)
+                    if not state:       # nothing kept (SGD without momentum): no entry, as in torch's state
+                        del self.state[p]
         return loss
 
     def _update(self, p: torch.Tensor, g: torch.Tensor, group: dict, state: dict) -> None:
@@ -170,6 +198,12 @@ class _PerParameter(torch.optim.Optimizer):
                 p_state = self.state.get(p, {})
                 if "step" in p_state and not torch.is_tensor(p_state["step"]):
                     p_state["step"] = torch.tensor(float(p_state["step"]), dtype=_scalar_dtype())
+
+
+def _check_nesterov(nesterov, momentum, dampening, where: str) -> None:
+    if nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError(f"{where}nesterov=True needs momentum > 0 and dampening = 0, got momentum={momentum!r}, "
+                         f"dampening={dampening!r}")
 
 
 class SGD(_PerParameter):
@@ -216,15 +250,16 @@ class SGD(_PerParameter):
         check_real("momentum", momentum, minimum=0.0)
         check_real("dampening", dampening, minimum=0.0, maximum=1.0)
         check_real("weight_decay", weight_decay, minimum=0.0)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError(f"nesterov=True needs momentum > 0 and dampening = 0, got momentum={momentum!r}, "
-                             f"dampening={dampening!r}")
+        _check_nesterov(nesterov, momentum, dampening, "")
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                     "nesterov": bool(nesterov), "maximize": bool(maximize), **options}
         super().__init__(params, defaults)
 
     _flags = ("maximize", "nesterov")
     _options = ("foreach", "differentiable", "fused")
+
+    def _check_group(self, group: dict, where: str) -> None:
+        _check_nesterov(group["nesterov"], group["momentum"], group["dampening"], f"{where}: ")
 
     def _update(self, p, d, group, state):
         lr, mu, tau, wd = group["lr"], group["momentum"], group["dampening"], group["weight_decay"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import math
 import os
@@ -109,9 +110,10 @@ class History:
 
     def final(self, metric: str = "loss", last: int = 10) -> float:
         """Mean of the last ``last`` values of a per-step or per-epoch list (NaN if empty)."""
-        values = getattr(self, metric)
+        values = getattr(self, metric, None) if isinstance(metric, str) else None
         if not isinstance(values, list):
             raise ValueError(f"metric must name a list of History, got {metric!r}")
+        check_int("last", last, minimum=1)
         tail = values[-last:]
         return sum(tail) / len(tail) if tail else math.nan
 
@@ -220,7 +222,8 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
     until they are done (in the main thread, where Python delivers signals); one
     that arrives earlier in the step (forward, backward, clipping) abandons that step
     before it has changed any weight (batch norm's running statistics, which the forward
-    pass updates, do keep that pass's update). Autograd is left enabled.
+    pass updates, do keep that pass's update). Autograd is left enabled. A batch without
+    examples is skipped: no step, nothing recorded.
 
     Modes: a model in eval mode as a whole (``model.training`` false, e.g. after an
     evaluation) is put in training mode, every module of it. A model in training mode trains
@@ -292,6 +295,25 @@ def fit(model: nn.Module, train_data, *, epochs: int, optimizer: torch.optim.Opt
 
 # --------------------------------------------------------------------------- fit's stages
 
+def _check_scheduler(scheduler) -> None:
+    """fit calls ``scheduler.step()`` with no argument after every step: a scheduler that needs one
+    (``ReduceLROnPlateau``'s metric) is refused here, not after the first step has changed the weights."""
+    if scheduler is None:
+        return
+    step = getattr(scheduler, "step", None)
+    if not callable(step):
+        raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
+    try:
+        needed = [p.name for p in inspect.signature(step).parameters.values()
+                  if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    except (TypeError, ValueError):      # a builtin without a signature: let it run
+        return
+    if needed:
+        raise TypeError(f"scheduler must step without arguments (fit calls scheduler.step() after each step), "
+                        f"but {type(scheduler).__name__}.step needs {', '.join(needed)}; step it yourself, e.g. "
+                        "ReduceLROnPlateau with a validation loss after each fit(epochs=1) call")
+
+
 def _check_fit(model, train_data, val_data, *, epochs, optimizer, loss_fn, scheduler, clip, monitor, batch_size,
                seed, checkpoint_path, resume_from) -> tuple[Path | None, dict | None]:
     """Check :func:`fit`'s arguments; return the checkpoint path and the checkpoint to resume from (or None)."""
@@ -302,8 +324,7 @@ def _check_fit(model, train_data, val_data, *, epochs, optimizer, loss_fn, sched
     check_optimizer("optimizer", optimizer)
     check_callable("loss_fn", loss_fn)
     check_callable("clip", clip, optional=True)
-    if scheduler is not None and not hasattr(scheduler, "step"):
-        raise TypeError(f"scheduler must have a step() method, got {type(scheduler).__name__}")
+    _check_scheduler(scheduler)
     if monitor is not None and not hasattr(monitor, "step"):
         raise TypeError(f"monitor must have a step() method, got {type(monitor).__name__}")
     check_data("train_data", train_data, required=True)
@@ -427,6 +448,8 @@ class _Run:
         params, device, state, kept = self.params, self.device, self.state, self.kept
         losses = []
         for x, y in batches:
+            if x.dim() and x.shape[0] == 0:     # no examples: no step (their mean loss is NaN, which is no divergence)
+                continue
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             output = model(x)

@@ -570,3 +570,35 @@ def test_members_in_other_modes_module_by_module_are_refused_by_name():
     models[1].norm2.eval()
     with pytest.raises(ValueError, match=r"models\[1\]'s module 'norm2' is in eval mode"):
         Ensemble(models)
+
+
+def test_an_infinite_threshold_leaves_a_huge_finite_gradient_unclipped_under_every_rule():
+    # float32 gradients of ~1e19: finite entries, a float32 norm that overflows; inf / inf would be NaN
+    X, y = torch.full((8, 3), 1e10), torch.zeros(8, 1)
+
+    def build():
+        torch.manual_seed(1)
+        return nn.Sequential(nn.Linear(3, 1))
+
+    results = []
+    for rule in ("norm", ["norm", "value"]):
+        ens = Ensemble([build(), build()])
+        h = fit_ensemble(ens, (X, y), epochs=2, lr=1e-30, loss="mse", batch_size=8, clip=math.inf, clip_rule=rule,
+                         progress_bar=False)
+        assert not h.diverged.any() and not h.clipped.any() and np.isfinite(h.loss).all()
+        results.append(ens.params["0.weight"].clone())
+    assert torch.equal(*results)
+
+
+def test_seeds_as_arrays_and_an_infinite_numpy_threshold():
+    X, y = _data(40)
+    histories = []
+    for seed in ([1, 2], torch.tensor([1, 2]), np.array([1, 2])):
+        histories.append(fit_ensemble(from_seeds(lambda: MLP(12, 4, width=8, depth=1), seeds=[0, 1]), (X, y),
+                                      epochs=1, lr=0.1, seed=seed, batch_size=16, progress_bar=False,
+                                      clip=np.float32(np.inf)))
+    for h in histories[1:]:
+        assert np.array_equal(h.loss, histories[0].loss)
+    with pytest.raises(TypeError, match=r"seed must be an int, got float \(1\.0\)"):
+        fit_ensemble(from_seeds(lambda: MLP(12, 4, width=8, depth=1), seeds=[0, 1]), (X, y), epochs=1, lr=0.1,
+                     seed=torch.tensor([1.0, 2.0]), progress_bar=False)

@@ -673,6 +673,33 @@ CASES.update({
 })
 
 
+CASES.update({
+    # a hostile re-test (this session): argument corners that slipped through
+    "Ensemble: evaluate with batch_size 0": (lambda w: ensemble.Ensemble([nn.Linear(3, 2)] * 2).evaluate(
+        w.data, loss="mse", batch_size=0), ValueError, "batch_size"),
+    "Ensemble: evaluate with batch_size 2.5": (lambda w: ensemble.Ensemble([nn.Linear(3, 2)] * 2).evaluate(
+        w.data, loss="mse", batch_size=2.5), TypeError, "batch_size"),
+    "History: final with last 0": (lambda w: training.History(loss=[1.0, 2.0]).final("loss", last=0), ValueError,
+                                   "last"),
+    "History: final with last 2.5": (lambda w: training.History(loss=[1.0]).final("loss", last=2.5), TypeError, "last"),
+    "History: final with unknown metric": (lambda w: training.History().final("bogus"), ValueError, "metric"),
+    "suggest_lr: decreasing rates": (lambda w: lr_finder.suggest_lr([1e-1, 1e-2, 1e-3], [3, 2, 1]), ValueError,
+                                     "lrs must be finite, > 0 and strictly increasing"),
+    "suggest_lr: a rate 0": (lambda w: lr_finder.suggest_lr([0.0, 1e-2, 1e-1], [3, 2, 1]), ValueError, "lrs"),
+    "suggest_lr: an infinite rate": (lambda w: lr_finder.suggest_lr([1e-3, INF, 1e-1], [3, 2, 1]), ValueError, "lrs"),
+    "SGD: a group's lr negative": (lambda w: optim.SGD([{"params": w.params, "lr": -1.0}], lr=0.1), ValueError,
+                                   r"param_groups\[0\]\['lr'\] must be >= 0"),
+    "SGD: a group's nesterov without momentum": (lambda w: optim.SGD([{"params": w.params, "nesterov": True}], lr=0.1),
+                                                 ValueError, r"param_groups\[0\]: nesterov=True needs momentum"),
+    "Adam: a group's betas above 1": (lambda w: optim.Adam([{"params": w.params, "betas": (1.5, 0.9)}]), ValueError,
+                                      r"param_groups\[0\]\['betas'\]\[0\] must be < 1"),
+    "AdamW: a group's lr NaN": (lambda w: optim.AdamW([{"params": w.params, "lr": NAN}]), ValueError,
+                                r"param_groups\[0\]\['lr'\] must be finite"),
+    "RAdam: a group's eps negative": (lambda w: optim.RAdam([{"params": w.params, "eps": -1.0}]), ValueError,
+                                      r"param_groups\[0\]\['eps'\]"),
+})
+
+
 def test_reviewer_errors_of_amp_ensemble_and_rms_norm_modify_nothing():
     """micro_batches an iterator / a bad micro-batch late in the list; clip_rule None; RMSNorm on integers."""
     from helpers.amp import DynamicLossScaler, accumulation_step
@@ -787,7 +814,7 @@ CHECKERS_POINTER = "tests/test_exercises.py::test_a_solution_must_be_a_function"
 # Public callables that take no argument, and pure records (dataclasses, named tuples): nothing to get wrong.
 NO_ARGUMENTS = {"keep_freed_memory", "attempted"}
 RECORDS = {"AccumulatedStep", "CheckupReport", "Finding", "Split", "MonitorRecord", "EnsembleHistory", "Erratum",
-           "Question", "Exercise", "LRFinderResult", "Solution", "History"}
+           "Question", "Exercise", "LRFinderResult", "Solution"}
 
 
 def _public_callables():
@@ -858,3 +885,29 @@ def test_is_xy_says_no_to_bad_input_and_raises_nothing():
     for bad in (None, 42, "xy", (torch.ones(2),), (torch.ones(2), [1.0, 2.0]), [torch.ones(2)] * 3):
         assert not data.is_xy(bad)
     assert data.is_xy((torch.ones(2), torch.ones(2)))
+
+
+def test_late_bad_arguments_are_refused_before_the_first_step():
+    """fit's scheduler that needs a metric, fit_ensemble's lr_factors bad at a late step, a group added later."""
+    w = _world()
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(w.opt)
+    before = _snapshot(w)
+    with pytest.raises(TypeError, match=r"scheduler must step without arguments .*ReduceLROnPlateau\.step needs "
+                                        r"metrics"):
+        training.fit(w.net, w.data, epochs=1, optimizer=w.opt, loss_fn=F.mse_loss, scheduler=plateau, progress=False)
+    assert all(_same(before[k], v) for k, v in _snapshot(w).items())
+
+    ens = ensemble.Ensemble([nn.Linear(3, 2), nn.Linear(3, 2)])
+    params = {k: v.detach().clone() for k, v in ens.params.items()}
+    with pytest.raises(ValueError, match=r"lr_factors\(2\) must return a finite number >= 0"):
+        ensemble.fit_ensemble(ens, w.data, epochs=1, lr=0.1, loss="mse", batch_size=8, progress_bar=False,
+                              lr_factors=lambda t: 1.0 if t < 2 else -1.0)
+    assert _same(params, {k: v.detach() for k, v in ens.params.items()})
+    with pytest.raises(ValueError, match=r"lr_factors must be a callable or an array of numbers"):
+        ensemble.fit_ensemble(ens, w.data, epochs=1, lr=0.1, loss="mse", progress_bar=False,
+                              lr_factors=[[1.0, 1.0], [1.0]])
+
+    opt = optim.Adam([w.params[0]], lr=0.1)
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['lr'\] must be finite"):
+        opt.add_param_group({"params": [w.params[1]], "lr": NAN})
+    assert len(opt.param_groups) == 1

@@ -190,3 +190,18 @@ def test_lr_finder_sweeps_in_the_modes_fit_would_train_in():
     net.eval()                          # eval mode as a whole: the sweep trains it all, then puts it back
     lr_finder(net, (X, y), F.cross_entropy, torch.optim.SGD(net.parameters(), lr=0.1), num_steps=5)
     assert seen and all(seen) and not any(m.training for m in net.modules())
+
+
+def test_lr_finder_skips_batches_without_examples():
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    batches = [(X[:16], y[:16]), (X[16:], y[16:])]
+    results = []
+    for data in (batches, [(X[:0], y[:0])] + batches):
+        torch.manual_seed(1)
+        net = nn.Linear(4, 3)
+        results.append(lr_finder(net, data, F.cross_entropy, torch.optim.SGD(net.parameters(), lr=0.1), num_steps=5))
+    assert results[0].losses == results[1].losses and not results[1].diverged
+    with pytest.raises(ValueError, match="yielded no batch with examples"):
+        lr_finder(nn.Linear(4, 3), [(X[:0], y[:0])], F.cross_entropy,
+                  torch.optim.SGD(nn.Linear(4, 3).parameters(), lr=0.1), num_steps=5)

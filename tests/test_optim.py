@@ -62,6 +62,13 @@ def test_100_steps_equal_torch(name, kwargs):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     moved = sum(float((a - b).abs().sum()) for a, b in zip(ours, [p.detach() for p in _net().parameters()]))
     assert moved > 1e-3  # the comparison is not between two untouched networks
+    # and the same state entries (SGD without momentum keeps none, as torch's)
+    mine, torchs = _run(lambda p: getattr(optim, name)(p, **kwargs), _net())[1], theirs_opt(name, kwargs)
+    assert mine.state_dict()["state"].keys() == torchs.state_dict()["state"].keys()
+
+
+def theirs_opt(name, kwargs):
+    return _run(lambda p: getattr(torch.optim, name)(p, **kwargs), _net())[1]
 
 
 def test_adamw_decay_differs_from_adam_l2():
@@ -373,8 +380,10 @@ def test_a_state_dict_asking_for_an_option_that_cannot_be_honoured_is_refused_be
         with pytest.raises(ValueError, match=f"{option}=True is not supported"):
             ours.load_state_dict(asking)
         assert ours.param_groups[0][option] in (False, None)
-        assert all(torch.equal(a, b) for a, b in zip(ours.state_dict()["state"][0].values(),
-                                                      saved["state"][0].values()) if torch.is_tensor(a))
+        state = ours.state_dict()["state"]     # SGD without momentum keeps none, as torch's
+        assert state.keys() == saved["state"].keys()
+        assert all(torch.equal(a, b) for k in state for a, b in zip(state[k].values(), saved["state"][k].values())
+                   if torch.is_tensor(a))
     without = copy.deepcopy(saved)
     for option in _OPTIONS[name]:
         without["param_groups"][0].pop(option)     # an older state dict: the defaults come back
