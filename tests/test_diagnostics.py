@@ -326,3 +326,23 @@ def test_monitor_refines_huge_weights_and_keeps_true_infinities():
     assert record.grad_norm["1"] == math.inf        # an infinite entry: inf is the truth, and reported
     change = _exact_norm(net[0].weight.detach().double() - before.double())
     assert 0 < record.update_ratio["0"] == pytest.approx(change / _exact_norm(before), rel=1e-5)
+
+
+def test_layer_grad_norms_and_the_monitor_on_complex_weights():
+    # torch refuses a float64 norm of a complex tensor: the complex norms used to raise
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2, dtype=torch.complex64))
+    x = torch.randn(4, 3, dtype=torch.complex64)
+
+    def backward():
+        net.zero_grad()
+        net(x).abs().square().mean().backward()
+
+    with GradientMonitor(net) as monitor:
+        backward()
+        expected = float(torch.linalg.vector_norm(net[0].weight.grad.to(torch.complex128)))
+        assert layer_grad_norms(net) == {"0": pytest.approx(expected, rel=1e-12)}
+        torch.optim.SGD(net.parameters(), lr=0.0).step()          # no update: a ratio of 0, recomputed exactly
+        record = monitor.step()
+    assert record.update_ratio == {"0": 0.0}
+    assert record.grad_norm == {"0": pytest.approx(expected, rel=1e-6)}
