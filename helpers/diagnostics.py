@@ -268,6 +268,18 @@ def jacobian_singular_values(fn: Callable[[torch.Tensor], torch.Tensor],
     return torch.linalg.svdvals(jac)
 
 
+def _wide_mean_std(out: torch.Tensor) -> tuple[float, float]:
+    """Mean and unbiased std of ``out`` in float64 (float32 on MPS), divided by the largest absolute entry
+    first so that neither squares nor sums overflow: finite for finite entries."""
+    x = out.detach().to(_fused._wide_dtype(out.device)).flatten()
+    peak = x.abs().amax() if x.numel() else x.new_zeros(())
+    scale = torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
+    x = x / scale
+    std = x.std() if x.numel() > 1 else x.new_zeros(())
+    mean, std = (torch.stack([x.mean(), std]) * scale).tolist()
+    return mean, std
+
+
 @dataclass
 class MonitorRecord:
     """What :class:`GradientMonitor` recorded at one training step."""
@@ -449,12 +461,16 @@ class GradientMonitor:
         return names, (torch.cat(tables) if tables else None)
 
     def _exact_std(self, names: list[str], rows: dict[str, list[float]]) -> None:
-        """Where the mean dwarfs the spread (mean² > 10³·variance) the one-pass variance lost digits: redo those."""
+        """Redo the doubtful statistics: where the mean dwarfs the spread (mean² > 10³·variance) the one-pass
+        variance lost digits; where the mean or std is not finite, sums in the outputs' own dtype may have
+        overflowed (float16 sums above 65504, float32 squares of 1e19), so both are taken again in float64."""
         for name in names:
             mean, std = rows[name][0], rows[name][1]
+            out = self._outputs[name]
             if mean * mean > 1e3 * std * std:
-                out = self._outputs[name]
-                rows[name][1] = float(out.float().std()) if out.numel() > 1 else 0.0
+                std = rows[name][1] = float(out.float().std()) if out.numel() > 1 else 0.0
+            if not (math.isfinite(mean) and math.isfinite(std)):
+                rows[name][0], rows[name][1] = _wide_mean_std(out)
 
     # -- per step ------------------------------------------------------------------
     @torch.no_grad()

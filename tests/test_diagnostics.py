@@ -346,3 +346,44 @@ def test_layer_grad_norms_and_the_monitor_on_complex_weights():
         record = monitor.step()
     assert record.update_ratio == {"0": 0.0}
     assert record.grad_norm == {"0": pytest.approx(expected, rel=1e-6)}
+
+
+def _monitored_step(net, x):
+    with GradientMonitor(net) as monitor:
+        net(x).float().mean().backward()
+        torch.optim.SGD(net.parameters(), lr=0.0).step()
+        return monitor.step()
+
+
+@pytest.mark.parametrize("batch", [4, 256])
+def test_monitor_activation_statistics_of_float16_outputs_do_not_overflow(batch):
+    # every ReLU output is exactly 100: float16 sums of squares (batch 4) and sums (batch 256) pass 65504
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1)).half()
+    with torch.no_grad():
+        net[0].weight.fill_(25.0)
+        net[0].bias.zero_()
+    record = _monitored_step(net, torch.ones(batch, 4, dtype=torch.float16))
+    assert record.act_mean == {"1": 100.0} and record.act_std == {"1": 0.0}
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e19, 1e30])
+def test_monitor_activation_statistics_of_huge_float32_outputs_are_finite(scale):
+    # float32 squares of 1e19 overflow: the one-pass variance was inf - inf = NaN, and NaN skipped the redo
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        net[2].weight.mul_(scale)
+    x = torch.randn(32, 4)
+    record = _monitored_step(net, x)
+    act = net[3](net[2](net[1](net[0](x)))).detach().double()
+    assert record.act_mean["3"] == pytest.approx(float(act.mean()), rel=1e-6)
+    assert record.act_std["3"] == pytest.approx(float(act.std()), rel=1e-5)
+
+
+def test_monitor_activation_statistics_keep_true_infinities():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.fill_(math.inf)
+        net[0].bias.zero_()
+    record = _monitored_step(net, torch.ones(5, 2))
+    assert record.act_mean == {"1": math.inf} and math.isnan(record.act_std["1"])
