@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -387,3 +388,47 @@ def test_monitor_activation_statistics_keep_true_infinities():
         net[0].bias.zero_()
     record = _monitored_step(net, torch.ones(5, 2))
     assert record.act_mean == {"1": math.inf} and math.isnan(record.act_std["1"])
+
+
+def _bn_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    net(torch.randn(16, 4))             # running statistics away from their initial values
+    return net, torch.randn(16, 4), torch.randint(0, 3, (16,))
+
+
+_READ_ONLY = {
+    "capture_activations": lambda net, x, y: capture_activations(net, x),
+    "activation_grad_norms": activation_grad_norms,
+    "grad_norms_for_batch": grad_norms_for_batch,
+}
+
+
+@pytest.mark.parametrize("name", list(_READ_ONLY))
+def test_diagnostics_leave_batch_norm_buffers_as_they_were(name):
+    # a training-mode forward pass updated the running statistics and num_batches_tracked
+    net, x, y = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    twin = copy.deepcopy(net)
+    result = _READ_ONLY[name](net, x, y)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()) and net.training
+    if name == "capture_activations":
+        expected = twin[2](twin[1](twin[0](x)))
+        assert torch.equal(result["2"], expected.detach())
+    else:
+        F.cross_entropy(twin(x), y).backward()
+        assert all(torch.equal(a.grad, b.grad) for a, b in zip(net.parameters(), twin.parameters()))
+
+
+@pytest.mark.parametrize("name", list(_READ_ONLY))
+def test_diagnostics_leave_batch_norm_buffers_as_they_were_on_an_error(name):
+    net, x, y = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def fail(*_):
+        raise RuntimeError("late failure")
+
+    net[3].register_forward_hook(fail)          # after the batch norm has updated its statistics
+    with pytest.raises(RuntimeError, match="late failure"):
+        _READ_ONLY[name](net, x, y)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
