@@ -202,17 +202,24 @@ def exact_norms(tensors: list[torch.Tensor]) -> list[float]:
 
     :func:`norms` (squares summed in float64), then, for a result that is infinite although the
     tensor's entries are finite (float64 entries of 1e200 have squares beyond float64's range),
-    the norm again after dividing by the largest absolute entry.
+    the norm again after dividing by the largest absolute entry. A complex tensor's norm is that of
+    its real and imaginary parts together (``torch.linalg.vector_norm``'s, without its float32 rounding).
 
     Example:
         >>> exact_norms([torch.full((4,), 1e200, dtype=torch.float64), torch.tensor([3.0, 4.0])])
         [2e+200, 5.0]
     """
+    tensors = [_real_view(t) for t in tensors]
     values = norms(tensors).tolist()
     for i, v in enumerate(values):
         if v == math.inf:
             values[i] = _scaled_norm(tensors[i], _wide_dtype(tensors[i].device)).item()
     return values
+
+
+def _real_view(t: torch.Tensor) -> torch.Tensor:
+    """A complex tensor as real numbers (its 2-norm unchanged): torch refuses a real ``dtype`` for a complex norm."""
+    return torch.view_as_real(t.resolve_conj()) if t.is_complex() else t
 
 
 def _wide_dtype(device: torch.device) -> torch.dtype:
@@ -224,7 +231,8 @@ def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
 
     Squares of float32 entries below :math:`\approx 10^{-23}` underflow to 0, so a norm
     summed in float32 would report 0 for gradients of :math:`10^{-43} \ldots 10^{-24}`. The sums
-    are taken in float64 (float32 on MPS, which then rescales by the largest entry).
+    are taken in float64 (float32 on MPS, which then rescales by the largest entry); a complex
+    tensor's over its real and imaginary parts.
 
     Example:
         >>> norms([torch.full((4,), 1e-30), torch.tensor([3.0, 4.0])])
@@ -232,6 +240,7 @@ def norms(tensors: list[torch.Tensor]) -> torch.Tensor:
     """
     if not tensors:
         return torch.zeros(0, dtype=torch.float64)
+    tensors = [_real_view(t) for t in tensors]
     device = tensors[0].device
     dtype = _wide_dtype(device)
     if dtype != torch.float64:

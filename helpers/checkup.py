@@ -153,7 +153,9 @@ class CheckupReport:
 
 
 def _median_by_layer(series: dict[str, list[float]]) -> dict[str, float]:
-    return {name: statistics.median(values) for name, values in series.items() if values}
+    """Each layer's median over the steps; NaN for a layer with a NaN value (a median of NaNs is undefined)."""
+    return {name: math.nan if any(map(math.isnan, values)) else statistics.median(values)
+            for name, values in series.items() if values}
 
 
 def _names(layers: list[str], limit: int = 4) -> str:
@@ -179,7 +181,8 @@ def checkup(monitor: GradientMonitor, history: History | None = None, *, vanishi
       gradient norm exceeds ``spike`` times the median one;
     * **frozen layers**: some :math:`u_\ell <` ``update_low`` (healthy training sits near
       :math:`10^{-3}`);
-    * **large updates**: some :math:`u_\ell >` ``update_high``;
+    * **large updates**: some :math:`u_\ell >` ``update_high``, or NaN (the layer's weights or their
+      update were not finite at a recorded step; the reported range is the other layers');
     * **saturation**: the median saturated fraction of a sigmoid/tanh layer exceeds ``saturated``;
     * **dead units**: the median dead fraction of a ReLU layer exceeds ``dead``.
 
@@ -312,19 +315,30 @@ def _exploding(ratio: float, ratio_text: str, history: History | None, exploding
 
 
 def _updates(monitor: GradientMonitor, update_low: float, update_high: float) -> list[Finding]:
-    """The frozen-layers and large-updates findings, from each layer's median update ratio."""
+    """The frozen-layers and large-updates findings, from each layer's median update ratio.
+
+    A layer whose ratio was NaN at a recorded step (its weights or their update were not finite) fails the
+    large-updates check by name; the range and the two values are those of the other layers.
+    """
     updates = _median_by_layer(monitor.history("update_ratio"))
-    frozen = [n for n, u in updates.items() if u < update_low]
-    large = [n for n, u in updates.items() if u > update_high]
-    span = (f"median update ratios {min(updates.values()):.1e} to {max(updates.values()):.1e}"
-            if updates else "no weighted layer")
+    finite = {n: u for n, u in updates.items() if not math.isnan(u)}
+    broken = [n for n in updates if n not in finite]
+    frozen = [n for n, u in finite.items() if u < update_low]
+    large = [n for n, u in finite.items() if u > update_high]
+    if finite:
+        span = f"median update ratios {min(finite.values()):.1e} to {max(finite.values()):.1e}"
+    else:
+        span = "no finite update ratio" if broken else "no weighted layer"
+    too_large = "; ".join(([f"{_names(large)} above {update_high:.0e}"] if large else [])
+                          + ([f"NaN in {_names(broken)} (weights or update not finite at a recorded step)"]
+                             if broken else []))
     return [
         _finding("frozen layers", not frozen,
                  f"{_names(frozen)} below {update_low:.0e}; {span}" if frozen
-                 else f"{span} (fail below {update_low:.0e})", min(updates.values(), default=math.nan)),
-        _finding("large updates", not large,
-                 f"{_names(large)} above {update_high:.0e}; {span}" if large
-                 else f"{span} (fail above {update_high:.0e})", max(updates.values(), default=math.nan)),
+                 else f"{span} (fail below {update_low:.0e})", min(finite.values(), default=math.nan)),
+        _finding("large updates", not too_large,
+                 f"{too_large}; {span}" if too_large
+                 else f"{span} (fail above {update_high:.0e})", max(finite.values(), default=math.nan)),
     ]
 
 

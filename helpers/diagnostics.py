@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -156,12 +157,32 @@ def block_grad_norms(model: nn.Module) -> dict[str, float]:
 
 def grad_norms_for_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                          loss_fn: Callable = nn.functional.cross_entropy) -> dict[str, float]:
-    """Zero the gradients, back-propagate ``loss_fn(model(x), y)`` once, return :func:`layer_grad_norms`."""
+    """Zero the gradients, back-propagate ``loss_fn(model(x), y)`` once, return :func:`layer_grad_norms`.
+
+    The gradients are this batch's afterwards; the buffers (a BatchNorm's running statistics and
+    ``num_batches_tracked``) are as they were, also on an error.
+    """
     _check_batch(model, x, y, loss_fn)
-    loss = loss_fn(model(x), y)
-    model.zero_grad(set_to_none=True)  # after the forward pass: one that fails leaves the gradients as they were
-    loss.backward()
+    with _kept_buffers(model):      # put back after the backward pass, which may read them
+        loss = loss_fn(model(x), y)
+        model.zero_grad(set_to_none=True)  # after the forward pass: one that fails leaves the gradients as they were
+        loss.backward()
     return layer_grad_norms(model)
+
+
+@contextlib.contextmanager
+def _kept_buffers(model: nn.Module) -> Iterator[None]:
+    """Within the block, run ``model`` in training mode freely; on leaving, whatever happened, every buffer of it
+    (a BatchNorm's running statistics, ``num_batches_tracked``) holds its values from before."""
+    kept = [(module, name, buffer, buffer.clone()) for module in model.modules()
+            for name, buffer in module.named_buffers(recurse=False)]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for module, name, buffer, values in kept:
+                setattr(module, name, buffer)       # the same tensor, in case the forward pass replaced it
+                buffer.copy_(values)
 
 
 def _check_batch(model, x, y, loss_fn) -> None:
@@ -187,7 +208,9 @@ def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         loss_fn: a function of (output, target) returning a scalar.
 
     Returns:
-        dict {activation name: norm}, ordered from input to output.
+        dict {activation name: norm}, ordered from input to output. The model's gradients are
+        this batch's afterwards; its buffers (a BatchNorm's running statistics) are as they were,
+        also on an error.
     """
     _check_batch(model, x, y, loss_fn)
     outputs: dict[str, torch.Tensor] = {}
@@ -199,9 +222,10 @@ def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                 outputs[name] = out
             handles.append(module.register_forward_hook(keep))
     try:
-        loss = loss_fn(model(x), y)
-        model.zero_grad(set_to_none=True)  # after the forward pass: one that fails leaves the gradients as they were
-        loss.backward()
+        with _kept_buffers(model):      # put back after the backward pass, which may read them
+            loss = loss_fn(model(x), y)
+            model.zero_grad(set_to_none=True)  # after the forward pass: a failed one leaves the gradients as they were
+            loss.backward()
     finally:
         for h in handles:
             h.remove()
@@ -214,6 +238,9 @@ def activation_grad_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 @torch.no_grad()
 def capture_activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Run ``model(x)`` once and return the output of every activation module by name.
+
+    The model is left as it was: in its mode, and with its buffers (a BatchNorm's running
+    statistics, updated by a training-mode pass) put back, also on an error.
 
     Example:
         >>> from helpers.models import MLP
@@ -231,7 +258,8 @@ def capture_activations(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Te
             handles.append(module.register_forward_hook(
                 lambda _m, _inp, out, name=name: captured.__setitem__(name, out.detach())))
     try:
-        model(x)
+        with _kept_buffers(model):
+            model(x)
     finally:
         for h in handles:
             h.remove()
@@ -266,6 +294,18 @@ def jacobian_singular_values(fn: Callable[[torch.Tensor], torch.Tensor],
     if jac.dim() != 2:
         raise ValueError(f"fn must map a 1-D tensor to a 1-D tensor; its Jacobian has shape {tuple(jac.shape)}")
     return torch.linalg.svdvals(jac)
+
+
+def _wide_mean_std(out: torch.Tensor) -> tuple[float, float]:
+    """Mean and unbiased std of ``out`` in float64 (float32 on MPS), divided by the largest absolute entry
+    first so that neither squares nor sums overflow: finite for finite entries."""
+    x = out.detach().to(_fused._wide_dtype(out.device)).flatten()
+    peak = x.abs().amax() if x.numel() else x.new_zeros(())
+    scale = torch.where(torch.isfinite(peak) & (peak > 0), peak, torch.ones_like(peak))
+    x = x / scale
+    std = x.std() if x.numel() > 1 else x.new_zeros(())
+    mean, std = (torch.stack([x.mean(), std]) * scale).tolist()
+    return mean, std
 
 
 @dataclass
@@ -449,12 +489,16 @@ class GradientMonitor:
         return names, (torch.cat(tables) if tables else None)
 
     def _exact_std(self, names: list[str], rows: dict[str, list[float]]) -> None:
-        """Where the mean dwarfs the spread (mean² > 10³·variance) the one-pass variance lost digits: redo those."""
+        """Redo the doubtful statistics: where the mean dwarfs the spread (mean² > 10³·variance) the one-pass
+        variance lost digits; where the mean or std is not finite, sums in the outputs' own dtype may have
+        overflowed (float16 sums above 65504, float32 squares of 1e19), so both are taken again in float64."""
         for name in names:
             mean, std = rows[name][0], rows[name][1]
+            out = self._outputs[name]
             if mean * mean > 1e3 * std * std:
-                out = self._outputs[name]
-                rows[name][1] = float(out.float().std()) if out.numel() > 1 else 0.0
+                std = rows[name][1] = float(out.float().std()) if out.numel() > 1 else 0.0
+            if not (math.isfinite(mean) and math.isfinite(std)):
+                rows[name][0], rows[name][1] = _wide_mean_std(out)
 
     # -- per step ------------------------------------------------------------------
     @torch.no_grad()

@@ -654,6 +654,18 @@ def _nonfinite_members(suspects: torch.Tensor, grads: list[torch.Tensor], number
     return diverged
 
 
+def _exact_ratios(live: torch.Tensor, pair: list[torch.Tensor], numbers: torch.Tensor) -> None:
+    """Recompute ``numbers[3]`` (grad_ratio) exactly where either norm (``numbers[4:6]``) is not finite or below
+    :data:`helpers._fused.TINY`: float32 squares of 1e19 overflow (inf / inf is NaN), of 1e-23 underflow."""
+    first, last = numbers[4], numbers[5]
+    doubtful = live & ~((first >= _fused.TINY) & (last >= _fused.TINY) & torch.isfinite(first + last))
+    if not doubtful.any():
+        return
+    members = torch.nonzero(doubtful).flatten().tolist()
+    exact = torch.tensor(_fused.exact_norms([g[i] for i in members for g in pair]), dtype=torch.float64)
+    numbers[3, members] = exact[0::2] / exact[1::2]     # a zero norm gives inf or NaN, as torch's division
+
+
 def _one_value(t: torch.Tensor) -> bool:
     """Whether every entry of a 1-D float tensor is the same number, to the bit (so 0.0 and -0.0 differ)."""
     bits = t.view({8: torch.int64, 4: torch.int32, 2: torch.int16}[t.element_size()])
@@ -1092,13 +1104,17 @@ class _Run:
         rows = [losses.detach(), norm, accuracy]
         if self.ratio_names is not None:
             index = list(self.ens.params).index
-            rows.append(norms[index(self.ratio_names[0])] / norms[index(self.ratio_names[1])])
+            pair = [index(name) for name in self.ratio_names]
+            rows += [norms[pair[0]] / norms[pair[1]], norms[pair[0]], norms[pair[1]]]
         numbers = torch.stack([r.detach().to(torch.float64) for r in rows]).cpu()
         loss_v, norm_v = numbers[0], numbers[1]
         bad_loss = self.active & ~torch.isfinite(loss_v)
         bad_norm = self.active & ~bad_loss & ~torch.isfinite(norm_v)
         if bad_norm.any():  # the rare path: fit's rule, a norm that overflowed with finite entries goes on
             bad_norm = _nonfinite_members(bad_norm, grads, numbers)
+        if self.ratio_names is not None:
+            _exact_ratios(self.active & ~bad_loss & ~bad_norm, [grads[i] for i in pair], numbers)
+            numbers = numbers[:4]
         with torch.no_grad():
             if bad_loss.any():       # these members' weights produced a non-finite loss: back to the kept ones
                 mask = bad_loss.to(self.params[0].device)

@@ -345,7 +345,9 @@ class OneCycle(_Chainable):
     small momentum. It is *set* at every step (an absolute value, as torch does), so a
     chained scheduler can change the rate but not the momentum. Up to step :math:`T` this
     equals ``torch.optim.lr_scheduler.OneCycleLR(max_lr=η, total_steps=T, ...)`` (two
-    phases) bit for bit, rates and momenta, also through ``step(epoch)``. As in torch, step
+    phases) bit for bit, rates and momenta, also through ``step(epoch)``; for a tensor rate η is that
+    tensor (``max_lr=`` the tensor: the formula runs in its dtype, as torch's does; ``max_lr=0.1`` next to a
+    float32 rate of 0.1 is another peak, and its rates can differ in the last bit). As in torch, step
     :math:`T` (the ``step()`` after the last of :math:`T` training steps, whose rate is never
     used) extrapolates the second phase past :math:`\eta_{end}` (with ``"linear"`` the rate
     is then negative), and stepping to :math:`T + 1` raises ``ValueError``.

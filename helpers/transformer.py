@@ -689,6 +689,7 @@ def attention_stats(model: nn.Module, tokens: torch.Tensor) -> dict[str, dict[st
 
     Returns:
         dict {attention module name: {"max_logit": float, "entropy": float}}, from input to output.
+        Each layer's ``record_stats`` flag, ``stats`` and mode are left as they were, also on an error.
 
     Example:
         >>> lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=1, max_len=4)
@@ -699,16 +700,17 @@ def attention_stats(model: nn.Module, tokens: torch.Tensor) -> dict[str, dict[st
     layers = {name: m for name, m in model.named_modules() if isinstance(m, MultiheadSelfAttention)}
     if not layers:
         raise ValueError(f"model has no MultiheadSelfAttention layer, got {type(model).__name__}")
+    kept = {m: (m.record_stats, m.stats) for m in layers.values()}
     with kept_modes(model):
         model.eval()
         try:
             for m in layers.values():
                 m.record_stats = True
             model(tokens)
+            return {name: {k: float(v) for k, v in m.stats.items()} for name, m in layers.items()}
         finally:
-            for m in layers.values():
-                m.record_stats = False
-    return {name: {k: float(v) for k, v in m.stats.items()} for name, m in layers.items()}
+            for m, (flag, stats) in kept.items():
+                m.record_stats, m.stats = flag, stats
 
 
 # ---------------------------------------------------------------------------- many models at once

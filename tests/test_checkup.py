@@ -175,3 +175,40 @@ def test_a_monitor_without_records_is_refused():
 def test_history_type_is_the_training_history():
     monitor, _ = _train(_net(), steps=1)
     assert checkup(monitor, History()).healthy
+
+
+def _with_nan_update(layer):
+    """A trained monitor whose update ratio of ``layer`` is NaN at one recorded step (its weights went NaN)."""
+    monitor, _ = _train(_net(), steps=3)
+    monitor.records[1].update_ratio[layer] = math.nan
+    return monitor
+
+
+@pytest.mark.parametrize("layer", ["fc1", "out"])
+def test_a_nan_update_ratio_fails_large_updates_by_name_and_leaves_the_range_to_the_other_layers(layer):
+    # min/max with a NaN printed 'median update ratios nan to nan' and gave NaN values
+    monitor = _with_nan_update(layer)
+    others = {n: statistics.median(v) for n, v in monitor.history("update_ratio").items() if n != layer}
+    report = checkup(monitor)
+    assert report["frozen layers"].ok and report["frozen layers"].value == min(others.values())
+    large = report["large updates"]
+    assert not large.ok and large.value == max(others.values())
+    assert f"NaN in {layer} (weights or update not finite" in large.detail
+    assert f"median update ratios {min(others.values()):.1e} to {max(others.values()):.1e}" in large.detail
+    assert "nan" not in report["frozen layers"].detail
+
+
+def test_nan_update_ratios_in_every_layer_leave_no_range():
+    monitor = _with_nan_update("fc1")
+    for record in monitor.records:
+        record.update_ratio.update(dict.fromkeys(record.update_ratio, math.nan))
+    report = checkup(monitor)
+    assert report["frozen layers"].ok and math.isnan(report["frozen layers"].value)
+    assert report["frozen layers"].detail.startswith("no finite update ratio")
+    assert not report["large updates"].ok and math.isnan(report["large updates"].value)
+
+
+def test_a_large_and_a_nan_layer_are_both_named():
+    monitor = _with_nan_update("fc1")
+    detail = checkup(monitor, update_low=1e-12, update_high=1e-9)["large updates"].detail
+    assert "above 1e-09" in detail and "NaN in fc1" in detail

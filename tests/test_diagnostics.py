@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -326,3 +327,108 @@ def test_monitor_refines_huge_weights_and_keeps_true_infinities():
     assert record.grad_norm["1"] == math.inf        # an infinite entry: inf is the truth, and reported
     change = _exact_norm(net[0].weight.detach().double() - before.double())
     assert 0 < record.update_ratio["0"] == pytest.approx(change / _exact_norm(before), rel=1e-5)
+
+
+def test_layer_grad_norms_and_the_monitor_on_complex_weights():
+    # torch refuses a float64 norm of a complex tensor: the complex norms used to raise
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 2, dtype=torch.complex64))
+    x = torch.randn(4, 3, dtype=torch.complex64)
+
+    def backward():
+        net.zero_grad()
+        net(x).abs().square().mean().backward()
+
+    with GradientMonitor(net) as monitor:
+        backward()
+        expected = float(torch.linalg.vector_norm(net[0].weight.grad.to(torch.complex128)))
+        assert layer_grad_norms(net) == {"0": pytest.approx(expected, rel=1e-12)}
+        torch.optim.SGD(net.parameters(), lr=0.0).step()          # no update: a ratio of 0, recomputed exactly
+        record = monitor.step()
+    assert record.update_ratio == {"0": 0.0}
+    assert record.grad_norm == {"0": pytest.approx(expected, rel=1e-6)}
+
+
+def _monitored_step(net, x):
+    with GradientMonitor(net) as monitor:
+        net(x).float().mean().backward()
+        torch.optim.SGD(net.parameters(), lr=0.0).step()
+        return monitor.step()
+
+
+@pytest.mark.parametrize("batch", [4, 256])
+def test_monitor_activation_statistics_of_float16_outputs_do_not_overflow(batch):
+    # every ReLU output is exactly 100: float16 sums of squares (batch 4) and sums (batch 256) pass 65504
+    net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1)).half()
+    with torch.no_grad():
+        net[0].weight.fill_(25.0)
+        net[0].bias.zero_()
+    record = _monitored_step(net, torch.ones(batch, 4, dtype=torch.float16))
+    assert record.act_mean == {"1": 100.0} and record.act_std == {"1": 0.0}
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e19, 1e30])
+def test_monitor_activation_statistics_of_huge_float32_outputs_are_finite(scale):
+    # float32 squares of 1e19 overflow: the one-pass variance was inf - inf = NaN, and NaN skipped the redo
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 1))
+    with torch.no_grad():
+        net[2].weight.mul_(scale)
+    x = torch.randn(32, 4)
+    record = _monitored_step(net, x)
+    act = net[3](net[2](net[1](net[0](x)))).detach().double()
+    assert record.act_mean["3"] == pytest.approx(float(act.mean()), rel=1e-6)
+    assert record.act_std["3"] == pytest.approx(float(act.std()), rel=1e-5)
+
+
+def test_monitor_activation_statistics_keep_true_infinities():
+    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    with torch.no_grad():
+        net[0].weight.fill_(math.inf)
+        net[0].bias.zero_()
+    record = _monitored_step(net, torch.ones(5, 2))
+    assert record.act_mean == {"1": math.inf} and math.isnan(record.act_std["1"])
+
+
+def _bn_net():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    net(torch.randn(16, 4))             # running statistics away from their initial values
+    return net, torch.randn(16, 4), torch.randint(0, 3, (16,))
+
+
+_READ_ONLY = {
+    "capture_activations": lambda net, x, y: capture_activations(net, x),
+    "activation_grad_norms": activation_grad_norms,
+    "grad_norms_for_batch": grad_norms_for_batch,
+}
+
+
+@pytest.mark.parametrize("name", list(_READ_ONLY))
+def test_diagnostics_leave_batch_norm_buffers_as_they_were(name):
+    # a training-mode forward pass updated the running statistics and num_batches_tracked
+    net, x, y = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    twin = copy.deepcopy(net)
+    result = _READ_ONLY[name](net, x, y)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items()) and net.training
+    if name == "capture_activations":
+        expected = twin[2](twin[1](twin[0](x)))
+        assert torch.equal(result["2"], expected.detach())
+    else:
+        F.cross_entropy(twin(x), y).backward()
+        assert all(torch.equal(a.grad, b.grad) for a, b in zip(net.parameters(), twin.parameters()))
+
+
+@pytest.mark.parametrize("name", list(_READ_ONLY))
+def test_diagnostics_leave_batch_norm_buffers_as_they_were_on_an_error(name):
+    net, x, y = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+
+    def fail(*_):
+        raise RuntimeError("late failure")
+
+    net[3].register_forward_hook(fail)          # after the batch norm has updated its statistics
+    with pytest.raises(RuntimeError, match="late failure"):
+        _READ_ONLY[name](net, x, y)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

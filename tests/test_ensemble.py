@@ -602,3 +602,38 @@ def test_seeds_as_arrays_and_an_infinite_numpy_threshold():
     with pytest.raises(TypeError, match=r"seed must be an int, got float \(1\.0\)"):
         fit_ensemble(from_seeds(lambda: MLP(12, 4, width=8, depth=1), seeds=[0, 1]), (X, y), epochs=1, lr=0.1,
                      seed=torch.tensor([1.0, 2.0]), progress_bar=False)
+
+
+def _two_layers(first, last):
+    torch.manual_seed(1)
+    m = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+    with torch.no_grad():
+        m[0].weight.fill_(first)
+        m[1].weight.fill_(last)
+        m[0].bias.zero_()
+        m[1].bias.zero_()
+    return m
+
+
+@pytest.mark.parametrize("x, last", [(1e5, 1e12), (1e-25, 1.0), (1e-21, 1.0)])
+def test_grad_ratio_is_exact_where_a_float32_norm_overflows_or_underflows(x, last):
+    # float32 norms of finite gradients: 5e35 overflows (inf / inf was NaN), 1e-25 underflows (0 / 0 was NaN),
+    # 1e-21 loses digits; a healthy member next to them keeps its ratio
+    X, y = torch.full((8, 3), x), torch.ones(8, 1)
+    ens = Ensemble([_two_layers(1.0, last), _two_layers(0.5, 2.0)])
+    h = fit_ensemble(ens, (X, y), epochs=1, lr=0.0, loss="mse", batch_size=8, progress_bar=False)
+    expected = []
+    for first_value, last_value in ((1.0, last), (0.5, 2.0)):
+        m = _two_layers(first_value, last_value)
+        F.mse_loss(m(X), y).backward()
+        assert all(bool(torch.isfinite(p.grad).all()) for p in m.parameters())
+        expected.append((m[0].weight.grad.double().norm() / m[1].weight.grad.double().norm()).item())
+    assert not h.diverged.any()
+    np.testing.assert_allclose(h.grad_ratio[0], expected, rtol=1e-6)
+
+
+def test_grad_ratio_of_a_zero_gradient_stays_zero():
+    X, y = torch.ones(8, 3), torch.ones(8, 1)
+    h = fit_ensemble(Ensemble([_two_layers(1.0, 0.0)]), (X, y), epochs=1, lr=0.0, loss="mse", batch_size=8,
+                     progress_bar=False)
+    assert h.grad_ratio[0, 0] == 0.0        # the last weight's gradient is not 0, the first's is exactly 0

@@ -211,3 +211,25 @@ def test_foreach_support_follows_torch_and_its_fallback(monkeypatch):
     assert _fused.uses_foreach([torch.ones(1)], cpu, False) is False
     monkeypatch.setattr(_fused, "_device_has_foreach_support", None)
     assert _fused.foreach_supported(cpu) and not _fused.foreach_supported(meta)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-30, 1e25, 0.0])
+def test_exact_norms_of_complex_tensors_are_their_real_and_imaginary_parts_norm(scale):
+    # torch refuses a float64 norm of a complex tensor; the norm is that of the real view, in float64
+    g = torch.Generator().manual_seed(3)
+    z = (torch.randn(5, 4, generator=g, dtype=torch.complex128) * scale).to(torch.complex64)
+    real = torch.randn(3, generator=g)
+    parts = torch.view_as_real(z)
+    values = _fused.exact_norms([z, real, z.conj(), z.t()])
+    assert values[1] == _fused.exact_norms([real])[0]
+    assert values[0] == values[2] == values[3] == pytest.approx(_exact(parts), rel=1e-12)
+    if scale == 1.0:
+        assert values[0] == pytest.approx(float(torch.linalg.vector_norm(z)), rel=1e-6)
+    assert _fused.norms([z]).tolist() == [values[0]]
+
+
+def test_refine_recomputes_a_doubtful_complex_norm():
+    z = torch.zeros(3, dtype=torch.complex64)
+    huge = torch.full((4,), 1e30 + 1e30j, dtype=torch.complex64)
+    fast = _fused.fast_norms([z, huge]).tolist()
+    assert _fused.refine(fast, [z, huge]) == [0.0, pytest.approx(2e30 * math.sqrt(2), rel=1e-6)]

@@ -327,7 +327,7 @@ def _cycle_pairs(make, steps, lr, optimizer="sgd", by_epoch=False):
     out = []
     for t in range(steps + 1):
         g = o.param_groups[0]
-        out.append((g["lr"], g["betas"][0] if "betas" in g else g["momentum"]))
+        out.append((float(g["lr"]), g["betas"][0] if "betas" in g else g["momentum"]))  # a tensor rate: in place
         o.step()
         if t < steps:
             if by_epoch:
@@ -349,6 +349,36 @@ def test_one_cycle_is_bit_equal_to_torch_over_long_runs_including_step_t(by_epoc
     theirs = _cycle_pairs(lambda o: L.OneCycleLR(o, max_lr=lr, total_steps=steps, anneal_strategy=strategy),
                           steps, lr, optimizer, by_epoch)
     assert ours == theirs
+
+
+@pytest.mark.parametrize("by_epoch", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("strategy, steps, lr", [("cos", 50, 0.1), ("linear", 100, 0.37), ("cos", 1000, 3e-3)])
+def test_one_cycle_with_a_tensor_lr_is_bit_equal_to_torch_given_that_tensor_as_max_lr(by_epoch, dtype, strategy,
+                                                                                        steps, lr):
+    # the peak is the optimizer's rate: a tensor's formula runs in its dtype, as OneCycleLR(max_lr=tensor) does
+    peak = torch.tensor(lr, dtype=dtype)
+    ours = _cycle_pairs(lambda o: S.OneCycle(o, steps, anneal_strategy=strategy), steps, peak.clone(),
+                        by_epoch=by_epoch)
+    theirs = _cycle_pairs(lambda o: L.OneCycleLR(o, max_lr=peak.clone(), total_steps=steps, anneal_strategy=strategy),
+                          steps, peak.clone(), by_epoch=by_epoch)
+    assert ours == theirs
+    if dtype == torch.float64:      # the same number as a Python float: the same rates
+        assert ours == _cycle_pairs(lambda o: L.OneCycleLR(o, max_lr=lr, total_steps=steps, anneal_strategy=strategy),
+                                    steps, peak.clone(), by_epoch=by_epoch)
+
+
+def test_one_cycle_reference_for_a_float32_tensor_lr_is_its_own_peak():
+    # OneCycleLR(max_lr=0.1) on a float32 rate of 0.1 anneals from another peak (0.1, not 0.1000000015): torch's own
+    # rates then differ in the last float32 bit from OneCycleLR(max_lr=float(rate)); no schedule that reads the
+    # peak from the optimizer can match both, and OneCycle matches OneCycleLR given the optimizer's own peak
+    def rates(max_lr):
+        return [r for r, _ in _cycle_pairs(lambda o: L.OneCycleLR(o, max_lr=max_lr, total_steps=100), 100,
+                                           torch.tensor(0.1))]
+
+    assert rates(0.1) != rates(float(torch.tensor(0.1)))
+    ours = [r for r, _ in _cycle_pairs(lambda o: S.OneCycle(o, 100), 100, torch.tensor(0.1))]
+    assert ours == rates(torch.tensor(0.1))
 
 
 def test_one_cycle_step_epoch_sets_the_momentum():

@@ -627,3 +627,22 @@ def test_a_batch_without_examples_is_skipped():
                         loss_fn=F.cross_entropy, progress=False))
     assert not runs[0].diverged and runs[0].loss == runs[1].loss and runs[0].steps == 4
     assert torch.equal(with_empty.weight, without.weight)
+
+
+@pytest.mark.parametrize("factor", [0.0, 1e-30, 1e25])
+def test_fit_records_the_exact_gradient_norm_of_complex_weights(factor):
+    # a zero, tiny or overflowing norm is recomputed in float64, which torch refuses for a complex tensor
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2, dtype=torch.complex64)
+    X, y = torch.randn(4, 3, dtype=torch.complex64), torch.zeros(4, 2)
+
+    def loss_fn(out, target):
+        return factor * (out.abs() - target).square().mean()
+
+    twin = copy.deepcopy(net)
+    loss_fn(twin(X), y).backward()
+    grads = [torch.view_as_real(p.grad).double() for p in twin.parameters()]
+    expected = float(torch.linalg.vector_norm(torch.cat([g.flatten() for g in grads])))
+    history = fit(net, (X, y), epochs=1, optimizer=torch.optim.SGD(net.parameters(), lr=0.0), loss_fn=loss_fn,
+                  progress=False, batch_size=4)
+    assert history.grad_norm == [pytest.approx(expected, rel=1e-6)]

@@ -515,3 +515,27 @@ def test_attention_stats_puts_every_module_back_in_its_own_mode():
     modes = [m.training for m in lm.modules()]
     attention_stats(lm, torch.zeros(2, 4, dtype=torch.long))
     assert [m.training for m in lm.modules()] == modes
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_attention_stats_leaves_each_layers_flag_and_stats_as_they_were(flag):
+    # it used to switch a user's record_stats=True off and overwrite the stats recorded in training
+    torch.manual_seed(0)
+    lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=2, max_len=4)
+    first, second = (block.attn for block in lm.blocks)
+    first.record_stats = flag
+    lm(torch.randint(0, 5, (2, 4)))
+    before = dict(first.stats)
+    stats = attention_stats(lm, torch.zeros(2, 4, dtype=torch.long))
+    assert (first.record_stats, second.record_stats) == (flag, False)
+    assert first.stats.keys() == before.keys() and all(torch.equal(before[k], first.stats[k]) for k in before)
+    assert second.stats == {} and set(stats) == {"blocks.0.attn", "blocks.1.attn"}
+
+
+def test_attention_stats_restores_the_flags_on_an_error():
+    lm = TinyCausalLM(5, d_model=8, num_heads=2, num_layers=1, max_len=4)
+    attn = lm.blocks[0].attn
+    attn.record_stats = True
+    with pytest.raises(ValueError, match="max_len"):
+        attention_stats(lm, torch.zeros(2, 9, dtype=torch.long))       # longer than max_len
+    assert attn.record_stats is True and attn.stats == {}
