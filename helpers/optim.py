@@ -23,6 +23,24 @@ def _check_betas(betas, name: str = "betas") -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
+# how each hyper-parameter is checked, in the constructors' defaults and in a parameter group's own values
+_HYPER_CHECKS = {
+    "lr": check_lr,
+    "momentum": lambda name, v: check_real(name, v, minimum=0.0),
+    "dampening": lambda name, v: check_real(name, v, minimum=0.0, maximum=1.0),
+    "weight_decay": lambda name, v: check_real(name, v, minimum=0.0),
+    "eps": lambda name, v: check_real(name, v, minimum=0.0),
+    "betas": lambda name, v: _check_betas(v, name),
+}
+
+
+def _check_hyperparameters(values: dict, where: str = "") -> None:
+    """Check every hyper-parameter of ``values`` that has a rule; ``where`` prefixes the names (a group's)."""
+    for key, value in values.items():
+        if key in _HYPER_CHECKS:
+            _HYPER_CHECKS[key](f"{where}['{key}']" if where else key, value)
+
+
 def _grad(p: torch.Tensor, maximize: bool) -> torch.Tensor:
     if p.grad.is_sparse:
         raise RuntimeError("these optimizers do not support sparse gradients")
@@ -83,11 +101,8 @@ def _implementation_options(optimizer: str, foreach, **options) -> dict:
 
 def _adam_defaults(lr, betas, eps, weight_decay, options: dict, **flags) -> dict:
     """Validated hyper-parameters of the Adam family (``options``: :func:`_implementation_options`), as defaults."""
-    check_lr("lr", lr)
-    betas = _check_betas(betas)
-    check_real("eps", eps, minimum=0.0)
-    check_real("weight_decay", weight_decay, minimum=0.0)
-    return {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay,
+    _check_hyperparameters({"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+    return {"lr": lr, "betas": (float(betas[0]), float(betas[1])), "eps": eps, "weight_decay": weight_decay,
             **{name: bool(value) for name, value in flags.items()}, **options}
 
 
@@ -129,17 +144,6 @@ def _adam_moments(p, g, group, state, *, decoupled: bool, amsgrad: bool = False,
     return t, m, v
 
 
-# how each hyper-parameter is checked, in the constructors' defaults and in a parameter group's own values
-_HYPER_CHECKS = {
-    "lr": check_lr,
-    "momentum": lambda name, v: check_real(name, v, minimum=0.0),
-    "dampening": lambda name, v: check_real(name, v, minimum=0.0, maximum=1.0),
-    "weight_decay": lambda name, v: check_real(name, v, minimum=0.0),
-    "eps": lambda name, v: check_real(name, v, minimum=0.0),
-    "betas": lambda name, v: _check_betas(v, name),
-}
-
-
 class _PerParameter(torch.optim.Optimizer):
     """Runs the closure, then ``self._update(p, g, group, state)`` for every parameter with a gradient."""
 
@@ -148,9 +152,7 @@ class _PerParameter(torch.optim.Optimizer):
         (torch takes ``lr=-1`` in a group and ascends): a bad one is refused before the group is added."""
         if isinstance(param_group, dict):
             where = f"param_groups[{len(self.param_groups)}]"
-            for key, value in param_group.items():
-                if key in _HYPER_CHECKS:
-                    _HYPER_CHECKS[key](f"{where}['{key}']", value)
+            _check_hyperparameters(param_group, where)
             self._check_group({**self.defaults, **param_group}, where)
         super().add_param_group(param_group)
 
@@ -246,10 +248,7 @@ class SGD(_PerParameter):
                  weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
                  foreach: bool | None = None, differentiable: bool = False, fused: bool | None = None):
         options = _implementation_options("SGD", foreach, differentiable=differentiable, fused=fused)
-        check_lr("lr", lr)
-        check_real("momentum", momentum, minimum=0.0)
-        check_real("dampening", dampening, minimum=0.0, maximum=1.0)
-        check_real("weight_decay", weight_decay, minimum=0.0)
+        _check_hyperparameters({"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay})
         _check_nesterov(nesterov, momentum, dampening, "")
         defaults = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
                     "nesterov": bool(nesterov), "maximize": bool(maximize), **options}
